@@ -1,0 +1,1 @@
+"""minift.kernels: the accelerated core (Numba CPU kernels, CuPy GPU kernels)."""
