@@ -99,6 +99,14 @@ INSTALL_HINTS = {
 }
 
 
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """Output length of a convolution or pooling window along one axis (floor mode).
+
+    ``(size + 2*padding - dilation*(kernel-1) - 1) // stride + 1``; every backend uses this.
+    """
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
 class BackendUnavailableError(RuntimeError):
     """Raised when a backend is asked for by name and cannot be used here."""
 
