@@ -1,3 +1,30 @@
-"""minift: a fine-tuning engine written from scratch in NumPy, for reading and for courses."""
+"""minift: a fine-tuning engine written from scratch in NumPy, for reading and for courses.
+
+The pieces, in the order a reader meets them:
+
+- ``minift.Tensor`` and ``backward`` (tensor.py, autograd.py): reverse-mode autodiff;
+- ``minift.functional``: every differentiable op, forward and backward side by side;
+- ``minift.backend``: the kernel contract (NumPy reference, Numba, CuPy);
+- ``minift.nn``, ``minift.optim``: layers, optimizers, schedules (PyTorch's names);
+- ``minift.finetune``, ``minift.train``: freezing, layer groups, discriminative learning
+  rates, gradual unfreezing, remedies for forgetting, and the Learner that trains.
+"""
 
 __version__ = "0.1.0"
+
+from . import functional
+from .autograd import enable_grad, is_grad_enabled, no_grad
+from .creation import (arange, eye, full, full_like, ones, ones_like, rand, rand_like, randn,
+                       randn_like, tensor, zeros, zeros_like)
+from .functional import cat, concatenate, maximum, minimum, stack, where
+from .gradcheck import gradcheck, gradcheck_directional
+from .random import get_rng_state, manual_seed, set_rng_state
+from .tensor import Tensor, bool_, float32, float64, int32, int64
+
+__all__ = [
+    "Tensor", "tensor", "zeros", "ones", "full", "eye", "arange", "randn", "rand",
+    "zeros_like", "ones_like", "full_like", "randn_like", "rand_like",
+    "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "get_rng_state", "set_rng_state",
+    "gradcheck", "gradcheck_directional", "functional", "cat", "concatenate", "stack", "where",
+    "maximum", "minimum", "float32", "float64", "int32", "int64", "bool_",
+]

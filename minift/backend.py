@@ -146,7 +146,7 @@ def _resolve(name: str) -> str:
     """Turn a requested name into a usable CPU backend name, or raise."""
     name = name.strip().lower()
     if name == "auto":
-        return "numba" if _load("numba") is not None else "numpy"
+        return "numba" if _load("numba") is not None else _resolve("numpy")
     if name not in BACKEND_MODULES:
         raise ValueError(
             f"unknown backend {name!r}: expected one of "

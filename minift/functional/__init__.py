@@ -1,1 +1,29 @@
-"""(filled in by its issue)"""
+"""``minift.functional`` (also ``minift.nn.functional``): every differentiable op.
+
+Grouped by family, one file each; PyTorch's names and argument conventions (NCHW images,
+``weight (out, in, kh, kw)``). Each op is a ``Function`` whose docstring states its
+forward formula and its gradient.
+"""
+
+from .activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
+from .conv import conv2d
+from .elementwise import (abs, add, clamp, clip, div, exp, log, maximum, minimum, mul, neg,
+                          pow, sqrt, sub, where)
+from .linalg import matmul
+from .loss import binary_cross_entropy_with_logits, cross_entropy, mse_loss
+from .normalization import batch_norm, layer_norm
+from .pool import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d
+from .reduction import logsumexp, max, mean, min, std, sum, var
+from .shape import (broadcast_to, cat, concatenate, expand, flatten, getitem, pad, permute,
+                    reshape, split, squeeze, stack, transpose, unsqueeze)
+from .sparse import dropout, embedding
+
+__all__ = [
+    "abs", "adaptive_avg_pool2d", "add", "avg_pool2d", "batch_norm", "binary_cross_entropy_with_logits",
+    "broadcast_to", "cat", "clamp", "clip", "concatenate", "conv2d", "cross_entropy", "div", "dropout",
+    "embedding", "exp", "expand", "flatten", "gelu", "getitem", "global_avg_pool2d", "layer_norm",
+    "leaky_relu", "log", "log_softmax", "logsumexp", "matmul", "max", "max_pool2d", "maximum", "mean",
+    "min", "minimum", "mse_loss", "mul", "neg", "pad", "permute", "pow", "relu", "reshape", "sigmoid",
+    "softmax", "split", "sqrt", "squeeze", "stack", "std", "sub", "sum", "tanh", "transpose",
+    "unsqueeze", "var", "where",
+]

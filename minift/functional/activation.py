@@ -1,0 +1,183 @@
+"""Activations: relu, leaky_relu, gelu, sigmoid, tanh, softmax, log_softmax."""
+
+from __future__ import annotations
+
+import math
+
+
+from ..autograd import Function
+from ..device import array_module
+from .special import erf
+
+
+class ReLU(Function):
+    """z = max(x, 0).   dL/dx = g * (x > 0)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        z = array_module(x).maximum(x, 0)
+        ctx.save_for_backward(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved
+        return g * (z > 0)
+
+
+class LeakyReLU(Function):
+    """z = x if x > 0 else slope * x.   dL/dx = g * (1 if x > 0 else slope)."""
+
+    @staticmethod
+    def forward(ctx, x, slope):
+        ctx.save_for_backward(x)
+        ctx.slope = slope
+        return array_module(x).where(x > 0, x, x * slope)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        return array_module(g).where(x > 0, g, g * ctx.slope)
+
+
+class GELU(Function):
+    """Gaussian Error Linear Unit, z = x * Phi(x) with Phi the standard normal CDF.
+
+    exact ("none"):  Phi(x) = (1 + erf(x / sqrt 2)) / 2,
+                     dz/dx = Phi(x) + x * exp(-x**2 / 2) / sqrt(2 pi)
+    "tanh":          z = x/2 * (1 + tanh(u)),  u = sqrt(2/pi) * (x + 0.044715 x**3),
+                     dz/dx = (1 + tanh u)/2 + x/2 * (1 - tanh(u)**2) * sqrt(2/pi) * (1 + 3*0.044715 x**2)
+    """
+
+    @staticmethod
+    def forward(ctx, x, approximate):
+        xp = array_module(x)
+        ctx.save_for_backward(x)
+        ctx.approximate = approximate
+        if approximate == "tanh":
+            u = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
+            return 0.5 * x * (1 + xp.tanh(u))
+        return 0.5 * x * (1 + erf(x / math.sqrt(2)))
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        xp = array_module(x)
+        if ctx.approximate == "tanh":
+            c = math.sqrt(2 / math.pi)
+            t = xp.tanh(c * (x + 0.044715 * x**3))
+            return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x))
+        cdf = 0.5 * (1 + erf(x / math.sqrt(2)))
+        pdf = xp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        return g * (cdf + x * pdf)
+
+
+class Sigmoid(Function):
+    """z = 1 / (1 + e**-x), computed without overflow for large |x|.   dL/dx = g * z (1 - z)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        xp = array_module(x)
+        e = xp.exp(-abs(x))  # in (0, 1]: never overflows
+        z = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        ctx.save_for_backward(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved
+        return g * z * (1 - z)
+
+
+class Tanh(Function):
+    """z = tanh x.   dL/dx = g * (1 - z**2)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        z = array_module(x).tanh(x)
+        ctx.save_for_backward(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved
+        return g * (1 - z * z)
+
+
+class Softmax(Function):
+    """z_i = exp(x_i - m) / sum_j exp(x_j - m) along ``axis`` (m = max, for stability).
+
+    dL/dx = z * (g - sum(g * z))   (the Jacobian diag(z) - z z^T applied to g).
+    """
+
+    @staticmethod
+    def forward(ctx, x, axis):
+        xp = array_module(x)
+        e = xp.exp(x - x.max(axis=axis, keepdims=True))
+        z = e / e.sum(axis=axis, keepdims=True)
+        ctx.save_for_backward(z)
+        ctx.axis = axis
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved
+        return z * (g - (g * z).sum(axis=ctx.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """z = x - logsumexp(x) along ``axis``.   dL/dx = g - softmax(x) * sum(g)."""
+
+    @staticmethod
+    def forward(ctx, x, axis):
+        xp = array_module(x)
+        shifted = x - x.max(axis=axis, keepdims=True)
+        z = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        ctx.save_for_backward(z)
+        ctx.axis = axis
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved
+        return g - array_module(z).exp(z) * g.sum(axis=ctx.axis, keepdims=True)
+
+
+def relu(x):
+    return ReLU.apply(x)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    return LeakyReLU.apply(x, slope=negative_slope)
+
+
+def gelu(x, approximate="none"):
+    """GELU; ``approximate="none"`` (erf, BERT's) or ``"tanh"`` (GPT-2's), as in PyTorch."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu approximate must be 'none' or 'tanh', got {approximate!r}")
+    return GELU.apply(x, approximate=approximate)
+
+
+def sigmoid(x):
+    return Sigmoid.apply(x)
+
+
+def tanh(x):
+    return Tanh.apply(x)
+
+
+def _axis(x, axis):
+    if not -x.ndim <= axis < max(x.ndim, 1):
+        raise IndexError(f"axis {axis} is out of range for a tensor with {x.ndim} dimensions")
+    return axis % max(x.ndim, 1) if x.ndim else None
+
+
+def softmax(x, axis=-1):
+    return Softmax.apply(x, axis=_axis(x, axis))
+
+
+def log_softmax(x, axis=-1):
+    return LogSoftmax.apply(x, axis=_axis(x, axis))
+
+
+

@@ -1,0 +1,135 @@
+"""Normalisation: layer_norm and batch_norm (training and inference)."""
+
+from __future__ import annotations
+
+from ..autograd import Function
+from ..device import array_module
+
+
+def _normalise_backward(g_hat, x_hat, rstd, axes):
+    """dL/dx for x_hat = (x - mean) * rstd with mean and variance taken over ``axes``:
+
+    dL/dx = rstd * (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat))
+
+    where g_hat = dL/dx_hat. The two means are the paths through mean and variance.
+    """
+    mean_g = g_hat.mean(axis=axes, keepdims=True)
+    mean_gx = (g_hat * x_hat).mean(axis=axes, keepdims=True)
+    return rstd * (g_hat - mean_g - x_hat * mean_gx)
+
+
+class LayerNorm(Function):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias over the last ``k`` axes.
+
+    Statistics are per sample (biased variance). Shapes: ``x (..., *S)``, ``weight, bias
+    S`` (optional). dL/dweight = sum(g * x_hat), dL/dbias = sum(g) over the leading axes.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight=None, bias=None, k=1, eps=1e-5):
+        xp = array_module(x)
+        axes = tuple(range(x.ndim - k, x.ndim))
+        mean = x.mean(axis=axes, keepdims=True)
+        centred = x - mean
+        rstd = 1 / xp.sqrt((centred * centred).mean(axis=axes, keepdims=True) + eps)
+        x_hat = centred * rstd
+        ctx.save_for_backward(x_hat, rstd, weight)
+        ctx.axes = axes
+        y = x_hat if weight is None else x_hat * weight
+        return y if bias is None else y + bias
+
+    @staticmethod
+    def backward(ctx, g):
+        x_hat, rstd, weight = ctx.saved
+        lead = tuple(range(g.ndim - len(ctx.axes)))
+        g_hat = g if weight is None else g * weight
+        dx = _normalise_backward(g_hat, x_hat, rstd, ctx.axes) if ctx.needs_input_grad[0] else None
+        dweight = (g * x_hat).sum(axis=lead) if weight is not None else None
+        dbias = g.sum(axis=lead)
+        return (dx, dweight, dbias)[: len(ctx.needs_input_grad)]
+
+
+class BatchNorm(Function):
+    """Batch normalisation over every axis but the channel axis 1: ``x (N, C, ...)``.
+
+    training: y = (x - mean_B) / sqrt(var_B + eps) * weight + bias with batch statistics,
+        and the running statistics move: ``r = (1 - momentum) r + momentum * stat`` (the
+        running variance uses the unbiased batch variance, as PyTorch does);
+    inference: the same with the running statistics, so y is an affine map of x and
+        dL/dx = g * weight / sqrt(running_var + eps).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight=None, bias=None, running_mean=None, running_var=None,
+                training=True, momentum=0.1, eps=1e-5):
+        xp = array_module(x)
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        if training:
+            mean = x.mean(axis=axes, keepdims=True)
+            centred = x - mean
+            var = (centred * centred).mean(axis=axes, keepdims=True)
+            if running_mean is not None:
+                n = x.size // x.shape[1]
+                unbiased = var.reshape(-1) * (n / max(n - 1, 1))
+                running_mean *= 1 - momentum
+                running_mean += momentum * mean.reshape(-1)
+                running_var *= 1 - momentum
+                running_var += momentum * unbiased
+        else:
+            centred = x - running_mean.reshape(shape)
+            var = running_var.reshape(shape)
+        rstd = 1 / xp.sqrt(var + eps)
+        x_hat = centred * rstd
+        ctx.save_for_backward(x_hat, rstd, weight)
+        ctx.axes, ctx.training, ctx.shape = axes, training, shape
+        if weight is None:
+            return x_hat
+        return x_hat * weight.reshape(shape) + bias.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        x_hat, rstd, weight = ctx.saved
+        g_hat = g if weight is None else g * weight.reshape(ctx.shape)
+        dx = None
+        if ctx.needs_input_grad[0]:
+            dx = _normalise_backward(g_hat, x_hat, rstd, ctx.axes) if ctx.training else g_hat * rstd
+        if weight is None:
+            return (dx,)
+        return dx, (g * x_hat).sum(axis=ctx.axes), g.sum(axis=ctx.axes)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """PyTorch's ``F.layer_norm``: normalise over the trailing ``normalized_shape`` axes."""
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(normalized_shape)
+    if x.shape[x.ndim - k:] != normalized_shape:
+        raise ValueError(f"layer_norm over {normalized_shape} needs input (..., {normalized_shape}), got {x.shape}")
+    if (weight is None) != (bias is None):
+        raise ValueError("layer_norm takes both weight and bias, or neither")
+    if weight is None:
+        return LayerNorm.apply(x, k=k, eps=eps)
+    return LayerNorm.apply(x, weight, bias, k=k, eps=eps)
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """PyTorch's ``F.batch_norm`` on ``x (N, C, ...)``.
+
+    ``running_mean``/``running_var`` are arrays (or Tensors) of shape ``(C,)`` updated in
+    place when ``training``; they may be None in training (no running statistics).
+    """
+    from ..tensor import Tensor
+
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm expects input (N, C, ...), got shape {x.shape}")
+    raw = [r.data if isinstance(r, Tensor) else r for r in (running_mean, running_var)]
+    if not training and raw[0] is None:
+        raise ValueError("batch_norm in inference mode needs running_mean and running_var")
+    if training and x.size // x.shape[1] <= 1:
+        raise ValueError(
+            f"batch_norm in training needs more than one value per channel, got input shape {x.shape}"
+        )
+    constants = dict(running_mean=raw[0], running_var=raw[1], training=training, momentum=momentum, eps=eps)
+    if weight is None:
+        return BatchNorm.apply(x, **constants)
+    return BatchNorm.apply(x, weight, bias, **constants)

@@ -1,0 +1,118 @@
+"""Pooling over NCHW images: max, average, adaptive average, global average."""
+
+from __future__ import annotations
+
+
+from .. import backend
+from ..autograd import Function
+from ..device import array_module
+from .conv import pair
+
+
+class MaxPool2d(Function):
+    """y = the maximum of each window.  dL/dx = g routed to the position of each window's
+    maximum (the ``indices`` the forward kernel returns), summed where windows overlap."""
+
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride, padding, dilation):
+        y, indices = backend.max_pool2d_forward(x, kernel_size, stride, padding, dilation)
+        ctx.save_for_backward(indices)
+        ctx.shape = x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (indices,) = ctx.saved
+        return backend.max_pool2d_backward(g, indices, ctx.shape)
+
+
+class AvgPool2d(Function):
+    """y = the mean of each (zero-padded) window.  dL/dx = g / (KH*KW) spread over its window."""
+
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride, padding):
+        ctx.shape, ctx.geometry = x.shape, (kernel_size, stride, padding)
+        return backend.avg_pool2d_forward(x, kernel_size, stride, padding)
+
+    @staticmethod
+    def backward(ctx, g):
+        return backend.avg_pool2d_backward(g, ctx.shape, *ctx.geometry)
+
+
+def _adaptive_bins(size: int, out: int) -> list:
+    """PyTorch's adaptive bins: bin i covers [floor(i*size/out), ceil((i+1)*size/out))."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+class AdaptiveAvgPool2d(Function):
+    """y[..., i, j] = mean of x over bin (i, j); bins may overlap when sizes do not divide.
+    dL/dx = each g[..., i, j] / |bin| added over its bin."""
+
+    @staticmethod
+    def forward(ctx, x, output_size):
+        xp = array_module(x)
+        rows, cols = _adaptive_bins(x.shape[2], output_size[0]), _adaptive_bins(x.shape[3], output_size[1])
+        ctx.shape, ctx.bins = x.shape, (rows, cols)
+        y = xp.empty(x.shape[:2] + tuple(output_size), dtype=x.dtype)
+        for i, (r0, r1) in enumerate(rows):
+            for j, (c0, c1) in enumerate(cols):
+                y[:, :, i, j] = x[:, :, r0:r1, c0:c1].mean(axis=(2, 3))
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        dx = array_module(g).zeros(ctx.shape, dtype=g.dtype)
+        rows, cols = ctx.bins
+        for i, (r0, r1) in enumerate(rows):
+            for j, (c0, c1) in enumerate(cols):
+                dx[:, :, r0:r1, c0:c1] += (g[:, :, i, j] / ((r1 - r0) * (c1 - c0)))[:, :, None, None]
+        return dx
+
+
+def _check_pool(x, kernel_size, stride, padding, dilation, name):
+    if x.ndim != 4:
+        raise ValueError(f"{name} expects input (N, C, H, W), got shape {x.shape}")
+    if min(kernel_size) < 1 or min(stride) < 1 or min(dilation) < 1:
+        raise ValueError(f"{name} needs kernel_size, stride, dilation >= 1; got {kernel_size}, {stride}, {dilation}")
+    if any(p < 0 or p > k // 2 for p, k in zip(padding, kernel_size)):
+        raise ValueError(f"{name}: padding must be between 0 and half the kernel size, got padding {padding} for kernel {kernel_size}")
+    for axis in (0, 1):
+        if backend.conv_output_size(x.shape[2 + axis], kernel_size[axis], stride[axis], padding[axis], dilation[axis]) < 1:
+            raise ValueError(f"{name}: kernel {kernel_size} (dilation {dilation}) does not fit input {x.shape} with padding {padding}")
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+    """PyTorch's ``F.max_pool2d`` (floor mode); ``stride`` defaults to ``kernel_size``."""
+    kernel_size = pair(kernel_size, "kernel_size")
+    stride = kernel_size if stride is None else pair(stride, "stride")
+    padding, dilation = pair(padding, "padding"), pair(dilation, "dilation")
+    _check_pool(x, kernel_size, stride, padding, dilation, "max_pool2d")
+    return MaxPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """PyTorch's ``F.avg_pool2d`` (floor mode, count_include_pad=True)."""
+    kernel_size = pair(kernel_size, "kernel_size")
+    stride = kernel_size if stride is None else pair(stride, "stride")
+    padding = pair(padding, "padding")
+    _check_pool(x, kernel_size, stride, padding, (1, 1), "avg_pool2d")
+    return AvgPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Average over an ``output_size`` grid of bins, whatever the input size."""
+    output_size = pair(output_size, "output_size")
+    if x.ndim != 4 or min(output_size) < 1:
+        raise ValueError(f"adaptive_avg_pool2d expects input (N, C, H, W) and output_size >= 1, got {x.shape}, {output_size}")
+    if output_size == (1, 1):
+        return global_avg_pool2d(x).reshape(x.shape[0], x.shape[1], 1, 1)
+    return AdaptiveAvgPool2d.apply(x, output_size=output_size)
+
+
+def global_avg_pool2d(x):
+    """Mean over height and width: ``(N, C, H, W) -> (N, C)``."""
+    if x.ndim != 4:
+        raise ValueError(f"global_avg_pool2d expects input (N, C, H, W), got shape {x.shape}")
+    return x.mean(axis=(2, 3))
+
+
