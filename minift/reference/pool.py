@@ -1,0 +1,145 @@
+"""2-D max and average pooling, forward and backward.
+
+Pooling works plane by plane, with the same windows as a convolution (see ``im2col``).
+Fixing a kernel offset (p, q), the elements that offset reads in all Ho x Wo windows form
+one strided slice of the padded plane -- a *view*, no copy. So a pool over a KH x KW window
+is an elementwise reduction of KH*KW views: the maximum of the views for max pooling,
+their sum for average pooling. No window is ever copied, which makes a 2x2 max pool many
+times faster than gathering the windows and calling ``max`` on them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minift.reference.checks import check_float_arrays, check_ndim, check_pair, check_same_shape, check_shape
+from minift.reference.im2col import col2im, offset_slices, output_size, pad_planes
+
+
+def _window_geometry(kernel, input_hw, kernel_size, stride, padding, dilation=(1, 1)):
+    """Check pooling arguments (PyTorch's rule: padding <= kernel_size // 2); return (Ho, Wo)."""
+    kernel_size = check_pair(kernel, "kernel_size", kernel_size, 1)
+    stride = check_pair(kernel, "stride", stride, 1)
+    padding = check_pair(kernel, "padding", padding, 0)
+    dilation = check_pair(kernel, "dilation", dilation, 1)
+    if padding[0] > kernel_size[0] // 2 or padding[1] > kernel_size[1] // 2:
+        raise ValueError(
+            f"{kernel}: padding must be at most half the kernel size, got padding {padding} "
+            f"for kernel_size {kernel_size}"
+        )
+    return output_size(kernel, input_hw, kernel_size, stride, padding, dilation)
+
+
+def _offset_views(xpad, kernel_size, out_hw, stride, dilation):
+    """The KH*KW strided views of xpad, one per kernel offset (p, q) in row-major order."""
+    views = []
+    for p, q in np.ndindex(*kernel_size):
+        rows, columns = offset_slices(p, q, out_hw, stride, dilation)
+        views.append(xpad[:, :, rows, columns])
+    return views
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
+    """y = max over each window, with the flat index of the maximum.
+
+    ``y[n, c, i, j] = max_{p,q} xpad[n, c, i*sh + p*dh, j*sw + q*dw]`` (xpad: padded with -inf)
+    ``indices[n, c, i, j] = h * W + w``, the position of that maximum in the *unpadded* plane.
+
+    x (N, C, H, W) -> (y, indices), both (N, C, Ho, Wo); indices int64. Among equal maxima
+    the first in row-major window order wins, and a NaN counts as the maximum (both as
+    in PyTorch, which reports the last NaN where this reports the first).
+
+    How: y is the elementwise maximum of the KH*KW offset views. The offset k of the
+    maximum is then found by walking the views in order and counting, per window, how
+    many were passed before the first one equal to y: ``not_found`` stays True until the
+    window's maximum is met, and each step adds it to the count.
+    """
+    kernel = "max_pool2d_forward"
+    check_float_arrays(kernel, x=x)
+    check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
+    n, c, h, w = x.shape
+    ho, wo = _window_geometry(kernel, (h, w), kernel_size, stride, padding, dilation)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+
+    xpad = pad_planes(x, padding, value=-np.inf)
+    views = _offset_views(xpad, kernel_size, (ho, wo), stride, dilation)
+    y = views[0].copy()
+    for view in views[1:]:
+        np.maximum(y, view, out=y)  # propagates NaN
+
+    # A padded position is never reported, even when it ties with a real -inf.
+    is_real = pad_planes(np.ones((1, 1, h, w), dtype=bool), padding, value=False)
+    real_views = _offset_views(is_real, kernel_size, (ho, wo), stride, dilation)
+    not_found = np.ones(y.shape, dtype=bool)
+    offset = np.zeros(y.shape, dtype=np.int32)
+    for view, real in zip(views[:-1], real_views):  # the last offset is the only one left
+        is_max = ((view == y) | (view != view)) & real  # view != view: NaN
+        not_found &= ~is_max
+        offset += not_found
+
+    p, q = np.divmod(offset, kw)
+    rows = np.arange(ho, dtype=np.int64)[:, None] * sh + p * dh - ph
+    columns = np.arange(wo, dtype=np.int64) * sw + q * dw - pw
+    return y, rows * w + columns
+
+
+def max_pool2d_backward(grad_y, indices, input_shape):
+    """dL/dx of max pooling: each grad_y[n, c, i, j] goes to the input element that won window (i, j).
+
+    ``grad_x[n, c].flat[indices[n, c, i, j]] += grad_y[n, c, i, j]``, added, because
+    overlapping windows may pick the same element. grad_y, indices (N, C, Ho, Wo) ->
+    grad_x of ``input_shape`` (N, C, H, W).
+    """
+    kernel = "max_pool2d_backward"
+    check_float_arrays(kernel, grad_y=grad_y)
+    check_ndim(kernel, "grad_y", grad_y, 4, "(N, C, Ho, Wo)")
+    check_same_shape(kernel, "indices", indices.shape, grad_y.shape, "one index per grad_y element")
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"{kernel}: indices must be integers (int64), got {indices.dtype}")
+    n, c, h, w = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
+    check_same_shape(kernel, "grad_y", grad_y.shape[:2], (n, c), "its (N, C) must match input_shape")
+    if indices.size and (indices.min() < 0 or indices.max() >= h * w):
+        raise ValueError(f"{kernel}: indices must lie in [0, H*W) = [0, {h * w}) for input_shape {input_shape}")
+
+    grad_x = np.zeros((n, c, h * w), dtype=grad_y.dtype)
+    plane = np.arange(n * c).reshape(n, c, 1, 1)
+    np.add.at(grad_x.reshape(-1), (plane * (h * w) + indices).reshape(-1), grad_y.reshape(-1))
+    return grad_x.reshape(n, c, h, w)
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding):
+    """y = mean over each window, zero padding counted (count_include_pad=True).
+
+    ``y[n, c, i, j] = sum_{p,q} xpad[n, c, i*sh + p, j*sw + q] / (KH * KW)``
+
+    x (N, C, H, W) -> y (N, C, Ho, Wo): the sum of the KH*KW offset views, divided.
+    """
+    kernel = "avg_pool2d_forward"
+    check_float_arrays(kernel, x=x)
+    check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
+    ho, wo = _window_geometry(kernel, x.shape[2:], kernel_size, stride, padding)
+    views = _offset_views(pad_planes(x, padding), kernel_size, (ho, wo), stride, (1, 1))
+    y = views[0].copy()
+    for view in views[1:]:
+        y += view
+    y /= kernel_size[0] * kernel_size[1]
+    return y
+
+
+def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride, padding):
+    """dL/dx of average pooling: each grad_y[n, c, i, j] / (KH*KW) added to every element of window (i, j).
+
+    That is col2im of grad_y / (KH*KW) repeated at every kernel offset (a broadcast view,
+    nothing copied). grad_y (N, C, Ho, Wo) -> grad_x of ``input_shape`` (N, C, H, W).
+    """
+    kernel = "avg_pool2d_backward"
+    check_float_arrays(kernel, grad_y=grad_y)
+    n, c, h, w = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
+    ho, wo = _window_geometry(kernel, (h, w), kernel_size, stride, padding)
+    check_same_shape(kernel, "grad_y", grad_y.shape, (n, c, ho, wo), "the pooled shape of input_shape")
+
+    kh, kw = kernel_size
+    share = grad_y / (kh * kw)
+    # col2im wants (N, KH, KW, C, Ho, Wo): the same share at every offset (p, q).
+    cols = np.broadcast_to(share[:, None, None], (n, kh, kw, c, ho, wo))
+    return col2im(cols, input_shape, stride, padding, (1, 1))
