@@ -29,6 +29,13 @@ def _make(array, dtype, requires_grad, device) -> Tensor:
     return Tensor(to_device(array, device), requires_grad=requires_grad)
 
 
+def empty_parameter(shape, dtype=None):
+    """A zero-filled ``Parameter`` for a layer to initialise (``torch.empty``'s role)."""
+    from .nn.module import Parameter
+
+    return Parameter(_make(np.zeros(_shape((shape,))), dtype, False, None))
+
+
 def tensor(data, dtype=None, requires_grad=False, device=None) -> Tensor:
     """A new tensor holding a copy of ``data`` (like ``torch.tensor``)."""
     data = data.data if isinstance(data, Tensor) else data

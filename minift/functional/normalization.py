@@ -125,7 +125,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     raw = [r.data if isinstance(r, Tensor) else r for r in (running_mean, running_var)]
     if not training and raw[0] is None:
         raise ValueError("batch_norm in inference mode needs running_mean and running_var")
-    if training and x.size // x.shape[1] <= 1:
+    if training and x.numel() // x.shape[1] <= 1:
         raise ValueError(
             f"batch_norm in training needs more than one value per channel, got input shape {x.shape}"
         )

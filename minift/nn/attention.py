@@ -1,0 +1,107 @@
+"""Multi-head attention (Vaswani et al. 2017), with PyTorch's parameters and masks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import functional as F
+from ..creation import empty_parameter
+from ..device import array_module
+from ..tensor import Tensor
+from . import init
+from .linear import Linear
+from .module import Module
+
+
+def attention_bias(scores_shape, dtype, key_padding_mask=None, attn_mask=None, xp=np):
+    """The additive mask for scores ``(N, H, L, S)``: 0 where attention is allowed, -inf
+    where it is not, or the values of a float ``attn_mask``.
+
+    ``key_padding_mask (N, S)``: True marks padding keys (ignored by every query).
+    ``attn_mask (L, S)`` or ``(N*H, L, S)``: bool (True = not allowed) or float (added).
+    Returns None when there is no mask.
+    """
+    n, h, length, source = scores_shape
+    bias = None
+    if attn_mask is not None:
+        mask = attn_mask.data if isinstance(attn_mask, Tensor) else xp.asarray(attn_mask)
+        if mask.shape not in ((length, source), (n * h, length, source)):
+            raise ValueError(f"attn_mask must have shape ({length}, {source}) or ({n * h}, {length}, {source}), got {mask.shape}")
+        mask = mask.reshape(n, h, length, source) if mask.ndim == 3 else mask
+        bias = xp.where(mask, -np.inf, 0).astype(dtype) if mask.dtype == np.bool_ else mask.astype(dtype)
+    if key_padding_mask is not None:
+        pad = key_padding_mask.data if isinstance(key_padding_mask, Tensor) else xp.asarray(key_padding_mask)
+        if pad.shape != (n, source):
+            raise ValueError(f"key_padding_mask must have shape (batch, source) = ({n}, {source}), got {pad.shape}")
+        pad_bias = xp.where(pad.astype(bool), -np.inf, 0).astype(dtype)[:, None, None, :]
+        bias = pad_bias if bias is None else bias + pad_bias
+    return bias
+
+
+def scaled_dot_product_attention(q, k, v, bias=None, dropout_p=0.0, training=False):
+    """softmax(Q K^T / sqrt(d) + bias) V for ``q (..., L, d)``, ``k, v (..., S, d)``.
+
+    Returns the output ``(..., L, d)`` and the attention weights ``(..., L, S)``.
+    """
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
+    if bias is not None:
+        scores = scores + Tensor._from_array(bias)
+    weights = F.softmax(scores, axis=-1)
+    return F.dropout(weights, dropout_p, training) @ v, weights
+
+
+class MultiheadAttention(Module):
+    """``torch.nn.MultiheadAttention`` with ``kdim = vdim = embed_dim``.
+
+    Parameters: ``in_proj_weight (3E, E)`` (the query, key and value projections stacked),
+    ``in_proj_bias (3E,)``, ``out_proj`` (Linear E -> E). Each of ``num_heads`` heads
+    attends in its own ``E / num_heads`` dimensions; their outputs are concatenated and
+    projected. Inputs are ``(L, N, E)``, or ``(N, L, E)`` with ``batch_first=True``.
+    ``forward`` returns ``(output, weights)``; weights ``(N, L, S)`` are averaged over heads
+    unless ``average_attn_weights=False`` (then ``(N, H, L, S)``), None if not needed.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 batch_first: bool = False, dtype=None):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        self.dropout, self.batch_first = dropout, batch_first
+        self.in_proj_weight = empty_parameter((3 * embed_dim, embed_dim), dtype)
+        self.in_proj_bias = empty_parameter((3 * embed_dim,), dtype) if bias else None
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype)
+        init.xavier_uniform_(self.in_proj_weight)
+        if bias:
+            init.zeros_(self.out_proj.bias)
+
+    def _project(self, x, which: int):
+        e = self.embed_dim
+        y = x @ self.in_proj_weight[which * e:(which + 1) * e].T
+        if self.in_proj_bias is not None:
+            y = y + self.in_proj_bias[which * e:(which + 1) * e]
+        n, length, _ = y.shape
+        return y.reshape(n, length, self.num_heads, self.head_dim).permute(0, 2, 1, 3)  # (N, H, L, D)
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+                average_attn_weights=True):
+        if not self.batch_first:
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        if query.ndim != 3 or query.shape[-1] != self.embed_dim or key.shape != value.shape:
+            raise ValueError(f"MultiheadAttention({self.embed_dim}) expects 3-D inputs with last size "
+                             f"{self.embed_dim} and key/value of one shape; got {query.shape}, {key.shape}, {value.shape}")
+        q, k, v = self._project(query, 0), self._project(key, 1), self._project(value, 2)
+        n, h, length, _ = q.shape
+        bias = attention_bias((n, h, length, k.shape[2]), q.dtype, key_padding_mask, attn_mask, array_module(q.data))
+        out, weights = scaled_dot_product_attention(q, k, v, bias, self.dropout, self.training)
+        out = self.out_proj(out.permute(0, 2, 1, 3).reshape(n, length, self.embed_dim))
+        if not self.batch_first:
+            out = out.transpose(0, 1)
+        if not need_weights:
+            return out, None
+        return out, (weights.mean(axis=1) if average_attn_weights else weights)
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}"
