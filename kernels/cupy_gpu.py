@@ -1,0 +1,316 @@
+"""The GPU backend: minift's kernel contract on CuPy arrays, with hand-written CUDA C.
+
+Implements the eight functions of the contract in ``minift/backend.py`` (same shapes,
+same semantics as the NumPy reference ``minift.reference``) for arrays on an NVIDIA GPU:
+
+* ``matmul``: the shared-memory tiled GEMM of ``gemm.cu`` (128 x 128 tiles per block,
+  8 x 8 outputs per thread), batched over broadcast batch dimensions.
+* ``conv2d_*``: im2col (``conv.cu``) turns the convolution into one GEMM per chunk of
+  samples; its backward pass is two more GEMMs and a col2im gather.
+* ``max_pool2d_*``, ``avg_pool2d_*``: one thread per output (forward), a scatter with
+  atomics (max backward) or a gather (avg backward), in ``pool.cu``.
+
+Each ``.cu`` file is written once for ``scalar_t`` and compiled by NVRTC (through
+``cupy.RawModule``) twice, for float32 and float64, the first time a kernel is needed;
+CuPy caches the result on disk. Launch geometry and argument checks live in
+``cuda_launch`` (plain Python, tested without a GPU).
+
+Kernels read the inputs' own strides where that saves a copy (the GEMM reads transposed
+views directly); the convolution and pooling kernels read C-contiguous arrays, so the
+host makes an input contiguous first, which copies only when it is not.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import cupy
+import numpy as np
+
+from . import cuda_launch as launch
+
+
+def check_available() -> None:
+    """Raise, with the reason, unless CuPy can run minift's kernels on a GPU here.
+
+    Importing CuPy proves little: it imports on a machine without a GPU or driver and
+    fails only when the first array is created (``cudaErrorInsufficientDriver``,
+    ``cudaErrorNoDevice``). So this allocates and computes a tiny array, then compiles
+    one kernel (NVRTC ships separately from CuPy and may be missing).
+    """
+    try:
+        probe = cupy.arange(4, dtype=cupy.float32)
+        float((probe * probe).sum())
+    except Exception as exc:  # the CUDA runtime raises several types; keep the message
+        raise RuntimeError(f"CuPy imports but no CUDA device is usable: {exc}") from exc
+    try:
+        _kernel("pool.cu", "avg_pool2d_forward", np.float32)
+    except Exception as exc:
+        raise RuntimeError(f"CuPy runs but cannot compile minift's CUDA sources with NVRTC: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------------------
+# Compiling and launching
+# ----------------------------------------------------------------------------------------
+
+@functools.cache
+def _module(filename: str, dtype_name: str) -> cupy.RawModule:
+    return cupy.RawModule(code=launch.cuda_source(filename), options=launch.compile_options(dtype_name))
+
+
+def _kernel(filename: str, name: str, dtype) -> cupy.RawKernel:
+    """Kernel ``name`` of ``kernels/<filename>``, built for ``dtype`` (float32 or float64)."""
+    return _module(filename, np.dtype(dtype).name).get_function(name)
+
+
+def _launch(kernel, grid_and_block, *args) -> None:
+    """Run ``kernel`` (nothing to do when the grid is empty)."""
+    grid, block = grid_and_block
+    if 0 not in grid:
+        kernel(grid, block, args)
+
+
+# CuPy passes a Python int as a 64-bit `long long`; the kernels take `int` for sizes, so
+# every scalar goes in with its exact C type.
+def _int32(*values) -> tuple[np.int32, ...]:
+    return tuple(np.int32(v) for v in values)
+
+
+def _int64(*values) -> tuple[np.int64, ...]:
+    return tuple(np.int64(v) for v in values)
+
+
+def _check_device_arrays(op: str, **arrays) -> None:
+    """Raise unless every named array (``None`` skipped) is a CuPy array."""
+    for name, array in arrays.items():
+        if array is not None and not isinstance(array, cupy.ndarray):
+            raise TypeError(
+                f"{op}: {name} must be a CuPy array (on the GPU), got {type(array).__name__}; "
+                f"move it with cupy.asarray(...)"
+            )
+
+
+# ----------------------------------------------------------------------------------------
+# matmul
+# ----------------------------------------------------------------------------------------
+
+def matmul(a, b):
+    """``a (..., M, K) @ b (..., K, N) -> (..., M, N)`` with the tiled GEMM of ``gemm.cu``.
+
+    Batch dimensions broadcast as in ``numpy.matmul``. Both operands are read through
+    their strides (a transposed view costs no copy); an operand whose broadcast batch
+    dimensions cannot be walked with one stride is first copied contiguous.
+    float32 and float64 run the same kernel source, compiled for each.
+    """
+    _check_device_arrays("matmul", a=a, b=b)
+    dtype = launch.common_float_dtype("matmul", a=a.dtype, b=b.dtype)
+    batch_shape, m, k, n = launch.matmul_geometry(a.shape, b.shape)
+    a, a_batch_stride = _batched_operand(a, batch_shape)
+    b, b_batch_stride = _batched_operand(b, batch_shape)
+    a_strides = launch.element_strides(a.strides, a.itemsize)
+    b_strides = launch.element_strides(b.strides, b.itemsize)
+    batch = math.prod(batch_shape)
+
+    out = cupy.empty((*batch_shape, m, n), dtype)
+    _launch(
+        _kernel("gemm.cu", "gemm_tiled", dtype),
+        launch.gemm_launch(m, n, batch),
+        a, b, out,
+        *_int32(m, n, k),
+        *_int64(a_strides[-2], a_strides[-1], b_strides[-2], b_strides[-1], a_batch_stride, b_batch_stride),
+        np.int32(batch),
+    )
+    return out
+
+
+def _batched_operand(x, batch_shape):
+    """``x`` and the stride from one batch matrix to the next (0 when broadcast)."""
+    strides = launch.element_strides(x.strides, x.itemsize)
+    aligned = launch.broadcast_batch_strides(batch_shape, x.shape[:-2], strides[:-2])
+    stride = launch.flat_batch_stride(batch_shape, aligned)
+    if stride is None:
+        x = cupy.ascontiguousarray(cupy.broadcast_to(x, (*batch_shape, *x.shape[-2:])))
+        stride = x.shape[-2] * x.shape[-1]
+    return x, stride
+
+
+# ----------------------------------------------------------------------------------------
+# conv2d: im2col + GEMM
+# ----------------------------------------------------------------------------------------
+
+def conv2d_forward(x, weight, bias, stride, padding, dilation):
+    """``y (N, O, Ho, Wo)``: for each chunk of samples, ``W (O, C*KH*KW) @ im2col(x)``, plus bias.
+
+    The GEMM yields ``(O, S*Ho*Wo)`` for the chunk's S samples, copied into ``y``'s
+    ``(S, O, Ho, Wo)`` layout.
+    """
+    op = "conv2d_forward"
+    _check_device_arrays(op, x=x, weight=weight, bias=bias)
+    dtype = launch.common_float_dtype(op, x=x.dtype, weight=weight.dtype, bias=None if bias is None else bias.dtype)
+    g = launch.conv2d_geometry(op, x.shape, weight.shape, stride, padding, dilation)
+    if bias is not None:
+        launch.check_shape(op, "bias", bias.shape, (g.o,))
+
+    x = cupy.ascontiguousarray(x)
+    weight_matrix = weight.reshape(g.o, g.taps)
+    y = cupy.empty(g.output_shape, dtype)
+    for start, stop in _chunks(g, dtype):
+        y_chunk = matmul(weight_matrix, _im2col(x[start:stop], g))
+        y[start:stop] = y_chunk.reshape(g.o, stop - start, g.ho, g.wo).transpose(1, 0, 2, 3)
+    if bias is not None:
+        y += bias.reshape(1, g.o, 1, 1)
+    return y
+
+
+def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation):
+    """``dL/dx`` of ``input_shape``: ``col2im(W^T @ dY)`` per chunk of samples.
+
+    ``W^T`` is a transposed view of the weight, read by the GEMM without a copy.
+    """
+    op = "conv2d_backward_input"
+    _check_device_arrays(op, grad_y=grad_y, weight=weight)
+    dtype = launch.common_float_dtype(op, grad_y=grad_y.dtype, weight=weight.dtype)
+    g = launch.conv2d_geometry(op, input_shape, weight.shape, stride, padding, dilation)
+    launch.check_shape(op, "grad_y", grad_y.shape, g.output_shape)
+
+    weight_t = weight.reshape(g.o, g.taps).T
+    grad_x = cupy.empty((g.n, g.c, g.h, g.w), dtype)
+    for start, stop in _chunks(g, dtype):
+        grad_cols = matmul(weight_t, _channel_major(grad_y[start:stop]))
+        _col2im(grad_cols, grad_x[start:stop], g)
+    return grad_x
+
+
+def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation):
+    """``dL/dW`` of ``weight_shape``: the sum over chunks of ``dY (O, S*Ho*Wo) @ im2col(x)^T``.
+
+    ``im2col(x)^T`` is a transposed view; the GEMM's K dimension runs over every output
+    pixel of every sample in the chunk.
+    """
+    op = "conv2d_backward_weight"
+    _check_device_arrays(op, grad_y=grad_y, x=x)
+    dtype = launch.common_float_dtype(op, grad_y=grad_y.dtype, x=x.dtype)
+    g = launch.conv2d_geometry(op, x.shape, weight_shape, stride, padding, dilation)
+    launch.check_shape(op, "grad_y", grad_y.shape, g.output_shape)
+
+    x = cupy.ascontiguousarray(x)
+    grad_w = cupy.zeros((g.o, g.taps), dtype)
+    for start, stop in _chunks(g, dtype):
+        grad_w += matmul(_channel_major(grad_y[start:stop]), _im2col(x[start:stop], g).T)
+    return grad_w.reshape(g.o, g.c, g.kh, g.kw)
+
+
+def _chunks(g: launch.ConvGeometry, dtype):
+    """Sample ranges whose im2col matrix stays within the workspace budget."""
+    bytes_per_sample = g.taps * g.ho * g.wo * np.dtype(dtype).itemsize
+    return launch.sample_chunks(g.n, bytes_per_sample)
+
+
+def _conv_sizes(samples: int, g: launch.ConvGeometry):
+    return _int32(samples, g.c, g.h, g.w, g.kh, g.kw, g.ho, g.wo, *g.stride, *g.padding, *g.dilation)
+
+
+def _im2col(x, g: launch.ConvGeometry):
+    """``cols (C*KH*KW, S*Ho*Wo)`` of a C-contiguous chunk ``x (S, C, H, W)`` (see conv.cu)."""
+    samples = x.shape[0]
+    cols = cupy.empty((g.taps, samples * g.ho * g.wo), x.dtype)
+    _launch(_kernel("conv.cu", "im2col", x.dtype), launch.elementwise_launch(cols.size),
+            x, cols, *_conv_sizes(samples, g))
+    return cols
+
+
+def _col2im(cols, grad_x, g: launch.ConvGeometry) -> None:
+    """Write into the C-contiguous chunk ``grad_x (S, C, H, W)`` the sums of ``cols`` (see conv.cu)."""
+    _launch(_kernel("conv.cu", "col2im", cols.dtype), launch.elementwise_launch(grad_x.size),
+            cols, grad_x, *_conv_sizes(grad_x.shape[0], g))
+
+
+def _channel_major(y):
+    """``(S, O, Ho, Wo) -> (O, S*Ho*Wo)`` (a copy): the layout the GEMM reads and writes."""
+    return cupy.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(y.shape[1], -1)
+
+
+# ----------------------------------------------------------------------------------------
+# Pooling
+# ----------------------------------------------------------------------------------------
+
+def _pool_sizes(g: launch.PoolGeometry, with_dilation: bool):
+    sizes = (g.n * g.c, g.h, g.w, g.kh, g.kw, g.ho, g.wo, *g.stride, *g.padding)
+    return _int32(*sizes, *(g.dilation if with_dilation else ()))
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
+    """``(y, indices)`` of ``(N, C, Ho, Wo)``: each window's maximum and its flat ``h * W + w``.
+
+    One thread per output scans its window in row-major order (first maximum wins). A
+    window wholly in the padding (possible with dilation) gives ``-inf`` and index -1.
+    """
+    op = "max_pool2d_forward"
+    _check_device_arrays(op, x=x)
+    dtype = launch.common_float_dtype(op, x=x.dtype)
+    g = launch.pool2d_geometry(op, x.shape, kernel_size, stride, padding, dilation)
+
+    x = cupy.ascontiguousarray(x)
+    y = cupy.empty(g.output_shape, dtype)
+    indices = cupy.empty(g.output_shape, cupy.int64)
+    _launch(_kernel("pool.cu", "max_pool2d_forward", dtype), launch.elementwise_launch(y.size),
+            x, y, indices, *_pool_sizes(g, with_dilation=True))
+    return y, indices
+
+
+def max_pool2d_backward(grad_y, indices, input_shape):
+    """``grad_x`` of ``input_shape``: zeros, with each ``grad_y`` atomically added at its index.
+
+    ``indices`` must come from ``max_pool2d_forward`` on an input of ``input_shape``
+    (index -1, a window wholly in the padding, sends its gradient nowhere). An index
+    outside ``[-1, H*W)`` raises (checked on the GPU, which costs one sync) rather than
+    writing out of bounds.
+    """
+    op = "max_pool2d_backward"
+    _check_device_arrays(op, grad_y=grad_y, indices=indices)
+    dtype = launch.common_float_dtype(op, grad_y=grad_y.dtype)
+    n, c, h, w = launch.nchw_shape(op, "input_shape", input_shape)
+    _, _, ho, wo = launch.nchw_shape(op, "grad_y", grad_y.shape)
+    launch.check_shape(op, "grad_y", grad_y.shape, (n, c, ho, wo))
+    launch.check_shape(op, "indices", indices.shape, grad_y.shape)
+    if indices.dtype != cupy.int64:
+        raise TypeError(f"{op}: indices must be int64 (from max_pool2d_forward), got {indices.dtype}")
+    if indices.size and int(cupy.count_nonzero((indices < -1) | (indices >= h * w))):
+        raise ValueError(f"{op}: indices must lie in [-1, H*W) = [-1, {h * w}) for input_shape {tuple(input_shape)}")
+
+    grad_y = cupy.ascontiguousarray(grad_y)
+    indices = cupy.ascontiguousarray(indices)
+    grad_x = cupy.zeros((n, c, h, w), dtype)
+    _launch(_kernel("pool.cu", "max_pool2d_backward", dtype), launch.elementwise_launch(grad_y.size),
+            grad_y, indices, grad_x, np.int64(grad_y.size), *_int32(ho * wo, h * w))
+    return grad_x
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding):
+    """``y (N, C, Ho, Wo)``: each zero-padded window's sum over ``KH * KW`` (count_include_pad)."""
+    op = "avg_pool2d_forward"
+    _check_device_arrays(op, x=x)
+    dtype = launch.common_float_dtype(op, x=x.dtype)
+    g = launch.pool2d_geometry(op, x.shape, kernel_size, stride, padding)
+
+    x = cupy.ascontiguousarray(x)
+    y = cupy.empty(g.output_shape, dtype)
+    _launch(_kernel("pool.cu", "avg_pool2d_forward", dtype), launch.elementwise_launch(y.size),
+            x, y, *_pool_sizes(g, with_dilation=False))
+    return y
+
+
+def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride, padding):
+    """``grad_x`` of ``input_shape``: each input gathers ``grad_y / (KH*KW)`` of every window holding it."""
+    op = "avg_pool2d_backward"
+    _check_device_arrays(op, grad_y=grad_y)
+    dtype = launch.common_float_dtype(op, grad_y=grad_y.dtype)
+    g = launch.pool2d_geometry(op, input_shape, kernel_size, stride, padding)
+    launch.check_shape(op, "grad_y", grad_y.shape, g.output_shape)
+
+    grad_y = cupy.ascontiguousarray(grad_y)
+    grad_x = cupy.empty((g.n, g.c, g.h, g.w), dtype)
+    _launch(_kernel("pool.cu", "avg_pool2d_backward", dtype), launch.elementwise_launch(grad_x.size),
+            grad_y, grad_x, *_pool_sizes(g, with_dilation=False))
+    return grad_x
