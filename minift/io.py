@@ -116,7 +116,7 @@ def load(path, device: str = "cpu") -> dict:
     return arrays
 
 
-def save_checkpoint(path, **parts) -> None:
+def save_checkpoint(path, /, **parts) -> None:
     """Save nested training state atomically, e.g.
     ``save_checkpoint("ckpt.safetensors", model=model.state_dict(),
     optimizer=optimizer.state_dict(), epoch=3, rng=minift.random.get_rng_state())``.

@@ -16,8 +16,9 @@ overlaps, no trailing bytes — and each holds exactly ``prod(shape) * itemsize`
 The reader checks all of that against the file's real size *before* it allocates
 anything, so a header claiming a terabyte tensor costs nothing but an error.
 
-The writer orders tensors by item size (largest first), then by name, like the reference
-implementation, so that every tensor starts at a multiple of its item size.
+The writer orders tensors as the reference implementation does — by dtype, larger items
+first, then by name — so every tensor starts at a multiple of its item size and the file
+is byte-for-byte the one ``safetensors.numpy.save_file`` writes.
 
 Tensors are read with ``readinto`` straight into a freshly allocated array: the file's
 bytes are copied exactly once (90 MB of MiniLM weights cost 90 MB), and the arrays own
@@ -37,22 +38,24 @@ import numpy as np
 
 from minift.io_common import CheckpointError, check_bool_values, check_shape
 
-# safetensors dtype code -> numpy dtype, little-endian as stored.
+# safetensors dtype code -> numpy dtype, little-endian as stored; in the reference
+# implementation's ranking, which its writer sorts by (highest first).
 DTYPES = {
-    "F64": np.dtype("<f8"),
-    "F32": np.dtype("<f4"),
-    "F16": np.dtype("<f2"),
-    "C64": np.dtype("<c8"),
-    "I64": np.dtype("<i8"),
-    "I32": np.dtype("<i4"),
-    "I16": np.dtype("<i2"),
-    "I8": np.dtype("i1"),
-    "U64": np.dtype("<u8"),
-    "U32": np.dtype("<u4"),
-    "U16": np.dtype("<u2"),
-    "U8": np.dtype("u1"),
     "BOOL": np.dtype("?"),
+    "U8": np.dtype("u1"),
+    "I8": np.dtype("i1"),
+    "I16": np.dtype("<i2"),
+    "U16": np.dtype("<u2"),
+    "F16": np.dtype("<f2"),
+    "I32": np.dtype("<i4"),
+    "U32": np.dtype("<u4"),
+    "F32": np.dtype("<f4"),
+    "C64": np.dtype("<c8"),
+    "F64": np.dtype("<f8"),
+    "I64": np.dtype("<i8"),
+    "U64": np.dtype("<u8"),
 }
+RANK = {code: rank for rank, code in enumerate(DTYPES)}
 BF16_BITS = np.dtype("<u2")  # read-only: stored as the top 16 bits of a float32
 CODE_OF_DTYPE = {(dtype.kind, dtype.itemsize): code for code, dtype in DTYPES.items()}
 
@@ -74,13 +77,14 @@ def dtype_code(array: np.ndarray, where: str) -> str:
 
 def write_safetensors(file, arrays: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
     """Write ``arrays`` (name -> numpy array, dtypes checked by ``dtype_code``) to a binary file."""
-    order = sorted(arrays, key=lambda name: (-arrays[name].dtype.itemsize, name))
+    codes = {name: dtype_code(array, f"tensor {name!r}") for name, array in arrays.items()}
+    order = sorted(arrays, key=lambda name: (-RANK[codes[name]], name))
     header = {METADATA_KEY: metadata} if metadata else {}
     offset = 0
     for name in order:
         array = arrays[name]
         header[name] = {
-            "dtype": dtype_code(array, f"tensor {name!r}"),
+            "dtype": codes[name],
             "shape": list(array.shape),
             "data_offsets": [offset, offset + array.nbytes],
         }
