@@ -58,8 +58,9 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
     if bias is not None:
         check_same_shape(kernel, "bias", bias.shape, (o,), "one entry per output channel")
 
-    cols = im2col(x, weight.shape[2:], stride, padding, dilation)  # (N, KH, KW, C, Ho, Wo)
-    y = _weight_matrix(weight) @ cols.reshape(n, -1, ho * wo)  # (N, O, Ho*Wo)
+    _, c, kh, kw = weight.shape
+    cols = im2col(x, (kh, kw), stride, padding, dilation)  # (N, KH, KW, C, Ho, Wo)
+    y = _weight_matrix(weight) @ cols.reshape(n, kh * kw * c, ho * wo)  # (N, O, Ho*Wo)
     if bias is not None:
         y += bias[:, None]
     return y.reshape(n, o, ho, wo)

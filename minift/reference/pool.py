@@ -30,6 +30,20 @@ def _window_geometry(kernel, input_hw, kernel_size, stride, padding, dilation=(1
     return output_size(kernel, input_hw, kernel_size, stride, padding, dilation)
 
 
+def _check_every_window_touches_the_input(kernel, input_hw, out_hw, kernel_size, stride, padding, dilation):
+    """A dilated window can fall entirely on padding (e.g. kernel 2, dilation 2, padding 1 over a
+    1-pixel input); it would have no maximum, so such a geometry is refused."""
+    for axis, name in enumerate(("height", "width")):
+        starts = np.arange(out_hw[axis])[:, None] * stride[axis] - padding[axis]
+        positions = starts + np.arange(kernel_size[axis]) * dilation[axis]
+        if not ((positions >= 0) & (positions < input_hw[axis])).any(axis=1).all():
+            raise ValueError(
+                f"{kernel}: along the {name}, a window with kernel {kernel_size[axis]}, dilation "
+                f"{dilation[axis]} and padding {padding[axis]} covers only padding of the "
+                f"{input_hw[axis]}-long input; use less padding or dilation, or a larger input"
+            )
+
+
 def _offset_views(xpad, kernel_size, out_hw, stride, dilation):
     """The KH*KW strided views of xpad, one per kernel offset (p, q) in row-major order."""
     views = []
@@ -59,6 +73,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
     n, c, h, w = x.shape
     ho, wo = _window_geometry(kernel, (h, w), kernel_size, stride, padding, dilation)
+    _check_every_window_touches_the_input(kernel, (h, w), (ho, wo), kernel_size, stride, padding, dilation)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
 
     xpad = pad_planes(x, padding, value=-np.inf)
