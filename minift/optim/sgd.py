@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..device import array_module
 from .optimizer import Optimizer, check_nonnegative
 
 
@@ -65,7 +66,8 @@ class SGD(Optimizer):
             state = self.state.setdefault(param, {})
             buffer = state.get("momentum_buffer")
             if buffer is None:
-                buffer = state["momentum_buffer"] = grad.copy()
+                # a new array, not grad.copy(): NumPy returns a 0-d result as an immutable scalar
+                buffer = state["momentum_buffer"] = array_module(param.data).array(grad, dtype=param.dtype)
             else:
                 buffer *= momentum
                 buffer += (1 - group["dampening"]) * grad
