@@ -159,8 +159,8 @@ def resize_bilinear(images, size) -> np.ndarray:
 
     Bilinear interpolation is separable: ``out[n, c] = R_h @ x[n, c] @ R_w.T`` with the
     matrices of ``_bilinear_matrix``. It matches PyTorch's
-    ``F.interpolate(x, size, mode="bilinear", align_corners=False)`` when enlarging (when
-    shrinking, PyTorch's ``antialias=False`` result; no low-pass filter is applied).
+    ``F.interpolate(x, size, mode="bilinear", align_corners=False)``, also when shrinking
+    (where, as there by default, no anti-aliasing filter is applied).
     Every output is a convex combination of inputs, so values stay in the input's range.
     """
     images = _check_batch(images, "resize_bilinear")
