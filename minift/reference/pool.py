@@ -16,8 +16,13 @@ from minift.reference.checks import check_float_arrays, check_ndim, check_pair, 
 from minift.reference.im2col import col2im, offset_slices, output_size, pad_planes
 
 
-def _window_geometry(kernel, input_hw, kernel_size, stride, padding, dilation=(1, 1)):
-    """Check pooling arguments (PyTorch's rule: padding <= kernel_size // 2); return (Ho, Wo)."""
+def _pooled_size(kernel, input_hw, kernel_size, stride, padding, dilation=(1, 1)):
+    """Check the pooling geometry and return (Ho, Wo).
+
+    PyTorch's rule: padding at most half the kernel. And every window must reach the input:
+    a dilated window can otherwise fall wholly on padding (kernel 2, dilation 2, padding 1
+    over a 1-pixel input) and would have no maximum.
+    """
     kernel_size = check_pair(kernel, "kernel_size", kernel_size, 1)
     stride = check_pair(kernel, "stride", stride, 1)
     padding = check_pair(kernel, "padding", padding, 0)
@@ -27,12 +32,7 @@ def _window_geometry(kernel, input_hw, kernel_size, stride, padding, dilation=(1
             f"{kernel}: padding must be at most half the kernel size, got padding {padding} "
             f"for kernel_size {kernel_size}"
         )
-    return output_size(kernel, input_hw, kernel_size, stride, padding, dilation)
-
-
-def _check_every_window_touches_the_input(kernel, input_hw, out_hw, kernel_size, stride, padding, dilation):
-    """A dilated window can fall entirely on padding (e.g. kernel 2, dilation 2, padding 1 over a
-    1-pixel input); it would have no maximum, so such a geometry is refused."""
+    out_hw = output_size(kernel, input_hw, kernel_size, stride, padding, dilation)
     for axis, name in enumerate(("height", "width")):
         starts = np.arange(out_hw[axis])[:, None] * stride[axis] - padding[axis]
         positions = starts + np.arange(kernel_size[axis]) * dilation[axis]
@@ -42,6 +42,7 @@ def _check_every_window_touches_the_input(kernel, input_hw, out_hw, kernel_size,
                 f"{dilation[axis]} and padding {padding[axis]} covers only padding of the "
                 f"{input_hw[axis]}-long input; use less padding or dilation, or a larger input"
             )
+    return out_hw
 
 
 def _offset_views(xpad, kernel_size, out_hw, stride, dilation):
@@ -72,8 +73,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     check_float_arrays(kernel, x=x)
     check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
     n, c, h, w = x.shape
-    ho, wo = _window_geometry(kernel, (h, w), kernel_size, stride, padding, dilation)
-    _check_every_window_touches_the_input(kernel, (h, w), (ho, wo), kernel_size, stride, padding, dilation)
+    ho, wo = _pooled_size(kernel, (h, w), kernel_size, stride, padding, dilation)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
 
     xpad = pad_planes(x, padding, value=-np.inf)
@@ -132,7 +132,7 @@ def avg_pool2d_forward(x, kernel_size, stride, padding):
     kernel = "avg_pool2d_forward"
     check_float_arrays(kernel, x=x)
     check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
-    ho, wo = _window_geometry(kernel, x.shape[2:], kernel_size, stride, padding)
+    ho, wo = _pooled_size(kernel, x.shape[2:], kernel_size, stride, padding)
     views = _offset_views(pad_planes(x, padding), kernel_size, (ho, wo), stride, (1, 1))
     y = views[0].copy()
     for view in views[1:]:
@@ -150,7 +150,7 @@ def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride, padding):
     kernel = "avg_pool2d_backward"
     check_float_arrays(kernel, grad_y=grad_y)
     n, c, h, w = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
-    ho, wo = _window_geometry(kernel, (h, w), kernel_size, stride, padding)
+    ho, wo = _pooled_size(kernel, (h, w), kernel_size, stride, padding)
     check_same_shape(kernel, "grad_y", grad_y.shape, (n, c, ho, wo), "the pooled shape of input_shape")
 
     kh, kw = kernel_size
