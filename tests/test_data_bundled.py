@@ -1,6 +1,7 @@
 """The datasets shipped in the wheel, the checksum that guards them, and the registry."""
 
 import shutil
+from functools import partial
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from minift.data import (DATASETS, ChecksumError, DatasetNotFoundError, ImageDat
                          load_dataset)
 from minift.data.bundled import (BUNDLED_DIR, BUNDLED_SHA256, FASHION_TEST_PER_CLASS, FASHION_TRAIN_PER_CLASS,
                                  MNIST_TRAIN_PER_CLASS, read_bundled)
+from minift.data.images import image_data_from_raw
 from minift.data.sources import DIGITS_TEST_PER_CLASS, MNIST_5K_TEST_PER_CLASS
 
 BUNDLED = {
@@ -121,3 +123,21 @@ def test_available_datasets_reports_the_bundled_ones():
         assert found and where.endswith(filename)
     for found, where in report.values():
         assert where  # a location, or how to get the data
+
+
+def test_the_raw_layout_is_checked_before_conversion():
+    raw = {"x_train": np.zeros((4, 2, 2), np.uint8), "y_train": np.array([0, 1, 2, 1]),
+           "x_test": np.zeros((2, 2, 2), np.uint8), "y_test": np.array([0, 2])}
+    convert = partial(image_data_from_raw, "toy", classes=("a", "b", "c"), image_size=(2, 2), sizes=(4, 2), max_value=16)
+    data = convert(raw)
+    assert data.x_train.shape == (4, 1, 2, 2) and data.y_test.dtype == np.int64
+    bad_inputs = {
+        "shape": {**raw, "x_test": np.zeros((3, 2, 2), np.uint8)},
+        "uint8": {**raw, "x_train": np.zeros((4, 2, 2), np.float32)},
+        "0..16": {**raw, "x_train": np.full((4, 2, 2), 17, np.uint8)},
+        "0..2": {**raw, "y_train": np.array([0, 1, 3, 1])},
+        "lacks": {k: v for k, v in raw.items() if k != "y_test"},
+    }
+    for message, bad in bad_inputs.items():
+        with pytest.raises(ValueError, match=message):
+            convert(bad)

@@ -174,3 +174,11 @@ def test_bad_arguments_are_clear_errors():
         DataLoader(iter(range(3)))
     with pytest.raises(ValueError, match="seed"):
         DataLoader(dataset, seed=1.5)
+
+
+def test_augmentation_differs_between_batches_and_epochs():
+    images = np.tile(np.arange(36, dtype=np.float32).reshape(1, 1, 6, 6), (64, 1, 1, 1))
+    loader = DataLoader(ArrayDataset(images), batch_size=16, seed=0, transform=RandomCrop(6, padding=3))
+    epochs = [[x.numpy() for (x,) in loader] for _ in range(2)]
+    assert not np.array_equal(epochs[0][0], epochs[0][1])
+    assert not np.array_equal(epochs[0][0], epochs[1][0])

