@@ -15,7 +15,7 @@ name (file)                content                                              
 Each file holds the raw layout of ``images.py`` (uint8, compressed) plus ``train_rows``
 and ``test_rows``: the row of every sample in the file it was taken from, so that the
 subset can be checked against its source. ``python -m minift.data.make_bundled``
-rebuilds the files, byte for byte, from the installed sources (see that module);
+rebuilds the files from the installed sources, byte for byte given the same zlib;
 ``BUNDLED_SHA256`` holds the digest of each file, checked at every load.
 
 Licences and attribution (the files are subsets of the originals, converted to uint8

@@ -13,7 +13,8 @@ constants in ``bundled.py``, all with seed 0):
   200 per class of the train part and the whole test part;
 - ``digits.npz``: all 1797 digits, split by ``holdout_rows`` (as ``digits-sklearn`` does).
 
-Samples keep their source order. The output is the same bytes on every run: the arrays
+Samples keep their source order. The output is the same bytes on every run (with the
+same zlib, whose deflate produces the compressed bytes): the arrays
 are written with ``np.lib.format`` into a zip archive (what ``np.savez_compressed``
 makes) whose entries carry a fixed timestamp, since ``savez`` stamps the current time.
 The script prints each file's SHA-256, which must match ``bundled.BUNDLED_SHA256``
