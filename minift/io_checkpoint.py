@@ -145,7 +145,7 @@ def _decode_tag(tag: str, content, arrays: dict, used: set, path, where: str):
             raise fail("the key of a 0-d array")
         return arrays[content][()]
     if tag == "__float__":
-        if content not in NONFINITE:
+        if not isinstance(content, str) or content not in NONFINITE:
             raise fail("'nan', 'inf' or '-inf'")
         return NONFINITE[content]
     if not isinstance(content, list):
