@@ -177,7 +177,7 @@ class SequentialLR(LRScheduler):
                 f"{len(schedulers)} schedulers and {len(milestones)} milestones"
             )
         increasing = all(is_int(m) for m in milestones) and all(
-            0 < a < b for a, b in zip([0, *milestones], milestones)
+            earlier < later for earlier, later in zip([0, *milestones], milestones)
         )
         check(increasing, "milestones", "strictly increasing integers > 0", milestones)
         self._schedulers = schedulers
