@@ -137,14 +137,15 @@ def _is_int(value) -> bool:
 
 
 def int_pair(op: str, name: str, value, minimum: int) -> tuple[int, int]:
-    """``value`` as a ``(height, width)`` pair of ints, each at least ``minimum``."""
-    ok = (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(_is_int(v) and v >= minimum for v in value)
-    )
-    if not ok:
-        raise ValueError(f"{op}: {name} must be a pair of ints >= {minimum} (height, width), got {value!r}")
+    """``value`` as a ``(height, width)`` pair of ints, each at least ``minimum``.
+
+    Raises TypeError when it is not a pair of ints, ValueError when an entry is too small
+    (as the reference kernels do).
+    """
+    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value)):
+        raise TypeError(f"{op}: {name} must be a pair of ints (height, width), got {value!r}")
+    if min(value) < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum} in both entries, got {tuple(value)}")
     return int(value[0]), int(value[1])
 
 
@@ -242,7 +243,12 @@ class PoolGeometry:
 
 
 def pool2d_geometry(op, x_shape, kernel_size, stride, padding, dilation=(1, 1)) -> PoolGeometry:
-    """Check a pooling's arguments (PyTorch's ``padding <= kernel_size // 2``) and size its output."""
+    """Check a pooling's arguments and size its output.
+
+    Two rules: PyTorch's ``padding <= kernel_size // 2``, and (as the reference) no window
+    may lie wholly in the padding -- possible only with dilation, e.g. kernel 2,
+    dilation 2, padding 1 over a 1-pixel input -- since it would have no maximum.
+    """
     n, c, h, w = nchw_shape(op, "the input", x_shape)
     kh, kw = int_pair(op, "kernel_size", kernel_size, 1)
     stride = int_pair(op, "stride", stride, 1)
@@ -255,10 +261,19 @@ def pool2d_geometry(op, x_shape, kernel_size, stride, padding, dilation=(1, 1)) 
         )
     ho = _output_size(op, "height", h, kh, stride[0], padding[0], dilation[0])
     wo = _output_size(op, "width", w, kw, stride[1], padding[1], dilation[1])
+    for axis, size, out, k, s, p, d in zip(
+        ("height", "width"), (h, w), (ho, wo), (kh, kw), stride, padding, dilation
+    ):
+        taps = np.arange(out)[:, None] * s - p + np.arange(k) * d  # (window, tap) -> input row
+        if not ((taps >= 0) & (taps < size)).any(axis=1).all():
+            raise ValueError(
+                f"{op}: along the {axis}, a window with kernel {k}, dilation {d} and padding {p} "
+                f"covers only padding of the {size}-long input; use less padding or dilation"
+            )
     return PoolGeometry(n, c, h, w, kh, kw, ho, wo, stride, padding, dilation)
 
 
-def sample_chunks(samples: int, bytes_per_sample: int, budget: int = IM2COL_WORKSPACE_BYTES):
+def sample_chunks(samples: int, bytes_per_sample: int, budget: int):
     """``(start, stop)`` ranges that split ``samples`` into chunks whose im2col fits ``budget``.
 
     Every chunk holds as many samples as fit (at least one, even if that one does not).

@@ -155,7 +155,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
     x = cupy.ascontiguousarray(x)
     weight_matrix = weight.reshape(g.o, g.taps)
     y = cupy.empty(g.output_shape, dtype)
-    for start, stop in _chunks(g, dtype):
+    for start, stop in _sample_chunks(g, dtype):
         y_chunk = matmul(weight_matrix, _im2col(x[start:stop], g))
         y[start:stop] = y_chunk.reshape(g.o, stop - start, g.ho, g.wo).transpose(1, 0, 2, 3)
     if bias is not None:
@@ -176,7 +176,7 @@ def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation
 
     weight_t = weight.reshape(g.o, g.taps).T
     grad_x = cupy.empty((g.n, g.c, g.h, g.w), dtype)
-    for start, stop in _chunks(g, dtype):
+    for start, stop in _sample_chunks(g, dtype):
         grad_cols = matmul(weight_t, _channel_major(grad_y[start:stop]))
         _col2im(grad_cols, grad_x[start:stop], g)
     return grad_x
@@ -196,15 +196,15 @@ def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation):
 
     x = cupy.ascontiguousarray(x)
     grad_w = cupy.zeros((g.o, g.taps), dtype)
-    for start, stop in _chunks(g, dtype):
+    for start, stop in _sample_chunks(g, dtype):
         grad_w += matmul(_channel_major(grad_y[start:stop]), _im2col(x[start:stop], g).T)
     return grad_w.reshape(g.o, g.c, g.kh, g.kw)
 
 
-def _chunks(g: launch.ConvGeometry, dtype):
-    """Sample ranges whose im2col matrix stays within the workspace budget."""
+def _sample_chunks(g: launch.ConvGeometry, dtype):
+    """Sample ranges whose im2col matrix stays within ``launch.IM2COL_WORKSPACE_BYTES``."""
     bytes_per_sample = g.taps * g.ho * g.wo * np.dtype(dtype).itemsize
-    return launch.sample_chunks(g.n, bytes_per_sample)
+    return launch.sample_chunks(g.n, bytes_per_sample, launch.IM2COL_WORKSPACE_BYTES)
 
 
 def _conv_sizes(samples: int, g: launch.ConvGeometry):
@@ -243,8 +243,7 @@ def _pool_sizes(g: launch.PoolGeometry, with_dilation: bool):
 def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     """``(y, indices)`` of ``(N, C, Ho, Wo)``: each window's maximum and its flat ``h * W + w``.
 
-    One thread per output scans its window in row-major order (first maximum wins). A
-    window wholly in the padding (possible with dilation) gives ``-inf`` and index -1.
+    One thread per output scans its window in row-major order (first maximum wins).
     """
     op = "max_pool2d_forward"
     _check_device_arrays(op, x=x)
@@ -262,10 +261,9 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
 def max_pool2d_backward(grad_y, indices, input_shape):
     """``grad_x`` of ``input_shape``: zeros, with each ``grad_y`` atomically added at its index.
 
-    ``indices`` must come from ``max_pool2d_forward`` on an input of ``input_shape``
-    (index -1, a window wholly in the padding, sends its gradient nowhere). An index
-    outside ``[-1, H*W)`` raises (checked on the GPU, which costs one sync) rather than
-    writing out of bounds.
+    ``indices`` must come from ``max_pool2d_forward`` on an input of ``input_shape``; an
+    index outside the input plane raises (checked on the GPU, which costs one sync)
+    rather than writing out of bounds.
     """
     op = "max_pool2d_backward"
     _check_device_arrays(op, grad_y=grad_y, indices=indices)
@@ -276,8 +274,8 @@ def max_pool2d_backward(grad_y, indices, input_shape):
     launch.check_shape(op, "indices", indices.shape, grad_y.shape)
     if indices.dtype != cupy.int64:
         raise TypeError(f"{op}: indices must be int64 (from max_pool2d_forward), got {indices.dtype}")
-    if indices.size and int(cupy.count_nonzero((indices < -1) | (indices >= h * w))):
-        raise ValueError(f"{op}: indices must lie in [-1, H*W) = [-1, {h * w}) for input_shape {tuple(input_shape)}")
+    if indices.size and int(cupy.count_nonzero((indices < 0) | (indices >= h * w))):
+        raise ValueError(f"{op}: indices must lie in [0, H*W) = [0, {h * w}) for input_shape {tuple(input_shape)}")
 
     grad_y = cupy.ascontiguousarray(grad_y)
     indices = cupy.ascontiguousarray(indices)
