@@ -30,7 +30,7 @@ import math
 from bisect import bisect_right
 
 from .optimizer import is_real_number
-from .scheduler import LRScheduler, check, is_int, param_groups_of, per_group
+from .scheduler import LRScheduler, check, is_int, param_groups_of
 from .warmup_schedules import CosineWarmupLR, OneCycleLR, SlantedTriangularLR
 
 
@@ -47,7 +47,7 @@ class LambdaLR(LRScheduler):
         groups = param_groups_of(optimizer)
         if isinstance(lr_lambda, (list, tuple)) and len(lr_lambda) != len(groups):
             raise ValueError(f"Expected {len(groups)} lr_lambdas, but got {len(lr_lambda)}")
-        lr_lambdas = per_group("lr_lambda", lr_lambda, groups)
+        lr_lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * len(groups)
         for function in lr_lambdas:
             check(callable(function), "lr_lambda", "a function of the step (or a list of them)", function)
         self.lr_lambdas = lr_lambdas
