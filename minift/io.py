@@ -85,14 +85,16 @@ def _write(path, arrays: dict[str, np.ndarray], metadata: dict[str, str] | None 
             io_npz.write_npz(file, arrays)
 
 
-def _read(path, device: str) -> tuple[dict, dict[str, str]]:
-    """Read ``(arrays on device, safetensors metadata or {})`` — the one place loaded
-    arrays are made, so the one place that places them on a device."""
+def _read(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Read ``(arrays, safetensors metadata or {})`` in the format of ``path``."""
     if _format_of(path) == ".safetensors":
-        arrays, metadata = io_safetensors.read_safetensors(path)
-    else:
-        arrays, metadata = io_npz.read_npz(path), {}
-    return {name: to_device(array, device) for name, array in arrays.items()}, metadata
+        return io_safetensors.read_safetensors(path)
+    return io_npz.read_npz(path), {}
+
+
+def _place(arrays: dict[str, np.ndarray], device: str) -> dict:
+    """The one place loaded arrays are put on their device (numpy for "cpu")."""
+    return {name: to_device(array, device) for name, array in arrays.items()}
 
 
 def save(state_dict: Mapping, path) -> None:
@@ -112,8 +114,9 @@ def load(path, device: str = "cpu") -> dict:
 
     Arrays are numpy arrays on ``"cpu"``; a safetensors BF16 tensor becomes float32.
     """
-    arrays, _ = _read(path, check_device(device))
-    return arrays
+    device = check_device(device)
+    arrays, _ = _read(path)
+    return _place(arrays, device)
 
 
 def save_checkpoint(path, /, **parts) -> None:
@@ -137,12 +140,13 @@ def save_checkpoint(path, /, **parts) -> None:
 def load_checkpoint(path, device: str = "cpu") -> dict:
     """Load a file written by ``save_checkpoint``: the same nested structure, arrays as
     numpy arrays (bit-identical, same dtype), tuples as tuples, int keys as ints."""
-    arrays, metadata = _read(path, check_device(device))
+    device = check_device(device)
+    arrays, metadata = _read(path)
     if _format_of(path) == ".npz":
         tree = arrays.pop(io_checkpoint.TREE_KEY, None)
         if tree is not None and (tree.dtype != np.uint8 or tree.ndim != 1):
             raise CheckpointError(f"{path}: array {io_checkpoint.TREE_KEY!r} must be 1-d uint8 (UTF-8 JSON)")
-        text = None if tree is None else _utf8(to_device(tree, "cpu").tobytes(), path)
+        text = None if tree is None else _utf8(tree.tobytes(), path)
     else:
         text = metadata.get(io_checkpoint.TREE_KEY)
     if text is None:
@@ -150,7 +154,7 @@ def load_checkpoint(path, device: str = "cpu") -> dict:
             f"{path}: not a minift training checkpoint (no {io_checkpoint.TREE_KEY!r} entry); "
             "for a plain state dict use minift.io.load"
         )
-    return io_checkpoint.unflatten(text, arrays, path)
+    return io_checkpoint.unflatten(text, _place(arrays, device), path)
 
 
 def _utf8(data: bytes, path) -> str:

@@ -8,7 +8,8 @@ Layout (https://github.com/huggingface/safetensors, byte-compatible both ways)::
                 "fc.weight": {"dtype": "F32", "shape": [10, 784], "data_offsets": [0, 31360]},
                 "fc.bias":   {"dtype": "F32", "shape": [10],      "data_offsets": [31360, 31400]}}
     [rest]     the byte buffer: every tensor's bytes, little-endian, C order, back to back;
-               ``data_offsets`` are ``[begin, end)`` relative to the buffer's first byte.
+               ``data_offsets`` are ``[begin, end)`` relative to the buffer's first byte
+               (a big-endian array is stored, and comes back, little-endian).
 
 A valid file's tensors tile the buffer exactly: sorted by offset, each begins where the
 previous one ended, the first at 0 and the last at the end of the file — no holes, no
@@ -70,7 +71,7 @@ def dtype_code(array: np.ndarray, where: str) -> str:
     if code is None:
         raise CheckpointError(
             f"{where}: dtype {array.dtype} cannot be stored in safetensors; "
-            f"expected one of {', '.join(str(d) for d in DTYPES.values())} (or save as .npz)"
+            f"expected one of {', '.join(dtype.name for dtype in DTYPES.values())} (or save as .npz)"
         )
     return code
 
