@@ -1,0 +1,104 @@
+"""minift's ``numba`` backend: the kernel contract of ``minift/backend.py``, compiled by Numba.
+
+``minift.backend`` imports this module when the backend is ``numba`` (or ``auto`` and Numba
+is installed) and looks the contract's functions up by name. Each is implemented in a
+module of its own, whose docstring explains its loop order and why it is fast:
+
+- ``numba_gemm``  a cache-blocked, vectorised matrix multiply (the GEMM);
+- ``numba_conv``  conv2d forward and backward: im2col + GEMM (+ col2im) per image;
+- ``numba_pool``  max and average pooling, forward and backward;
+- ``numba_env``   where compiled kernels are cached (``NUMBA_CACHE_DIR``).
+
+Each kernel is compiled for its input types on first use (a few seconds) and cached on
+disk, so later runs start fast. Inputs may have any strides; the contract functions copy a
+non-contiguous input once where a kernel wants unit-stride rows.
+
+**The GEMM behind ``matmul``** is chosen by ``MINIFT_NUMBA_GEMM``:
+
+- ``blas``: NumPy's ``matmul``, i.e. OpenBLAS (hand-tuned assembly; the fastest);
+- ``blocked``: ``numba_gemm.matmul_blocked``, the Numba GEMM you can read;
+- ``auto`` (default): ``blas``, unless BLAS's threads were started before minift could
+  make them share the cores (see ``minift.threads``); then ``blocked``, so that BLAS and
+  Numba threads never alternate.
+
+The convolutions always run their GEMMs inside their own Numba parallel region.
+
+**Debugging a kernel**: run with ``NUMBA_DISABLE_JIT=1`` and every ``@njit`` function is
+plain Python (``prange`` becomes ``range``): ``print`` and ``pdb`` work inside it, and
+errors point at the offending line -- at a small fraction of the speed, so use tiny inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from minift import threads
+
+threads.configure_thread_pools()  # before Numba starts its thread pool
+
+import numpy as np  # noqa: E402
+
+from minift.kernels.numba_conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: E402
+from minift.kernels.numba_gemm import matmul_blocked  # noqa: E402
+from minift.kernels.numba_pool import (  # noqa: E402
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+from minift.reference.checks import check_float_arrays  # noqa: E402
+
+__all__ = [
+    "matmul",
+    "conv2d_forward",
+    "conv2d_backward_input",
+    "conv2d_backward_weight",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "gemm_implementation",
+]
+
+GEMM_CHOICES = ("auto", "blas", "blocked")
+
+
+def gemm_implementation() -> str:
+    """``"blas"`` or ``"blocked"``: the GEMM ``matmul`` uses now (``MINIFT_NUMBA_GEMM``)."""
+    choice = os.environ.get("MINIFT_NUMBA_GEMM", "auto").strip().lower()
+    if choice not in GEMM_CHOICES:
+        raise ValueError(f"MINIFT_NUMBA_GEMM must be one of {', '.join(GEMM_CHOICES)}, got {choice!r}")
+    if choice == "auto":
+        return "blas" if threads.pools_take_turns() else "blocked"
+    return choice
+
+
+def matmul(a, b):
+    """The contract's ``matmul``: ``a (..., M, K) @ b (..., K, N) -> (..., M, N)``.
+
+    Batch dimensions broadcast as in ``numpy.matmul``. With the ``blocked`` GEMM, every
+    operand is viewed as a stack (B, rows, columns) -- a broadcast operand keeps a zero
+    batch stride, so nothing is copied -- and ``matmul_blocked`` runs all B products.
+    """
+    kernel = "matmul"
+    check_float_arrays(kernel, a=a, b=b)
+    if a.ndim < 2 or b.ndim < 2:
+        raise ValueError(f"{kernel}: both operands must be at least 2-D, got shapes {a.shape} and {b.shape}")
+    (m, k), (k_b, n) = a.shape[-2:], b.shape[-2:]
+    if k != k_b:
+        raise ValueError(
+            f"{kernel}: a (..., M, K) and b (..., K, N) must agree on K, got shapes {a.shape} and {b.shape}"
+        )
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"{kernel}: the batch dimensions {a.shape[:-2]} and {b.shape[:-2]} do not broadcast"
+        ) from None
+    if gemm_implementation() == "blas":
+        return np.ascontiguousarray(np.matmul(a, b))
+    products = math.prod(batch)
+    stack_a = np.broadcast_to(a, (*batch, m, k)).reshape(products, m, k)
+    stack_b = np.broadcast_to(b, (*batch, k, n)).reshape(products, k, n)
+    return matmul_blocked(stack_a, stack_b).reshape(*batch, m, n)
