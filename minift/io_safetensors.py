@@ -5,8 +5,8 @@ Layout (https://github.com/huggingface/safetensors, byte-compatible both ways)::
     [8 bytes]  N, the header length: unsigned 64-bit little-endian
     [N bytes]  UTF-8 JSON, padded with spaces to a multiple of 8 bytes:
                {"__metadata__": {"format": "pt"},                      (optional, str -> str)
-                "fc.weight": {"dtype": "F32", "shape": [10, 784], "data_offsets": [0, 31360]},
-                "fc.bias":   {"dtype": "F32", "shape": [10],      "data_offsets": [31360, 31400]}}
+                "fc.bias":   {"dtype": "F32", "shape": [10],      "data_offsets": [0, 40]},
+                "fc.weight": {"dtype": "F32", "shape": [10, 784], "data_offsets": [40, 31400]}}
     [rest]     the byte buffer: every tensor's bytes, little-endian, C order, back to back;
                ``data_offsets`` are ``[begin, end)`` relative to the buffer's first byte
                (a big-endian array is stored, and comes back, little-endian).
