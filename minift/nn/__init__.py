@@ -1,7 +1,6 @@
 """``minift.nn``: Module, Parameter and the layers, with PyTorch's names and defaults."""
 
-from .. import functional
-from . import init
+from . import functional, init, utils
 from .activation import GELU, Dropout, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .attention import MultiheadAttention, scaled_dot_product_attention
 from .container import ModuleDict, ModuleList, Sequential
@@ -14,7 +13,7 @@ from .residual import ResidualBlock
 from .transformer import TransformerEncoder, TransformerEncoderLayer
 
 __all__ = [
-    "functional", "init", "Module", "Parameter", "Linear", "Identity", "Flatten", "Conv2d", "MaxPool2d",
+    "functional", "init", "utils", "Module", "Parameter", "Linear", "Identity", "Flatten", "Conv2d", "MaxPool2d",
     "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout", "Embedding",
     "ReLU", "GELU", "Tanh", "Sigmoid", "LeakyReLU", "Softmax", "Sequential", "ModuleList", "ModuleDict",
     "ResidualBlock", "MultiheadAttention", "scaled_dot_product_attention", "TransformerEncoderLayer",
