@@ -27,18 +27,6 @@ __device__ __forceinline__ long long grid_thread_count()
     return (long long)gridDim.x * blockDim.x;
 }
 
-// -infinity as scalar_t, from its IEEE-754 bits (NVRTC has no <cmath>, so no INFINITY).
-// Overloaded on a dummy argument: call it as negative_infinity(scalar_t(0)).
-__device__ __forceinline__ float negative_infinity(float)
-{
-    return __int_as_float(0xff800000);
-}
-
-__device__ __forceinline__ double negative_infinity(double)
-{
-    return __longlong_as_double(0xfff0000000000000LL);
-}
-
 // Input row h is read by tap p of the window at output row i exactly when
 //     h == i * stride - padding + p * dilation.
 // Returns that i, or -1 when it is not a whole number in [0, out_size).

@@ -9,11 +9,12 @@
 #include "cuda_common.cuh"
 
 // One thread per output. The window is scanned in row-major order and a value replaces
-// the best so far only when strictly greater, so among equal maxima the first wins; a
-// NaN always replaces it, so NaN propagates (both PyTorch's rules). Taps in the -inf
-// padding are skipped. indices holds h * W + w, the flat position in the unpadded input
-// plane -- or -1 when every tap of the window is padding (possible only with dilation,
-// e.g. kernel 2, dilation 2, padding 1 on a 1-row input), whose output is then -inf.
+// the best so far only when strictly greater, so among equal maxima the first wins
+// (PyTorch's rule); a NaN replaces a best that is not NaN, so NaN propagates and the
+// first NaN wins (as in the reference; PyTorch reports the last). Taps in the -inf
+// padding are skipped: the host refuses geometries where a window is all padding, so
+// every window has a real element. indices holds h * W + w, the flat position in the
+// unpadded input plane.
 extern "C" __global__ void max_pool2d_forward(
     const scalar_t* __restrict__ x, scalar_t* __restrict__ y, long long* __restrict__ indices,
     int planes, int height, int width, int kernel_h, int kernel_w, int out_h, int out_w,
@@ -26,7 +27,7 @@ extern "C" __global__ void max_pool2d_forward(
         const long long plane = index / ((long long)out_w * out_h);
         const scalar_t* x_plane = x + plane * height * width;
 
-        scalar_t best = negative_infinity(scalar_t(0));
+        scalar_t best = 0;            // replaced by the window's first real element
         long long best_index = -1;
         for (int p = 0; p < kernel_h; ++p) {
             const int h = i * stride_h - pad_h + p * dilation_h;
@@ -39,8 +40,9 @@ extern "C" __global__ void max_pool2d_forward(
                     continue;
                 }
                 const scalar_t value = x_plane[h * width + w];
-                const bool is_nan = value != value;
-                if (best_index < 0 || value > best || is_nan) {
+                const bool is_nan = value != value;  // NaN is the only value unequal to itself
+                const bool best_is_nan = best != best;
+                if (best_index < 0 || value > best || (is_nan && !best_is_nan)) {
                     best = value;
                     best_index = (long long)h * width + w;
                 }
@@ -51,19 +53,15 @@ extern "C" __global__ void max_pool2d_forward(
     }
 }
 
-// One thread per element of grad_y, scattering it to the input its window picked (none
-// for index -1). Overlapping windows (stride < kernel) can pick the same input, so the
-// add is atomic.
+// One thread per element of grad_y, scattering it to the input its window picked.
+// Overlapping windows (stride < kernel) can pick the same input, so the add is atomic.
 extern "C" __global__ void max_pool2d_backward(
     const scalar_t* __restrict__ grad_y, const long long* __restrict__ indices,
     scalar_t* __restrict__ grad_x, long long total, int out_plane_size, int in_plane_size)
 {
     for (long long index = grid_thread_index(); index < total; index += grid_thread_count()) {
-        const long long picked = indices[index];
-        if (picked >= 0) {
-            const long long plane = index / out_plane_size;
-            atomicAdd(&grad_x[plane * in_plane_size + picked], grad_y[index]);
-        }
+        const long long plane = index / out_plane_size;
+        atomicAdd(&grad_x[plane * in_plane_size + indices[index]], grad_y[index]);
     }
 }
 
