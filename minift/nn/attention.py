@@ -15,9 +15,20 @@ from .linear import Linear
 from .module import Module
 
 
+def _additive(mask, dtype, xp):
+    """A bool mask (True = not allowed) as 0 / -inf; a float mask as it is (added to the scores)."""
+    mask = mask.data if isinstance(mask, Tensor) else xp.asarray(mask)
+    if mask.dtype == np.bool_:
+        return xp.where(mask, -np.inf, 0).astype(dtype)
+    if mask.dtype.kind != "f":
+        raise TypeError(f"attention masks must be bool (True = not allowed) or float (added), got dtype {mask.dtype}")
+    return mask.astype(dtype)
+
+
 def attention_bias(scores_shape, dtype, key_padding_mask=None, attn_mask=None, xp=np):
     """The additive mask for scores ``(N, H, L, S)``: 0 where attention is allowed, -inf
-    where it is not, or the values of a float ``attn_mask``.
+    where it is not, or the values of a float mask (as in PyTorch, both masks may be
+    bool or float).
 
     ``key_padding_mask (N, S)``: True marks padding keys (ignored by every query).
     ``attn_mask (L, S)`` or ``(N*H, L, S)``: bool (True = not allowed) or float (added).
@@ -26,16 +37,15 @@ def attention_bias(scores_shape, dtype, key_padding_mask=None, attn_mask=None, x
     n, h, length, source = scores_shape
     bias = None
     if attn_mask is not None:
-        mask = attn_mask.data if isinstance(attn_mask, Tensor) else xp.asarray(attn_mask)
-        if mask.shape not in ((length, source), (n * h, length, source)):
-            raise ValueError(f"attn_mask must have shape ({length}, {source}) or ({n * h}, {length}, {source}), got {mask.shape}")
-        mask = mask.reshape(n, h, length, source) if mask.ndim == 3 else mask
-        bias = xp.where(mask, -np.inf, 0).astype(dtype) if mask.dtype == np.bool_ else mask.astype(dtype)
+        bias = _additive(attn_mask, dtype, xp)
+        if bias.shape not in ((length, source), (n * h, length, source)):
+            raise ValueError(f"attn_mask must have shape ({length}, {source}) or ({n * h}, {length}, {source}), got {bias.shape}")
+        bias = bias.reshape(n, h, length, source) if bias.ndim == 3 else bias
     if key_padding_mask is not None:
-        pad = key_padding_mask.data if isinstance(key_padding_mask, Tensor) else xp.asarray(key_padding_mask)
-        if pad.shape != (n, source):
-            raise ValueError(f"key_padding_mask must have shape (batch, source) = ({n}, {source}), got {pad.shape}")
-        pad_bias = xp.where(pad.astype(bool), -np.inf, 0).astype(dtype)[:, None, None, :]
+        pad_bias = _additive(key_padding_mask, dtype, xp)
+        if pad_bias.shape != (n, source):
+            raise ValueError(f"key_padding_mask must have shape (batch, source) = ({n}, {source}), got {pad_bias.shape}")
+        pad_bias = pad_bias[:, None, None, :]
         bias = pad_bias if bias is None else bias + pad_bias
     return bias
 
