@@ -110,12 +110,14 @@ class Module:
     register_module = add_module
 
     # ------------------------------------------------------------ traversal
-    def named_modules(self, prefix: str = ""):
-        """Yield ``(qualified_name, module)`` for this module and every descendant, once each."""
+    def named_modules(self, prefix: str = "", remove_duplicate: bool = True):
+        """Yield ``(qualified_name, module)`` for this module and every descendant, depth
+        first; a module reachable by several names is yielded once, under the first
+        (``remove_duplicate=False``: under every name, as ``state_dict`` needs)."""
         seen, stack = set(), [(prefix, self)]
         while stack:
             name, module = stack.pop()
-            if id(module) in seen:
+            if remove_duplicate and id(module) in seen:
                 continue
             seen.add(id(module))
             yield name, module
@@ -237,19 +239,14 @@ class Module:
 
     # ------------------------------------------------------------ state
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Every parameter and buffer by qualified name, as a NumPy copy (host memory)."""
-        state = OrderedDict()
-        for prefix, module in self.named_modules():
-            for registry in (module._parameters, module._buffers):
-                for name, tensor in registry.items():
-                    if tensor is not None:
-                        key = f"{prefix}.{name}" if prefix else name
-                        state[key] = np.array(tensor.numpy(), copy=True)
-        return state
+        """Every parameter and buffer by qualified name, as a NumPy copy (host memory).
+
+        As in PyTorch, a shared module or a tied weight appears under each of its names."""
+        return OrderedDict((key, np.array(tensor.numpy(), copy=True)) for key, tensor in self._state_tensors().items())
 
     def _state_tensors(self) -> "OrderedDict[str, Tensor]":
         tensors = OrderedDict()
-        for prefix, module in self.named_modules():
+        for prefix, module in self.named_modules(remove_duplicate=False):
             for registry in (module._parameters, module._buffers):
                 for name, tensor in registry.items():
                     if tensor is not None:
