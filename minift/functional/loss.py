@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..device import array_module
-from .activation import relu
-from .elementwise import _lift
+from .elementwise import _lift, maximum
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -110,14 +109,18 @@ def binary_cross_entropy_with_logits(input, target, reduction="mean", pos_weight
     """``-[t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))]``, computed stably as
     ``max(x, 0) - x t + log(1 + exp(-|x|))`` (built from primitives; autograd does the rest).
     With ``pos_weight`` w: ``(1 - t) x + (1 + (w - 1) t) (log(1 + exp(-|x|)) + max(-x, 0))``.
+
+    ``max(x, 0)`` is ``maximum``, not ``relu``: at x = 0 the pieces have kinks that must
+    cancel, and only maximum's tie rule (half the gradient each way) gives the true
+    derivative there, ``sigmoid(0) - t = 1/2 - t``; relu's 0 would give ``-t``.
     """
     if tuple(input.shape) != tuple(getattr(target, "shape", input.shape)):
         raise ValueError(f"expected input and target of the same shape, got {input.shape} and {target.shape}")
     target = _lift(target, input)
     softplus_neg = (1 + (-input.abs()).exp()).log()  # log(1 + e^-|x|)
     if pos_weight is None:
-        losses = relu(input) - input * target + softplus_neg
+        losses = maximum(input, 0.0) - input * target + softplus_neg
     else:
         weight = 1 + (_lift(pos_weight, input) - 1) * target
-        losses = (1 - target) * input + weight * (softplus_neg + relu(-input))
+        losses = (1 - target) * input + weight * (softplus_neg + maximum(-input, 0.0))
     return _reduce(losses, reduction)

@@ -42,7 +42,7 @@ class EmbeddingLookup(Function):
     def backward(ctx, g):
         xp = array_module(g)
         dweight = xp.zeros(ctx.shape, dtype=g.dtype)
-        scatter_add(dweight, ctx.indices.reshape(-1), g.reshape(-1, ctx.shape[1]))
+        scatter_add(dweight, ctx.indices.reshape(-1), g.reshape(ctx.indices.size, ctx.shape[1]))
         if ctx.padding_idx is not None:
             dweight[ctx.padding_idx] = 0
         return dweight
