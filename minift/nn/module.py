@@ -256,8 +256,9 @@ class Module:
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Copy values into parameters and buffers by name (in place, keeping dtype and device).
 
-        Every key is checked first: a shape mismatch, or (with ``strict``) a missing or
-        unexpected key, raises one error that lists every bad key — and nothing is changed.
+        Every key is checked first: a shape mismatch, a value that is not numbers, or (with
+        ``strict``) a missing or unexpected key, raises one error that lists every bad key —
+        and nothing is changed.
         Returns ``(missing_keys, unexpected_keys)``.
         """
         own = self._state_tensors()
@@ -266,9 +267,13 @@ class Module:
         problems = []
         for key, tensor in own.items():
             if key in state_dict:
-                shape = tuple(np.shape(state_dict[key]))
+                value = state_dict[key]
+                shape = tuple(np.shape(value))
+                dtype = value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype
                 if shape != tensor.shape:
                     problems.append(f"  {key}: checkpoint has shape {shape}, the model expects {tensor.shape}")
+                elif np.dtype(dtype).kind not in "biuf":
+                    problems.append(f"  {key}: checkpoint holds {dtype}, the model expects numbers ({tensor.dtype})")
         if strict:
             problems += [f"  missing key: {k}" for k in missing]
             problems += [f"  unexpected key: {k}" for k in unexpected]
