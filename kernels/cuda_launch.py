@@ -156,11 +156,17 @@ def check_shape(op: str, name: str, shape, expected) -> None:
 
 
 def nchw_shape(op: str, name: str, shape) -> tuple[int, int, int, int]:
-    """``shape`` as four ints (N, C, H, W), each small enough for the kernels' int arithmetic."""
+    """``shape`` as four ints (N, C, H, W), small enough for the kernels' 32-bit int arithmetic.
+
+    The kernels index within one (H, W) plane, and count planes N * C, with ``int``.
+    """
     shape = tuple(shape)
-    if len(shape) != 4 or not all(_is_int(s) and 0 <= s <= INT32_MAX for s in shape):
-        raise ValueError(f"{op}: {name} must be 4-D (N, C, H, W) with sizes below 2**31, got shape {shape}")
-    return tuple(int(s) for s in shape)
+    if len(shape) != 4 or not all(_is_int(s) and s >= 0 for s in shape):
+        raise ValueError(f"{op}: {name} must be 4-D (N, C, H, W) of non-negative ints, got shape {shape!r}")
+    n, c, h, w = (int(s) for s in shape)
+    if n * c > INT32_MAX or h * w > INT32_MAX:
+        raise ValueError(f"{op}: {name} {shape} is too large: N*C and H*W must be below 2**31")
+    return n, c, h, w
 
 
 def _output_size(op, axis, size, kernel, stride, padding, dilation) -> int:

@@ -143,6 +143,7 @@ def test_conv2d_geometry_output_size_counts_the_windows_that_fit(h, w, kernel, s
         ((1, 3, 8, 8), (4, 3, 3, 3), 1, (0, 0), (1, 1), TypeError, "pair of ints"),
         ((1, 3, 8, 8), (4, 3, 3, 3), (True, 1), (0, 0), (1, 1), TypeError, "pair of ints"),
         ((1, 3, 2, 8), (4, 3, 3, 3), (1, 1), (0, 0), (1, 1), ValueError, "height"),
+        ((1, 3, 2**16, 2**15), (4, 3, 3, 3), (1, 1), (0, 0), (1, 1), ValueError, "H\\*W must be below"),
     ],
 )
 def test_conv2d_geometry_rejects_bad_arguments_with_a_clear_message(
