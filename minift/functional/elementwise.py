@@ -270,24 +270,56 @@ def _operands(x, y):
     return _lift(x, y), y
 
 
+def _broadcast_error(name: str, *shapes) -> ValueError | None:
+    """The error to raise if ``shapes`` do not broadcast, naming the first clashing axis."""
+    try:
+        np.broadcast_shapes(*shapes)
+        return None
+    except ValueError:
+        pass
+    for axis in range(1, max(len(s) for s in shapes) + 1):
+        sizes = sorted({s[-axis] for s in shapes if len(s) >= axis} - {1})
+        if len(sizes) > 1:
+            break
+    listed = " and ".join(str(tuple(s)) for s in shapes)
+    return ValueError(
+        f"{name}: shapes {listed} do not broadcast: axis -{axis} (counting from the end) has sizes "
+        f"{', '.join(map(str, sizes))}; aligned from the end, each axis must be equal or 1"
+    )
+
+
+def _apply(function, name, *inputs, **constants):
+    """``function.apply(*inputs, **constants)``; if NumPy refuses to broadcast the arrays,
+    an error naming every shape instead. Checked only after NumPy raised: a correct call
+    pays nothing."""
+    try:
+        return function.apply(*inputs, **constants)
+    except ValueError:
+        shapes = [t.shape for t in inputs] + [c.shape for c in constants.values() if hasattr(c, "shape")]
+        error = _broadcast_error(name, *shapes)
+        if error is None:
+            raise
+        raise error from None
+
+
 def add(x, y):
-    return Add.apply(*_operands(x, y))
+    return _apply(Add, "add", *_operands(x, y))
 
 
 def sub(x, y):
-    return Sub.apply(*_operands(x, y))
+    return _apply(Sub, "sub", *_operands(x, y))
 
 
 def mul(x, y):
-    return Mul.apply(*_operands(x, y))
+    return _apply(Mul, "mul", *_operands(x, y))
 
 
 def div(x, y):
-    return Div.apply(*_operands(x, y))
+    return _apply(Div, "div", *_operands(x, y))
 
 
 def pow(x, y):
-    return Pow.apply(*_operands(x, y))
+    return _apply(Pow, "pow", *_operands(x, y))
 
 
 def neg(x):
@@ -311,11 +343,11 @@ def abs(x):  # noqa: A001 - PyTorch's name
 
 
 def maximum(x, y):
-    return Maximum.apply(*_operands(x, y))
+    return _apply(Maximum, "maximum", *_operands(x, y))
 
 
 def minimum(x, y):
-    return Minimum.apply(*_operands(x, y))
+    return _apply(Minimum, "minimum", *_operands(x, y))
 
 
 def clip(x, min=None, max=None):  # noqa: A002 - PyTorch's argument names
@@ -336,4 +368,4 @@ def where(condition, x, y):
     cond = condition.data if isinstance(condition, Tensor) else array_module(x.data).asarray(condition)
     if cond.dtype != np.bool_:
         raise TypeError(f"where expects a boolean condition, got dtype {cond.dtype}")
-    return Where.apply(x, y, condition=cond)
+    return _apply(Where, "where (x, y, condition)", x, y, condition=cond)
