@@ -29,6 +29,9 @@ DTYPES = ("float32", "float64")
 ARCHITECTURES = ("sm_75", "sm_80", "sm_90")
 
 NVCC = shutil.which("nvcc")
+# How a kernel is defined in the sources: extern "C" (CuPy finds it by this plain name).
+KERNEL_DEFINITION = r'extern "C" __global__ void(?: __launch_bounds__\(\w+\))? {name}\('
+
 
 
 def _write_source(tmp_path, filename):
@@ -49,7 +52,7 @@ def test_compiles_with_nvcc_for_every_architecture_without_spills(tmp_path, file
     assert result.returncode == 0, result.stderr
     report = result.stdout + result.stderr  # ptxas -v: one "spill stores" line per kernel per arch
     spills = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", report)
-    kernels = re.findall(r'extern "C" __global__ void(?: __launch_bounds__\(\w+\))? (\w+)\(', source.read_text())
+    kernels = re.findall(KERNEL_DEFINITION.format(name=r"(\w+)"), source.read_text())
     assert len(spills) == len(kernels) * len(ARCHITECTURES)
     assert all(stores == loads == "0" for stores, loads in spills), report
 
@@ -94,7 +97,8 @@ NVRTC = _find_nvrtc()
 @pytest.mark.parametrize("filename", SOURCES)
 def test_compiles_with_nvrtc_like_cupy_rawmodule(filename, dtype):
     for arch in ARCHITECTURES:
-        result, log = _nvrtc_compile(NVRTC, launch.cuda_source(filename), [*launch.compile_options(dtype), f"-arch={arch}"])
+        options = [*launch.compile_options(dtype), f"-arch={arch}"]
+        result, log = _nvrtc_compile(NVRTC, launch.cuda_source(filename), options)
         assert result == 0, f"{filename} ({dtype}, {arch}):\n{log}"
 
 
@@ -128,4 +132,4 @@ def test_every_kernel_the_host_launches_is_defined_in_its_source():
     assert {filename for filename, _ in launched} == set(SOURCES)
     for filename, name in launched:
         source = launch.cuda_source(filename)
-        assert re.search(rf'extern "C" __global__ void(?: __launch_bounds__\(\w+\))? {name}\(', source), (filename, name)
+        assert re.search(KERNEL_DEFINITION.format(name=name), source), (filename, name)

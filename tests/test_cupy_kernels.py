@@ -305,7 +305,9 @@ def test_matmul_matches_reference(batch, m, k, n, dtype, layouts, seed):
 
 
 @needs_gpu
-@pytest.mark.parametrize("a_shape, b_shape", [((3, 0), (0, 4)), ((0, 5), (5, 4)), ((2, 0, 3, 5), (5, 2)), ((7, 1), (1, 1))])
+@pytest.mark.parametrize(
+    "a_shape, b_shape", [((3, 0), (0, 4)), ((0, 5), (5, 4)), ((2, 0, 3, 5), (5, 2)), ((7, 1), (1, 1))]
+)
 def test_matmul_handles_empty_and_degenerate_sizes(a_shape, b_shape):
     a = np.arange(math.prod(a_shape), dtype=np.float32).reshape(a_shape)
     b = np.ones(b_shape, np.float32)
