@@ -33,7 +33,6 @@ NVCC = shutil.which("nvcc")
 KERNEL_DEFINITION = r'extern "C" __global__ void(?: __launch_bounds__\(\w+\))? {name}\('
 
 
-
 def _write_source(tmp_path, filename):
     path = tmp_path / filename
     path.write_text(launch.cuda_source(filename))
