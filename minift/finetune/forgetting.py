@@ -93,16 +93,18 @@ class L2SP:
 
 def evaluate_accuracy(model: Module, loader) -> float:
     """Fraction of samples whose arg-max logit is the label, over one pass of ``loader``
-    (batches ``(inputs, labels, ...)``), in ``eval()`` mode and without recording a graph.
-    Each module's training mode is restored afterwards."""
+    (batches ``(inputs, labels, ...)``, moved to the model's device), in ``eval()`` mode
+    and without recording a graph. Each module's training mode is restored afterwards."""
     modes = [(module, module.training) for module in model.modules()]
+    device = next((p.device for p in model.parameters()), "cpu")
     correct = total = 0
     model.eval()
     try:
         with no_grad():
             for batch in loader:
                 inputs, labels = batch[0], batch[1]
-                labels = labels.data if isinstance(labels, Tensor) else labels
+                inputs = inputs.to(device) if isinstance(inputs, Tensor) else Tensor(inputs, device=device)
+                labels = to_device(labels.data if isinstance(labels, Tensor) else np.asarray(labels), device)
                 predictions = model(inputs).data.argmax(axis=1)
                 correct += int((predictions == labels).sum())
                 total += int(predictions.shape[0])
