@@ -32,7 +32,7 @@ __all__ = [
     "BN_POLICIES", "L2SP", "LayerGroup", "TransplantReport", "check_groups", "describe_param_groups",
     "discriminative_lrs", "evaluate_accuracy", "freeze", "freeze_to", "layer_groups", "layerwise_lrs",
     "param_groups", "resolve_groups", "set_bn_policy", "set_trainable", "trainable_report", "transplant",
-    "ulmfit_lrs", "unfreeze",
+    "ulmfit_lrs", "unfreeze", "fine_tune", "keras_recipe", "ulmfit", "lp_ft", "GradualUnfreezing",
 ]
 
 # The recipes and the unfreezing callback drive minift.train.Learner, which imports this
@@ -49,3 +49,7 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
