@@ -292,8 +292,9 @@ def _topological_order(root: Tensor) -> list:
 def _run_backward(root: Tensor, seed, retain_graph: bool) -> None:
     # grads maps id(tensor) -> (dL/d(tensor), borrowed). "borrowed" marks a gradient that
     # is a view of, or the same array as, a gradient held elsewhere: it is copied before a
-    # leaf keeps it, so that changing one .grad in place can never change another.
-    grads = {id(root): (seed, False)}
+    # leaf keeps it, so that changing one .grad in place can never change another. The seed
+    # is borrowed too: it may be the caller's own array, passed as backward(gradient).
+    grads = {id(root): (seed, True)}
     for tensor in reversed(_topological_order(root)):
         entry = grads.pop(id(tensor), None)
         if entry is None:
