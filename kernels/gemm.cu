@@ -11,10 +11,10 @@
 //     (ceil(N / 128), ceil(M / 128), batch): blockIdx.x picks the column tile,
 //     blockIdx.y the row tile, blockIdx.z the batch entry.
 //   * The block walks K in steps of BLOCK_K = 8. Each step it copies a 128 x 8 slab of
-//     A and an 8 x 128 slab of B into shared memory (4 elements per thread for each),
-//     then every thread reads them from shared memory 8 times, as often as the 16 x 16
-//     threads need them: each element of A and B is fetched from global memory once
-//     per block instead of once per output it touches.
+//     A and an 8 x 128 slab of B into shared memory (4 elements per thread for each);
+//     the 16 threads that need an element of A (those computing its row) then read it
+//     from shared memory, and likewise for B. Each element of A and B is fetched from
+//     global memory once per block instead of once per output it contributes to.
 //   * Each thread keeps an 8 x 8 micro-tile of C in registers. Per k it loads 8 values
 //     of A's column and 8 of B's row into registers and does the 64 multiply-adds of
 //     their outer product: 16 shared-memory reads for 64 FMAs.
