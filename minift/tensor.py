@@ -253,6 +253,8 @@ class Tensor:
     def __repr__(self) -> str:
         body = np.array2string(self.numpy(), separator=", ", precision=4, prefix="tensor(")
         extras = []
+        if self.data.size == 0 and self.ndim > 1:  # "[]" alone would hide the shape
+            extras.append(f"size={self.shape}")
         if self.dtype != np.float32:
             extras.append(f"dtype={self.dtype}")
         if self.device != "cpu":
