@@ -54,7 +54,9 @@ returns new C-contiguous arrays of the input's floating dtype, float32 or float6
     ``padding <= kernel_size // 2`` (PyTorch's rule). Returns ``(y, indices)``, both
     ``(N, C, Ho, Wo)``; ``indices`` is int64, the flat index ``h * W + w`` into the
     *unpadded* input plane of the maximum. Among equal maxima the first in row-major
-    window order wins (PyTorch's rule).
+    window order wins (PyTorch's rule); a NaN in a window wins over numbers (the first
+    NaN). A window made only of padding (possible with dilation) is refused with a
+    ValueError rather than returning -inf with an out-of-range index.
 
 ``max_pool2d_backward(grad_y, indices, input_shape)``
     Returns ``grad_x`` of ``input_shape``: zeros, then ``grad_y`` scatter-*added* at
