@@ -1,0 +1,454 @@
+"""The numba backend against the NumPy reference (the oracle), kernel by kernel.
+
+Shapes, strides, paddings, dilations, memory layouts and dtypes are drawn by hypothesis;
+values come from a drawn seed. Inputs are read-only (a kernel that wrote to its input would
+not even compile). Every kernel must give the reference's result, as a new C-contiguous
+array of the input's dtype. Also here: the blocked GEMM on sizes that are not multiples of
+its tiles, the ``use_backend("numba")`` dispatch, the JIT cache on a read-only install, the
+thread-pool policy and ``NUMBA_DISABLE_JIT``, the last three in fresh interpreters.
+The first run compiles every kernel (minutes on a small machine); later runs load them
+from Numba's cache.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+pytest.importorskip("numba")
+
+import minift.backend as backend  # noqa: E402
+import minift.reference as ref  # noqa: E402
+from minift import threads  # noqa: E402
+from minift.kernels import numba_cpu, numba_gemm  # noqa: E402
+
+SETTINGS = settings(max_examples=30, deadline=None)  # deadline=None: the first call compiles
+DTYPES = (np.float32, np.float64)
+LAYOUTS = ("contiguous", "fortran", "sliced", "reversed")
+SEEDS = st.integers(0, 2**32 - 1)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def stored_as(array, layout):
+    """The values of ``array`` in another memory layout, read-only.
+
+    fortran: all axes reversed in memory; sliced: every other element of a larger buffer;
+    reversed: negative strides on every axis.
+    """
+    if layout == "fortran":
+        out = np.asfortranarray(array)
+    elif layout == "sliced":
+        every_other = (slice(None, None, 2),) * array.ndim
+        buffer = np.full(tuple(2 * s for s in array.shape), np.nan, dtype=array.dtype)
+        buffer[every_other] = array
+        out = buffer[every_other]
+    elif layout == "reversed":
+        flip = (slice(None, None, -1),) * array.ndim
+        out = np.ascontiguousarray(array[flip])[flip]
+    else:
+        out = array.copy()
+    out.flags.writeable = False
+    return out
+
+
+def assert_same_result(actual, expected):
+    """A new C-contiguous array of the expected shape and dtype, equal up to rounding."""
+    assert actual.shape == expected.shape
+    assert actual.dtype == expected.dtype
+    assert actual.flags.c_contiguous
+    tolerance = 1e-4 if expected.dtype == np.float32 else 1e-10
+    scale = max(1.0, float(np.abs(expected[np.isfinite(expected)]).max(initial=0.0)))
+    np.testing.assert_allclose(actual, expected, rtol=tolerance, atol=tolerance * scale)
+
+
+def random_array(rng, shape, dtype, layout="contiguous"):
+    return stored_as(rng.standard_normal(shape).astype(dtype), layout)
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+@st.composite
+def axis_geometries(draw, pool=False, max_dilation=2):
+    """(kernel, stride, padding, dilation, size) along one axis, with at least one window."""
+    kernel = draw(st.integers(1, 3))
+    stride = draw(st.integers(1, 3))
+    padding = draw(st.integers(0, kernel // 2 if pool else 2))
+    dilation = draw(st.integers(1, max_dilation))
+    span = dilation * (kernel - 1) + 1
+    size = draw(st.integers(max(1, span - 2 * padding), span + 6))
+    return kernel, stride, padding, dilation, size
+
+
+@st.composite
+def conv_cases(draw):
+    """A convolution: x, weight, bias (or None), (stride, padding, dilation), a gradient of y."""
+    kh, sh, ph, dh, h = draw(axis_geometries())
+    kw, sw, pw, dw, w = draw(axis_geometries())
+    n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dtype = draw(st.sampled_from(DTYPES))
+    rng = np.random.default_rng(draw(SEEDS))
+    x = random_array(rng, (n, c, h, w), dtype, draw(st.sampled_from(LAYOUTS)))
+    weight = random_array(rng, (o, c, kh, kw), dtype, draw(st.sampled_from(LAYOUTS)))
+    bias = random_array(rng, (o,), dtype, "sliced") if draw(st.booleans()) else None
+    geometry = ((sh, sw), (ph, pw), (dh, dw))
+    y_shape = ref.conv2d_forward(x, weight, None, *geometry).shape
+    grad_y = random_array(rng, y_shape, dtype, draw(st.sampled_from(LAYOUTS)))
+    return x, weight, bias, geometry, grad_y
+
+
+@SETTINGS
+@given(conv_cases())
+def test_conv2d_forward_matches_reference(case):
+    x, weight, bias, geometry, _ = case
+    assert_same_result(
+        numba_cpu.conv2d_forward(x, weight, bias, *geometry), ref.conv2d_forward(x, weight, bias, *geometry)
+    )
+
+
+@SETTINGS
+@given(conv_cases())
+def test_conv2d_backward_input_matches_reference(case):
+    x, weight, _, geometry, grad_y = case
+    assert_same_result(
+        numba_cpu.conv2d_backward_input(grad_y, weight, x.shape, *geometry),
+        ref.conv2d_backward_input(grad_y, weight, x.shape, *geometry),
+    )
+
+
+@SETTINGS
+@given(conv_cases())
+def test_conv2d_backward_weight_matches_reference(case):
+    x, weight, _, geometry, grad_y = case
+    assert_same_result(
+        numba_cpu.conv2d_backward_weight(grad_y, x, weight.shape, *geometry),
+        ref.conv2d_backward_weight(grad_y, x, weight.shape, *geometry),
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_on_an_empty_batch_gives_empty_outputs_and_a_zero_weight_gradient(dtype):
+    rng = np.random.default_rng(0)
+    x, weight = random_array(rng, (0, 2, 5, 5), dtype), random_array(rng, (3, 2, 3, 3), dtype)
+    geometry = ((1, 1), (1, 1), (1, 1))
+    grad_y = np.zeros((0, 3, 5, 5), dtype)
+    assert_same_result(numba_cpu.conv2d_forward(x, weight, None, *geometry), ref.conv2d_forward(x, weight, None, *geometry))
+    assert_same_result(
+        numba_cpu.conv2d_backward_input(grad_y, weight, x.shape, *geometry),
+        ref.conv2d_backward_input(grad_y, weight, x.shape, *geometry),
+    )
+    grad_w = numba_cpu.conv2d_backward_weight(grad_y, x, weight.shape, *geometry)
+    assert_same_result(grad_w, np.zeros(weight.shape, dtype))
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def pool_values(rng, shape, kind):
+    """distinct: no ties; ties: only 0, 1, 2 (the first maximum must win); -inf: mostly -inf."""
+    if kind == "distinct":
+        return rng.permutation(int(np.prod(shape))).reshape(shape) * 0.5
+    if kind == "ties":
+        return rng.integers(0, 3, shape).astype(np.float64)
+    return np.where(rng.random(shape) < 0.7, -np.inf, 0.0)
+
+
+def window_reaches_input(kernel, stride, padding, dilation, size):
+    starts = range(-padding, size + padding - dilation * (kernel - 1), stride)
+    return all(any(0 <= s + t * dilation < size for t in range(kernel)) for s in starts)
+
+
+@st.composite
+def pool_cases(draw, max_dilation=2, kinds=("distinct", "ties", "-inf")):
+    """x and (kernel_size, stride, padding, dilation) of a pooling every window of which reaches x."""
+    axes = [draw(axis_geometries(pool=True, max_dilation=max_dilation)) for _ in range(2)]
+    assume(all(window_reaches_input(*axis) for axis in axes))
+    kernel_size, stride, padding, dilation, size = (tuple(values) for values in zip(*axes))
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(SEEDS))
+    values = pool_values(rng, (n, c, *size), draw(st.sampled_from(kinds)))
+    x = stored_as(values.astype(draw(st.sampled_from(DTYPES))), draw(st.sampled_from(LAYOUTS)))
+    return x, (kernel_size, stride, padding, dilation), rng
+
+
+@SETTINGS
+@given(pool_cases())
+def test_max_pool2d_forward_and_backward_match_reference(case):
+    x, geometry, rng = case
+    y, indices = numba_cpu.max_pool2d_forward(x, *geometry)
+    expected_y, expected_indices = ref.max_pool2d_forward(x, *geometry)
+    assert_same_result(y, expected_y)
+    np.testing.assert_array_equal(indices, expected_indices)  # the first maximum wins
+    assert indices.dtype == np.int64 and indices.flags.c_contiguous
+
+    grad_y = random_array(rng, y.shape, x.dtype, "reversed")
+    assert_same_result(
+        numba_cpu.max_pool2d_backward(grad_y, indices, x.shape), ref.max_pool2d_backward(grad_y, indices, x.shape)
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool2d_nan_wins_its_window_at_the_first_nan(dtype):
+    x = np.arange(32, dtype=dtype).reshape(1, 2, 4, 4)
+    x[0, 0, 0, 1] = x[0, 0, 1, 0] = x[0, 1, 3, 3] = np.nan
+    y, indices = numba_cpu.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1))
+    expected_y, expected_indices = ref.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1))
+    np.testing.assert_array_equal(y, expected_y)  # NaN == NaN for assert_array_equal
+    np.testing.assert_array_equal(indices, expected_indices)
+
+
+@SETTINGS
+@given(pool_cases(max_dilation=1, kinds=("distinct", "ties")))
+def test_avg_pool2d_forward_and_backward_match_reference(case):
+    x, (kernel_size, stride, padding, _), rng = case
+    y = numba_cpu.avg_pool2d_forward(x, kernel_size, stride, padding)
+    assert_same_result(y, ref.avg_pool2d_forward(x, kernel_size, stride, padding))
+    grad_y = random_array(rng, y.shape, x.dtype, "fortran")
+    assert_same_result(
+        numba_cpu.avg_pool2d_backward(grad_y, x.shape, kernel_size, stride, padding),
+        ref.avg_pool2d_backward(grad_y, x.shape, kernel_size, stride, padding),
+    )
+
+
+# --------------------------------------------------------------------------- matmul and the GEMM
+
+
+@pytest.mark.parametrize("gemm", ["blas", "blocked"])
+@SETTINGS
+@given(
+    batch=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3),
+    sizes=st.tuples(st.integers(1, 9), st.integers(1, 9), st.integers(1, 9)),
+    layouts=st.tuples(st.sampled_from(LAYOUTS), st.sampled_from(LAYOUTS)),
+    dtype=st.sampled_from(DTYPES),
+    seed=SEEDS,
+)
+def test_matmul_matches_reference_with_broadcast_batches(gemm, batch, sizes, layouts, dtype, seed):
+    m, k, n = sizes
+    rng = np.random.default_rng(seed)
+    a = random_array(rng, (*batch.input_shapes[0], m, k), dtype, layouts[0])
+    b = random_array(rng, (*batch.input_shapes[1], k, n), dtype, layouts[1])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINIFT_NUMBA_GEMM", gemm)
+        assert numba_cpu.gemm_implementation() == gemm
+        assert_same_result(numba_cpu.matmul(a, b), ref.matmul(a, b))
+
+
+def sizes_around(tile):
+    """Small sizes and sizes just around a tile edge, where the blocking has remainders."""
+    return st.one_of(st.integers(1, 9), st.integers(tile - 3, tile + 3))
+
+
+@settings(SETTINGS, max_examples=20)
+@given(
+    m=sizes_around(numba_gemm.TILE_M),
+    k=sizes_around(numba_gemm.TILE_K),
+    n=sizes_around(numba_gemm.TILE_N),
+    dtype=st.sampled_from(DTYPES),
+    seed=SEEDS,
+)
+def test_blocked_gemm_matches_numpy_on_sizes_that_are_not_multiples_of_the_tiles(m, k, n, dtype, seed):
+    rng = np.random.default_rng(seed)
+    a, b = random_array(rng, (2, m, k), dtype), random_array(rng, (2, k, n), dtype, "reversed")
+    assert_same_result(numba_gemm.matmul_blocked(a, b), np.matmul(a, b))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_accumulate_adds_to_c(dtype):
+    rng = np.random.default_rng(1)
+    a, b = random_array(rng, (70, 300), dtype), random_array(rng, (300, 260), dtype, "fortran")
+    c = rng.standard_normal((70, 260)).astype(dtype)
+    expected = c + a @ b
+    numba_gemm.gemm_accumulate(a, b, c)
+    assert_same_result(c, expected)
+
+
+def test_gemm_choice_follows_the_environment_and_the_thread_policy(monkeypatch):
+    monkeypatch.setenv("MINIFT_NUMBA_GEMM", "fastest")
+    with pytest.raises(ValueError, match="MINIFT_NUMBA_GEMM must be one of auto, blas, blocked, got 'fastest'"):
+        numba_cpu.gemm_implementation()
+    monkeypatch.delenv("MINIFT_NUMBA_GEMM")
+    for take_turns, expected in ((True, "blas"), (False, "blocked")):
+        monkeypatch.setattr(threads, "pools_take_turns", lambda: take_turns)
+        assert numba_cpu.gemm_implementation() == expected
+
+
+# --------------------------------------------------------------------------- errors and dispatch
+
+
+def bad_calls():
+    """(kernel, args) pairs the contract rejects; both backends must reject them alike."""
+    x = np.zeros((1, 2, 5, 5))
+    weight = np.zeros((3, 2, 3, 3))
+    pool = ((2, 2), (2, 2), (0, 0))
+    return [
+        ("matmul", (np.zeros((2, 3)), np.zeros((4, 2)))),
+        ("matmul", (np.zeros((2, 3), np.float32), np.zeros((3, 2)))),
+        ("matmul", (np.zeros((2, 2, 3)), np.zeros((3, 3, 2)))),
+        ("matmul", (np.zeros(3), np.zeros((3, 2)))),
+        ("conv2d_forward", (x, np.zeros((3, 4, 3, 3)), None, (1, 1), (0, 0), (1, 1))),
+        ("conv2d_forward", (x, weight, np.zeros(2), (1, 1), (0, 0), (1, 1))),
+        ("conv2d_forward", (x, weight, None, (0, 1), (0, 0), (1, 1))),
+        ("conv2d_forward", (x, weight, None, (1, 1), (0, 0), 1)),
+        ("conv2d_forward", (x.astype(np.int64), weight, None, (1, 1), (0, 0), (1, 1))),
+        ("conv2d_forward", (np.zeros((1, 2, 2, 2)), weight, None, (1, 1), (0, 0), (1, 1))),
+        ("conv2d_backward_input", (np.zeros((1, 3, 4, 4)), weight, x.shape, (1, 1), (0, 0), (1, 1))),
+        ("conv2d_backward_weight", (np.zeros((1, 3, 3, 3)), x, (3, 2, 3), (1, 1), (0, 0), (1, 1))),
+        ("max_pool2d_forward", (x, (2, 2), (1, 1), (2, 0), (1, 1))),
+        ("max_pool2d_forward", (np.zeros((1, 1, 1, 1)), (2, 1), (1, 1), (1, 0), (2, 1))),
+        ("max_pool2d_backward", (np.zeros((1, 2, 2, 2)), np.full((1, 2, 2, 2), 25), x.shape)),
+        ("max_pool2d_backward", (np.zeros((1, 2, 2, 2)), np.zeros((1, 2, 2, 2)), x.shape)),
+        ("avg_pool2d_forward", (x[0], *pool)),
+        ("avg_pool2d_backward", (np.zeros((1, 2, 3, 3)), x.shape, *pool)),
+    ]
+
+
+@pytest.mark.parametrize("kernel, args", bad_calls())
+def test_bad_calls_fail_exactly_as_in_the_reference(kernel, args):
+    with pytest.raises((TypeError, ValueError)) as expected:
+        getattr(ref, kernel)(*args)
+    with pytest.raises(expected.type, match=f"^{re.escape(str(expected.value))}$"):
+        getattr(numba_cpu, kernel)(*args)
+
+
+def test_use_backend_numba_dispatches_every_kernel_here():
+    x = np.random.default_rng(2).standard_normal((1, 2, 6, 6)).astype(np.float32)
+    weight = np.ones((3, 2, 3, 3), np.float32)
+    with backend.use_backend("numba"):
+        assert backend.get_backend() == "numba"
+        for kernel in backend.CONTRACT:
+            assert backend.implementation(kernel, x) is getattr(numba_cpu, kernel)
+        y = backend.conv2d_forward(x, weight, None, (1, 1), (1, 1), (1, 1))
+    assert_same_result(y, ref.conv2d_forward(x, weight, None, (1, 1), (1, 1), (1, 1)))
+
+
+# --------------------------------------------------------------------------- fresh interpreters
+
+
+def run_python(code, env=None, **kwargs):
+    """Run ``code`` in a fresh interpreter; return its stdout (fails the test on an error)."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600, **kwargs
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def clean_environment(**extra):
+    """os.environ without the settings under test, plus ``extra``."""
+    drop = ("NUMBA_CACHE_DIR", "NUMBA_DISABLE_JIT", "MINIFT_NUMBA_GEMM", *threads.POLICY)
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
+
+
+SMALL_POOL = """
+import numpy as np
+from minift.kernels import numba_cpu
+x = np.arange(16.0).reshape(1, 1, 4, 4)
+print(numba_cpu.avg_pool2d_forward(x, (2, 2), (2, 2), (0, 0)).sum())
+"""
+
+
+def read_only_mount_prefix(path):
+    """A command prefix that runs a program with ``path`` mounted read-only, in a private mount namespace.
+
+    A read-only mount binds root too (file permissions do not); ``unshare --map-root-user``
+    lets a normal user make one. Skips the test where the system allows neither.
+    """
+    user_namespace = [] if os.geteuid() == 0 else ["--map-root-user"]
+    script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+    prefix = ["unshare", "--mount", *user_namespace, "sh", "-c", script, str(path)]
+    probe = subprocess.run([*prefix, "sh", "-c", f'! touch "{path}/probe"'], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a folder read-only here: {probe.stderr.decode().strip()}")
+    return prefix
+
+
+def test_jit_cache_goes_to_a_writable_folder_when_the_install_and_home_are_read_only(tmp_path):
+    """A copy of minift on a read-only mount, with a read-only home: nothing Numba tries by default."""
+    read_only, writable_tmp = tmp_path / "read_only", tmp_path / "tmp"
+    shutil.copytree(REPO / "minift", read_only / "site" / "minift", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "kernels", read_only / "site" / "minift" / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
+    (read_only / "home").mkdir()
+    writable_tmp.mkdir()
+    env = clean_environment(PYTHONPATH=str(read_only / "site"), HOME=str(read_only / "home"), TMPDIR=str(writable_tmp))
+    env.pop("XDG_CACHE_HOME", None)
+    code = SMALL_POOL + "import minift, os; print(minift.__file__); print(os.environ['NUMBA_CACHE_DIR'])"
+    result = subprocess.run(
+        [*read_only_mount_prefix(read_only), sys.executable, "-c", code],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    total, module_file, cache_dir = result.stdout.split()
+    assert float(total) == 4 * 7.5
+    assert module_file.startswith(str(read_only))  # the read-only copy ran, not the checkout
+    assert cache_dir.startswith(str(writable_tmp))  # home was read-only too: the temp dir was used
+    assert any(Path(cache_dir).rglob("*.nbi"))  # and Numba wrote its cache there
+
+
+POLICY_REPORT = """
+import numpy as np
+from minift import threads
+from minift.kernels import numba_cpu
+import numba
+x = np.arange(16.0).reshape(1, 1, 4, 4)
+numba_cpu.avg_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+print(threads.pools_take_turns(), numba_cpu.gemm_implementation(), numba.threading_layer())
+"""
+
+
+def test_thread_policy_when_numpy_was_imported_before_minift():
+    # OpenBLAS loaded before minift could set its timeout: keep to the Numba GEMM.
+    assert run_python(POLICY_REPORT, env=clean_environment()) == "False blocked workqueue"
+    # The timeout was in the environment when OpenBLAS loaded: BLAS and Numba can alternate.
+    assert run_python(POLICY_REPORT, env=clean_environment(OPENBLAS_THREAD_TIMEOUT="4")) == "True blas workqueue"
+
+
+def test_a_threading_layer_you_choose_is_kept():
+    env = clean_environment(OPENBLAS_THREAD_TIMEOUT="4", NUMBA_THREADING_LAYER="omp")
+    assert run_python(POLICY_REPORT, env=env) == "False blocked omp"
+
+
+@pytest.mark.xfail(strict=True, reason="needs minift/__init__.py to call threads.configure_thread_pools() "
+                   "before it imports NumPy (requested from the owner of that file)")
+def test_import_minift_first_lets_blas_and_numba_take_turns():
+    code = "import minift\n" + POLICY_REPORT
+    assert run_python(code, env=clean_environment()) == "True blas workqueue"
+
+
+def test_every_kernel_runs_as_plain_python_with_numba_disable_jit():
+    code = """
+import numpy as np
+import minift.reference as ref
+from minift.kernels import numba_cpu, numba_gemm
+rng = np.random.default_rng(0)
+x, w, g = rng.standard_normal((2, 2, 5, 4)), rng.standard_normal((3, 2, 2, 3)), rng.standard_normal((2, 3, 3, 2))
+geometry = ((2, 1), (1, 0), (1, 1))
+pool = ((2, 2), (1, 2), (1, 1))
+y, i = ref.max_pool2d_forward(x, *pool, (1, 1))
+ga = rng.standard_normal(y.shape)
+for name, args in [
+    ("matmul", (x, x.swapaxes(-1, -2))),
+    ("conv2d_forward", (x, w, None, *geometry)),
+    ("conv2d_backward_input", (g, w, x.shape, *geometry)),
+    ("conv2d_backward_weight", (g, x, w.shape, *geometry)),
+    ("max_pool2d_forward", (x, *pool, (1, 1))),
+    ("max_pool2d_backward", (ga, i, x.shape)),
+    ("avg_pool2d_forward", (x, *pool)),
+    ("avg_pool2d_backward", (ga, x.shape, *pool)),
+]:
+    mine, expected = getattr(numba_cpu, name)(*args), getattr(ref, name)(*args)
+    for a, b in zip(mine if isinstance(mine, tuple) else [mine], expected if isinstance(expected, tuple) else [expected]):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+print(type(numba_gemm.matmul_blocked).__name__)
+"""
+    env = clean_environment(NUMBA_DISABLE_JIT="1", MINIFT_NUMBA_GEMM="blocked")
+    assert run_python(code, env=env) == "function"  # not a Numba dispatcher: plain Python ran
