@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .autograd import no_grad
+from .device import array_module
 from .tensor import Tensor
 
 
@@ -104,7 +105,7 @@ def gradcheck_directional(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, di
             values = []
             for sign in (1, -1):
                 for t, base, d in zip(checked, originals, steps):
-                    t.data[...] = base + sign * eps * d
+                    t.data[...] = base + sign * eps * array_module(base).asarray(d)  # d is on the host
                 values.append(_weighted_output(fn, inputs, cotangent))
             for t, base in zip(checked, originals):
                 t.data[...] = base
