@@ -190,6 +190,7 @@ GRAPHS = {
     "x - y": lambda x, y: x - y,
     "x + y, y broadcast": lambda x, y: x + y[0],
     "reshaped twice": lambda x, y: (x + y).reshape(-1).reshape(x.shape),
+    "each reshaped": lambda x, y: x.reshape(-1).reshape(x.shape) + y.T.T,
     "stacked and split": lambda x, y: F.stack([x, y]).sum(axis=0),
     "x alone": lambda x, y: x,
 }
