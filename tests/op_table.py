@@ -27,8 +27,7 @@ from hypothesis.extra import numpy as hnp
 import minift
 import minift.functional as F
 from strategies import (DISTINCT, NEAR_LATTICE, NONZERO, OFF_LATTICE, POSITIVE, REALS, UNIT, Case, Sides,
-                        arrays, axes, broadcast_shapes, clip_bounds, elementwise, reduced_count, reduction,
-                        shapes)
+                        arrays, broadcast_shapes, clip_bounds, elementwise, reduction, shapes)
 
 
 @dataclass(frozen=True)
@@ -188,7 +187,8 @@ def advanced_index_cases(draw, sides: Sides) -> Case:
                                 elements=st.integers(-shape[axis], shape[axis] - 1)))
         index = (slice(None),) * axis + (picks,)
     elif kind == "every axis":
-        index = draw(hnp.integer_array_indices(shape, result_shape=hnp.array_shapes(min_dims=1, max_dims=2, max_side=4)))
+        picked_shapes = hnp.array_shapes(min_dims=1, max_dims=2, max_side=4)
+        index = draw(hnp.integer_array_indices(shape, result_shape=picked_shapes))
     else:
         index = draw(hnp.arrays(np.bool_, shape))
     return Case((draw(arrays(shape)),), {"index": index})
@@ -632,7 +632,8 @@ OPS = [
     Op("embedding", lambda weight, indices: F.embedding(indices, weight), lambda weight, indices: weight[indices],
        embedding_cases),
     # normalisation
-    Op("layer_norm", lambda x, weight=None, bias=None, normalized_shape=(): F.layer_norm(x, normalized_shape, weight, bias),
+    Op("layer_norm",
+       lambda x, weight=None, bias=None, normalized_shape=(): F.layer_norm(x, normalized_shape, weight, bias),
        layer_norm_reference, layer_norm_cases),
     Op("batch_norm (training)", batch_norm_forward, batch_norm_reference,
        lambda sides: batch_norm_cases(sides, training=True)),

@@ -73,7 +73,8 @@ def test_binary_ops_name_both_shapes_when_they_do_not_broadcast(shapes, op):
     assert_clear_error(lambda: op(x, y), [x, y], ValueError, str(shapes[0]), str(shapes[1]), "broadcast")
 
 
-@given(batch=hnp.array_shapes(min_dims=0, max_dims=2, max_side=3), sizes=st.lists(st.integers(1, 4), min_size=4, max_size=4))
+@given(batch=hnp.array_shapes(min_dims=0, max_dims=2, max_side=3),
+       sizes=st.lists(st.integers(1, 4), min_size=4, max_size=4))
 def test_matmul_names_both_shapes_when_the_inner_sizes_differ(batch, sizes):
     m, k, other_k, n = sizes
     assume(k != other_k)
@@ -85,7 +86,8 @@ def test_matmul_names_both_shapes_when_the_inner_sizes_differ(batch, sizes):
 def test_reshape_names_both_sizes_when_the_element_counts_differ(shape, target):
     assume(math.prod(shape) != math.prod(target))
     x = leaf(*shape)
-    assert_clear_error(lambda: x.reshape(target), [x], ValueError, str(shape), str(target), f"{math.prod(shape)} elements")
+    assert_clear_error(lambda: x.reshape(target), [x], ValueError,
+                       str(shape), str(target), f"{math.prod(shape)} elements")
 
 
 # ------------------------------------------------------------------ one bad call each
