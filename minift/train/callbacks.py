@@ -75,8 +75,9 @@ class Callback:
 def event_handlers(callbacks) -> dict[str, list]:
     """For each event, the bound methods of the callbacks that define it, in ``order``.
 
-    The loop calls only these: a callback costs nothing at the events it does not define,
-    which keeps the per-batch overhead of the loop tiny.
+    The loop calls only these: a callback costs nothing at the events its class does not
+    define, which keeps the per-batch overhead of the loop tiny. (So define events as
+    methods of the class; a function assigned to an instance attribute is not seen.)
     """
     ordered = sorted(callbacks, key=lambda callback: callback.order)
     return {

@@ -56,13 +56,13 @@ class History(Callback):
 
     def lr_per_group(self) -> np.ndarray:
         """The learning rates as an array ``(steps, groups)``."""
-        return np.array(self.lrs, dtype=np.float64).reshape(len(self.lrs), -1)
+        return np.array(self.lrs, dtype=np.float64).reshape(len(self.lrs), len(self.group_names))
 
     def state_dict(self) -> dict:
         return {
             "losses": np.array(self.losses, dtype=np.float64),
             "lrs": self.lr_per_group(),
-            "update_ratios": np.array(self.update_ratios, dtype=np.float64).reshape(len(self.update_ratios), -1),
+            "update_ratios": np.array(self.update_ratios, dtype=np.float64).reshape(len(self.update_ratios), len(self.group_names)),
             "epochs": [dict(record) for record in self.epochs],
             "fit_starts": list(self.fit_starts),
             "group_names": list(self.group_names),

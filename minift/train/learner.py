@@ -277,6 +277,11 @@ class Learner:
         self.loss = self.compute_loss(self.batch)
         self.loss_value = self.loss.item()
         self._event("before_backward")
+        if not self.loss.requires_grad:
+            raise RuntimeError(
+                "the loss does not depend on any trainable parameter: every layer group is frozen. "
+                "Unfreeze some first, e.g. learner.freeze() trains the head, learner.unfreeze() everything"
+            )
         self.loss.backward()
         self._event("after_backward")
         self._event("before_step")
