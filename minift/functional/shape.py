@@ -118,6 +118,17 @@ class Pad(Function):
         return g[ctx.centre]
 
 
+def _axis(what: str, axis: int, shape: tuple, new_axis: bool = False) -> int:
+    """``axis`` as an index from 0 (a negative one counts from the end), or a clear error.
+    With ``new_axis`` (unsqueeze, stack) the end itself is one more place to put an axis."""
+    places = len(shape) + new_axis
+    if not -places <= axis < places:
+        raise IndexError(
+            f"{what}: axis {axis} is out of range for shape {tuple(shape)}: expected {-places} <= axis < {places}"
+        )
+    return axis % places
+
+
 def _shapes_of_same_ndim(tensors, what):
     if len(tensors) == 0:
         raise ValueError(f"{what} expects a non-empty sequence of tensors")
@@ -140,15 +151,17 @@ def reshape(x, *shape):
 
 def permute(x, *axes):
     axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-    if sorted(a % max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
+    normalised = tuple(_axis("permute", a, x.shape) for a in axes)
+    if sorted(normalised) != list(range(x.ndim)):
         raise ValueError(f"permute expects a permutation of range({x.ndim}), got {tuple(axes)}")
-    return Permute.apply(x, axes=tuple(a % x.ndim for a in axes))
+    return Permute.apply(x, axes=normalised)
 
 
 def transpose(x, dim0=-2, dim1=-1):
     """Swap two axes (PyTorch's ``transpose``); by default the last two."""
     if x.ndim < 2:
         return x
+    dim0, dim1 = _axis("transpose", dim0, x.shape), _axis("transpose", dim1, x.shape)
     axes = list(range(x.ndim))
     axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
     return Permute.apply(x, axes=tuple(axes))
@@ -171,7 +184,7 @@ def getitem(x, index):
 def concatenate(tensors, axis=0):
     tensors = list(tensors)
     shapes = _shapes_of_same_ndim(tensors, "concatenate")
-    axis = axis % tensors[0].ndim
+    axis = _axis("concatenate", axis, shapes[0])
     if any(s[:axis] + s[axis + 1:] != shapes[0][:axis] + shapes[0][axis + 1:] for s in shapes):
         raise ValueError(f"concatenate along axis {axis} needs equal sizes on the other axes, got {shapes}")
     return Concatenate.apply(*tensors, axis=axis)
@@ -185,12 +198,13 @@ def stack(tensors, axis=0):
     shapes = _shapes_of_same_ndim(tensors, "stack")
     if any(s != shapes[0] for s in shapes):
         raise ValueError(f"stack expects tensors of the same shape, got {shapes}")
-    return Stack.apply(*tensors, axis=axis % (tensors[0].ndim + 1))
+    return Stack.apply(*tensors, axis=_axis("stack", axis, shapes[0], new_axis=True))
 
 
 def split(x, split_size_or_sections, axis=0):
     """PyTorch's ``split``: an int is the size of each chunk (the last may be smaller); a
     list gives each chunk's size and must sum to the axis length."""
+    axis = _axis("split", axis, x.shape)
     length = x.shape[axis]
     if isinstance(split_size_or_sections, int):
         if split_size_or_sections <= 0:
@@ -202,7 +216,6 @@ def split(x, split_size_or_sections, axis=0):
         sizes = list(split_size_or_sections)
         if sum(sizes) != length:
             raise ValueError(f"split sizes {sizes} sum to {sum(sizes)}, but the axis has length {length}")
-    axis = axis % x.ndim
     chunks, start = [], 0
     for size in sizes:
         index = (slice(None),) * axis + (slice(start, start + size),)
@@ -244,20 +257,22 @@ def expand(x, *shape):
 def squeeze(x, axis=None):
     if axis is None:
         return Reshape.apply(x, shape=tuple(n for n in x.shape if n != 1))
-    axis = axis % x.ndim
+    axis = _axis("squeeze", axis, x.shape)
     if x.shape[axis] != 1:
         return x  # PyTorch leaves an axis that is not of size 1 alone
     return Reshape.apply(x, shape=x.shape[:axis] + x.shape[axis + 1:])
 
 
 def unsqueeze(x, axis):
-    axis = axis % (x.ndim + 1)
+    axis = _axis("unsqueeze", axis, x.shape, new_axis=True)
     return Reshape.apply(x, shape=x.shape[:axis] + (1,) + x.shape[axis:])
 
 
 def flatten(x, start_dim=0, end_dim=-1):
     if x.ndim == 0:
         return Reshape.apply(x, shape=(1,))
-    start, end = start_dim % x.ndim, end_dim % x.ndim
+    start, end = _axis("flatten", start_dim, x.shape), _axis("flatten", end_dim, x.shape)
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {x.shape}")
     merged = int(np.prod(x.shape[start:end + 1]))
     return Reshape.apply(x, shape=x.shape[:start] + (merged,) + x.shape[end + 1:])
