@@ -139,6 +139,8 @@ BAD_CALLS = [
             ("[2, 2]", "4", "5")),
     BadCall("broadcast_to a shape that does not fit", lambda: (leaf(2, 3),),
             lambda x: x.broadcast_to((4, 3)), ValueError, ("(2, 3)", "(4, 3)")),
+    BadCall("expand with -1 for a new leading axis", lambda: (leaf(3),), lambda x: x.expand(-1, 3), ValueError,
+            ("-1", "(-1, 3)", "(3,)")),
     BadCall("permute with a repeated axis", lambda: (leaf(2, 3),), lambda x: x.permute(0, 0), ValueError,
             ("(0, 0)", "range(2)")),
     BadCall("squeeze of an axis that is not there", lambda: (leaf(2, 1),), lambda x: x.squeeze(2), IndexError,

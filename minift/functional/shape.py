@@ -250,6 +250,9 @@ def expand(x, *shape):
     """PyTorch's ``expand``: -1 keeps a dimension's size."""
     shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
     lead = len(shape) - x.ndim
+    if -1 in shape[:lead]:
+        raise ValueError(f"expand: -1 (keep the size) cannot stand for a new leading axis, got {tuple(shape)} "
+                         f"for a tensor of shape {x.shape}")
     full = tuple(x.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
     return broadcast_to(x, full)
 
