@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import minift
 import minift.functional as F
-from op_table import OPS_BY_NAME, op_backend_params
+from op_table import OPS, OPS_BY_NAME, op_backend_params
 from strategies import POSITIVE, Sides, arrays, floats, shapes, with_nonfinite
 
 FORWARD_SIDES = Sides(0, 4)
@@ -30,6 +30,14 @@ def assert_outputs_match(outputs, expected, dtype) -> None:
         assert out.dtype == dtype, f"the output is {out.dtype}, the inputs were {np.dtype(dtype)}"
         assert out.shape == want.shape
         np.testing.assert_allclose(out.numpy(), want, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+
+
+def test_the_table_covers_every_op_of_minift_functional():
+    """A new op in ``minift.functional.__all__`` needs an entry in the table (dropout, being
+    random, has its own tests below)."""
+    aliases = {"cat": "concatenate", "clamp": "clip"}
+    in_table = {op.name.split(" (")[0] for op in OPS} | {"dropout"}
+    assert {aliases.get(name, name) for name in F.__all__} - in_table == set()
 
 
 @pytest.mark.parametrize("op, backend", op_backend_params(), indirect=["backend"])
