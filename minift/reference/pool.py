@@ -86,16 +86,16 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     is_real = pad_planes(np.ones((1, 1, h, w), dtype=bool), padding, value=False)
     real_views = _offset_views(is_real, kernel_size, (ho, wo), stride, dilation)
     not_found = np.ones(y.shape, dtype=bool)
-    offset = np.zeros(y.shape, dtype=np.int32)
+    offset = np.zeros(y.shape, dtype=np.int64)
     for view, real in zip(views[:-1], real_views):  # the last offset is the only one left
         is_max = ((view == y) | (view != view)) & real  # view != view: NaN
         not_found &= ~is_max
         offset += not_found
 
-    p, q = np.divmod(offset, kw)
-    rows = np.arange(ho, dtype=np.int64)[:, None] * sh + p * dh - ph
-    columns = np.arange(wo, dtype=np.int64) * sw + q * dw - pw
-    return y, rows * w + columns
+    # h * W + w = (window corner in the flat plane) + (where offset (p, q) lies from the corner)
+    corner = (np.arange(ho)[:, None] * sh - ph) * w + (np.arange(wo) * sw - pw)
+    from_corner = np.array([p * dh * w + q * dw for p, q in np.ndindex(kh, kw)], dtype=np.int64)
+    return y, corner + from_corner.take(offset)
 
 
 def max_pool2d_backward(grad_y, indices, input_shape):
