@@ -43,6 +43,7 @@ from ..finetune.lrs import discriminative_lrs, param_groups
 from ..io import save_checkpoint
 from ..nn import Module
 from ..optim import SGD, Adam, AdamW, Optimizer
+from ..tensor import Tensor
 from .callbacks import Callback, Checkpointing, ProgressBar, TerminateOnNaN, event_handlers
 from .history import History
 from .metrics import resolve_metrics
@@ -262,9 +263,15 @@ class Learner:
             self.epoch_finished = True
             self._event("after_epoch")
 
+    def to_model_device(self, batch) -> tuple:
+        """The batch with its Tensors on the device of the model's parameters (a loader
+        yields CPU tensors; a model moved with ``model.to("cuda")`` needs them on the GPU)."""
+        device = self.optimizer.param_groups[0]["params"][0].device  # Module.to moves parameters in place
+        return tuple(item.to(device) if isinstance(item, Tensor) and item.device != device else item for item in batch)
+
     def compute_loss(self, batch):
         """``loss_fn(model(inputs), targets)`` plus the regularizer, for one batch; sets ``output``."""
-        inputs, targets = batch[0], batch[1]
+        inputs, targets = self.to_model_device(batch)[:2]
         self.output = self.model(inputs)
         loss = self.loss_fn(self.output, targets)
         if self.regularizer is not None:
@@ -310,7 +317,7 @@ class Learner:
         try:
             with no_grad():
                 for batch in loader:
-                    inputs, targets = batch[0], batch[1]
+                    inputs, targets = self.to_model_device(batch)[:2]
                     output = self.model(inputs)
                     size = len(targets)
                     sums["valid_loss"] += self.loss_fn(output, targets).item() * size
