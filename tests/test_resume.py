@@ -108,14 +108,19 @@ def test_resume_refuses_another_fit_call_and_changes_nothing(tmp_path):
     assert same_bytes(before, weights(learner.model)) and state == repr(learner.optimizer.state_dict())
 
 
-def test_a_checkpoint_at_the_end_of_fit_resumes_to_nothing_more(tmp_path):
-    learner = make_learner(callbacks=[Checkpointing(tmp_path)])
-    learner.fit(2, 1e-2)
-    final = weights(learner.model)
-    steps = len(learner.history.losses)
-    again = make_learner(callbacks=[Checkpointing(tmp_path)])
-    again.fit(2, 1e-2, resume_from=tmp_path / "checkpoint.safetensors")
-    assert same_bytes(final, weights(again.model)) and len(again.history.losses) == steps
+@pytest.mark.parametrize("filename", ["checkpoint.safetensors", "checkpoint.npz"])
+def test_a_checkpoint_at_the_end_of_fit_resumes_to_nothing_more(tmp_path, filename):
+    def learner():
+        if filename.endswith(".safetensors"):  # the default file of Learner(checkpoint_dir=...)
+            return make_learner(checkpoint_dir=tmp_path)
+        return make_learner(callbacks=[Checkpointing(tmp_path, filename=filename)])
+
+    first = learner()
+    first.fit(2, 1e-2)
+    again = learner()
+    again.fit(2, 1e-2, resume_from=tmp_path / filename)
+    assert same_bytes(weights(first.model), weights(again.model))
+    assert again.history.losses == first.history.losses and len(again.history.epochs) == 2
 
 
 def test_the_checkpoint_holds_every_part(tmp_path):

@@ -126,9 +126,9 @@ class Learner:
         self.regularizer = regularizer
         self.lr = lr
         self.groups = groups
-        self.bn_policy = bn_policy
-        set_bn_policy(model, bn_policy)
         self.optimizer = build_optimizer(opt, param_groups(model, lr, groups, weight_decay=weight_decay))
+        self.bn_policy = bn_policy
+        set_bn_policy(model, bn_policy)  # after the last check that can fail: a bad Learner leaves the model alone
         self.scheduler = None
         self.fit_signature = None
         self.history = History()
