@@ -53,13 +53,14 @@ def attention_bias(scores_shape, dtype, key_padding_mask=None, attn_mask=None, x
 def scaled_dot_product_attention(q, k, v, bias=None, dropout_p=0.0, training=False):
     """softmax(Q K^T / sqrt(d) + bias) V for ``q (..., L, d)``, ``k, v (..., S, d)``.
 
-    Returns the output ``(..., L, d)`` and the attention weights ``(..., L, S)``.
+    Returns the output ``(..., L, d)`` and the attention weights ``(..., L, S)`` that
+    multiplied V — after dropout in training, as PyTorch returns them.
     """
     scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
     if bias is not None:
         scores = scores + Tensor._from_array(bias)
-    weights = F.softmax(scores, axis=-1)
-    return F.dropout(weights, dropout_p, training) @ v, weights
+    weights = F.dropout(F.softmax(scores, axis=-1), dropout_p, training)
+    return weights @ v, weights
 
 
 class MultiheadAttention(Module):
