@@ -36,7 +36,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 
 EVENTS = (
     "before_fit", "before_epoch", "before_batch", "before_backward", "after_backward",

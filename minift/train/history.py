@@ -56,13 +56,17 @@ class History(Callback):
 
     def lr_per_group(self) -> np.ndarray:
         """The learning rates as an array ``(steps, groups)``."""
-        return np.array(self.lrs, dtype=np.float64).reshape(len(self.lrs), len(self.group_names))
+        return self._table(self.lrs)
+
+    def _table(self, rows: list) -> np.ndarray:
+        """Per-step rows of per-group values as a float64 array ``(steps, groups)``."""
+        return np.array(rows, dtype=np.float64).reshape(len(rows), len(self.group_names))
 
     def state_dict(self) -> dict:
         return {
             "losses": np.array(self.losses, dtype=np.float64),
             "lrs": self.lr_per_group(),
-            "update_ratios": np.array(self.update_ratios, dtype=np.float64).reshape(len(self.update_ratios), len(self.group_names)),
+            "update_ratios": self._table(self.update_ratios),
             "epochs": [dict(record) for record in self.epochs],
             "fit_starts": list(self.fit_starts),
             "group_names": list(self.group_names),

@@ -61,10 +61,14 @@ def build_optimizer(opt, groups: list[dict]) -> Optimizer:
     """An optimizer over ``groups`` from a name in ``OPTIMIZERS`` or a callable ``groups -> Optimizer``."""
     if isinstance(opt, str):
         if opt not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {opt!r}: expected one of {sorted(OPTIMIZERS)} or a callable param_groups -> Optimizer")
+            raise ValueError(
+                f"unknown optimizer {opt!r}: expected one of {sorted(OPTIMIZERS)} or a callable param_groups -> Optimizer"
+            )
         opt = OPTIMIZERS[opt]
     elif not callable(opt):
-        raise TypeError(f"opt must be a name ({sorted(OPTIMIZERS)}) or a callable param_groups -> Optimizer, got {type(opt).__name__}")
+        raise TypeError(
+            f"opt must be a name ({sorted(OPTIMIZERS)}) or a callable param_groups -> Optimizer, got {type(opt).__name__}"
+        )
     optimizer = opt(groups)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"opt returned a {type(optimizer).__name__}, expected a minift.optim.Optimizer")
@@ -194,7 +198,9 @@ class Learner:
         lrs = discriminative_lrs(self.lr if lr is None else lr, len(self.optimizer.param_groups))
         make_scheduler = resolve_schedule(schedule)
         if unfreeze_schedule is not None and not isinstance(unfreeze_schedule, Callback):
-            raise TypeError(f"unfreeze_schedule must be a Callback such as GradualUnfreezing(), got {type(unfreeze_schedule).__name__}")
+            raise TypeError(
+                f"unfreeze_schedule must be a Callback such as GradualUnfreezing(), got {type(unfreeze_schedule).__name__}"
+            )
         callbacks = [*self.callbacks, *([unfreeze_schedule] if unfreeze_schedule is not None else [])]
         callbacks.sort(key=lambda callback: callback.order)
         steps_per_epoch = len(self.train_loader)

@@ -32,7 +32,9 @@ def resolve_metrics(metrics) -> dict:
     for metric in metrics:
         if isinstance(metric, str):
             if metric not in METRICS:
-                raise ValueError(f"unknown metric {metric!r}: expected one of {sorted(METRICS)} or a function (output, target) -> float")
+                raise ValueError(
+                    f"unknown metric {metric!r}: expected one of {sorted(METRICS)} or a function (output, target) -> float"
+                )
             metric = METRICS[metric]
         if not callable(metric):
             raise TypeError(f"a metric must be a name or a function (output, target) -> float, got {type(metric).__name__}")
