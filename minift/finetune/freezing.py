@@ -55,7 +55,7 @@ def freeze_to(model: Module, n: int, groups=None, train_bn: bool = False) -> Non
             f"-{len(groups)} <= n <= {len(groups)} ({[g.name for g in groups]})"
         )
     frozen_count = n if n >= 0 else len(groups) + n
-    kept_trainable = _batchnorm_parameter_ids(model) if train_bn else set()
+    kept_trainable = batchnorm_parameter_ids(model) if train_bn else set()
     for index, group in enumerate(groups):
         for param in group.parameters():
             param.requires_grad_(index >= frozen_count or id(param) in kept_trainable)
@@ -112,5 +112,5 @@ def trainable_report(model: Module, groups=None) -> str:
     return "\n".join(lines)
 
 
-def _batchnorm_parameter_ids(model: Module) -> set[int]:
+def batchnorm_parameter_ids(model: Module) -> set[int]:
     return {id(p) for m in model.modules() if isinstance(m, (BatchNorm1d, BatchNorm2d)) for p in m.parameters()}

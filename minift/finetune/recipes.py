@@ -23,7 +23,7 @@ are; unfreezing then only refines them. Each recipe returns the learner, whose
 
 from __future__ import annotations
 
-from .freezing import _batchnorm_parameter_ids
+from .freezing import batchnorm_parameter_ids
 from .lrs import ulmfit_lrs
 from .unfreezing import GradualUnfreezing
 
@@ -65,7 +65,7 @@ def keras_recipe(learner, head_epochs: int, finetune_epochs: int, head_lr: float
     learner.fit(head_epochs, head_lr)
     learner.unfreeze()
     head = {id(p) for p in learner.groups[-1].parameters()}
-    batchnorm = _batchnorm_parameter_ids(learner.model)
+    batchnorm = batchnorm_parameter_ids(learner.model)
     for param in learner.model.parameters():
         if id(param) in batchnorm and id(param) not in head:
             param.requires_grad_(False)
