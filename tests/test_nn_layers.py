@@ -53,7 +53,8 @@ def windows(x, kernel, stride, dilation, out_size):
 
 
 def out_size(size, kernel, stride, padding, dilation):
-    return tuple((s + 2 * p - d * (k - 1) - 1) // st_ + 1 for s, k, st_, p, d in zip(size, kernel, stride, padding, dilation))
+    """(n + 2p - d(k - 1) - 1) // s + 1 along each axis."""
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in zip(size, kernel, stride, padding, dilation))
 
 
 def pad(x, padding, value=0.0):
