@@ -18,7 +18,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from ..device import check_device, to_device
-from ..tensor import Tensor
+from ..tensor import DTYPES, Tensor, as_dtype
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -194,15 +194,16 @@ class Module:
         """Move every parameter and buffer to a device (``"cpu"``/``"cuda"``) or cast floating
         ones to a dtype, in place: the Parameter objects stay the same, so an optimizer
         built before still holds them."""
-        is_device = isinstance(target, str) and target.split(":")[0] in ("cpu", "cuda")
+        is_device = isinstance(target, str) and target not in DTYPES
         device = check_device(target) if is_device else None
+        dtype = None if is_device else as_dtype(target)
         for tensor in [*self.parameters(), *self.buffers()]:
             if device is not None:
                 tensor.data = to_device(tensor.data, device)
                 if tensor.grad is not None:
                     tensor.grad.data = to_device(tensor.grad.data, device)
             elif tensor.dtype.kind == "f":
-                tensor.data = tensor.data.astype(target)
+                tensor.data = tensor.data.astype(dtype)
                 tensor.grad = None
         return self
 
