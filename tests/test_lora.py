@@ -146,8 +146,6 @@ def test_apply_lora_works_on_any_model_and_can_leave_the_rest_trainable():
     assert (model(x).numpy() == before).all()
 
 
-@pytest.mark.xfail(strict=True, reason="minift.nn.Module.__setattr__ moves a replaced child to the end of "
-                                       "_modules (PyTorch keeps its place), so a Sequential runs it last")
 def test_apply_lora_keeps_the_order_of_a_sequential():
     minift.manual_seed(0)
     model = Sequential(Linear(3, 5), ReLU(), Linear(5, 2))

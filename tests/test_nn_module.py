@@ -399,3 +399,14 @@ def test_calling_a_module_runs_forward_and_a_module_without_forward_says_so():
     assert module.calls.item() == 1
     with pytest.raises(NotImplementedError, match="forward"):
         nn.Module()(x)
+
+
+def test_replacing_a_child_keeps_its_position():
+    """PyTorch semantics: assigning to an existing child's name replaces it in place."""
+    from minift.nn import Linear, ReLU, Sequential
+
+    model = Sequential(Linear(3, 5), ReLU(), Linear(5, 2))
+    model[0] = Linear(3, 5)
+    model.__setattr__("1", ReLU())
+    assert [name for name, _ in model.named_children()] == ["0", "1", "2"]
+    assert [type(m).__name__ for m in model] == ["Linear", "ReLU", "Linear"]

@@ -49,10 +49,10 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"cannot assign {name!r} before Module.__init__() is called")
         if isinstance(value, Parameter):
-            self._discard(name)
+            self._discard(name, keep=self._parameters)
             self._parameters[name] = value
         elif isinstance(value, Module):
-            self._discard(name)
+            self._discard(name, keep=self._modules)
             self._modules[name] = value
         elif name in self._parameters:
             if value is not None:
@@ -69,10 +69,13 @@ class Module:
         else:
             object.__setattr__(self, name, value)
 
-    def _discard(self, name: str) -> None:
+    def _discard(self, name: str, keep=None) -> None:
+        """Forget ``name`` everywhere except in the registry ``keep`` (where it is about to be
+        reassigned in place, so that a replaced child keeps its position, as in PyTorch)."""
         self.__dict__.pop(name, None)
         for registry in (self._parameters, self._buffers, self._modules):
-            registry.pop(name, None)
+            if registry is not keep:
+                registry.pop(name, None)
 
     def __getattr__(self, name: str):
         # Only called when normal lookup fails: look in the registries.
@@ -91,20 +94,20 @@ class Module:
     def register_parameter(self, name: str, param) -> None:
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"register_parameter expects a Parameter or None, got {type(param).__name__}")
-        self._discard(name)
+        self._discard(name, keep=self._parameters)
         self._parameters[name] = param
 
     def register_buffer(self, name: str, tensor) -> None:
         """Register state that ``state_dict`` saves and ``to()`` moves, but no optimizer updates."""
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"register_buffer expects a Tensor or None, got {type(tensor).__name__}")
-        self._discard(name)
+        self._discard(name, keep=self._buffers)
         self._buffers[name] = tensor
 
     def add_module(self, name: str, module) -> None:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module expects a Module, got {type(module).__name__}")
-        self._discard(name)
+        self._discard(name, keep=self._modules)
         self._modules[name] = module
 
     register_module = add_module
