@@ -4,7 +4,7 @@
 is installed) and looks the contract's functions up by name. Each is implemented in a
 module of its own, whose docstring explains its loop order and why it is fast:
 
-- ``numba_gemm``  a cache-blocked, vectorised matrix multiply (the GEMM);
+- ``numba_gemm``  a cache-blocked, vectorised matrix multiply, and the BLAS/blocked switch;
 - ``numba_conv``  conv2d forward and backward: im2col + GEMM (+ col2im) per image;
 - ``numba_pool``  max and average pooling, forward and backward;
 - ``numba_env``   where compiled kernels are cached (``NUMBA_CACHE_DIR``).
@@ -21,7 +21,7 @@ non-contiguous input once where a kernel wants unit-stride rows.
   make them share the cores (see ``minift.threads``); then ``blocked``, so that BLAS and
   Numba threads never alternate.
 
-The convolutions always run their GEMMs inside their own Numba parallel region.
+The convolutions use the same switch for their matrix products.
 
 **Debugging a kernel**: run with ``NUMBA_DISABLE_JIT=1`` and every ``@njit`` function is
 plain Python (``prange`` becomes ``range``): ``print`` and ``pdb`` work inside it, and
@@ -40,7 +40,7 @@ threads.configure_thread_pools()  # before Numba starts its thread pool
 import numpy as np  # noqa: E402
 
 from minift.kernels.numba_conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: E402
-from minift.kernels.numba_gemm import matmul_blocked  # noqa: E402
+from minift.kernels.numba_gemm import gemm_implementation, matmul_into  # noqa: E402
 from minift.kernels.numba_pool import (  # noqa: E402
     avg_pool2d_backward,
     avg_pool2d_forward,
@@ -61,25 +61,12 @@ __all__ = [
     "gemm_implementation",
 ]
 
-GEMM_CHOICES = ("auto", "blas", "blocked")
-
-
-def gemm_implementation() -> str:
-    """``"blas"`` or ``"blocked"``: the GEMM ``matmul`` uses now (``MINIFT_NUMBA_GEMM``)."""
-    choice = os.environ.get("MINIFT_NUMBA_GEMM", "auto").strip().lower()
-    if choice not in GEMM_CHOICES:
-        raise ValueError(f"MINIFT_NUMBA_GEMM must be one of {', '.join(GEMM_CHOICES)}, got {choice!r}")
-    if choice == "auto":
-        return "blas" if threads.pools_take_turns() else "blocked"
-    return choice
-
-
 def matmul(a, b):
     """The contract's ``matmul``: ``a (..., M, K) @ b (..., K, N) -> (..., M, N)``.
 
-    Batch dimensions broadcast as in ``numpy.matmul``. With the ``blocked`` GEMM, every
-    operand is viewed as a stack (B, rows, columns) -- a broadcast operand keeps a zero
-    batch stride, so nothing is copied -- and ``matmul_blocked`` runs all B products.
+    Batch dimensions broadcast as in ``numpy.matmul``: each operand is viewed as a stack
+    (B, rows, columns) -- a broadcast operand keeps a zero batch stride, so nothing is
+    copied -- and ``matmul_into`` runs the B products on the GEMM of ``MINIFT_NUMBA_GEMM``.
     """
     kernel = "matmul"
     check_float_arrays(kernel, a=a, b=b)
@@ -96,9 +83,8 @@ def matmul(a, b):
         raise ValueError(
             f"{kernel}: the batch dimensions {a.shape[:-2]} and {b.shape[:-2]} do not broadcast"
         ) from None
-    if gemm_implementation() == "blas":
-        return np.ascontiguousarray(np.matmul(a, b))
     products = math.prod(batch)
     stack_a = np.broadcast_to(a, (*batch, m, k)).reshape(products, m, k)
     stack_b = np.broadcast_to(b, (*batch, k, n)).reshape(products, k, n)
-    return matmul_blocked(stack_a, stack_b).reshape(*batch, m, n)
+    out = np.empty((products, m, n), dtype=a.dtype)
+    return matmul_into(stack_a, stack_b, out).reshape(*batch, m, n)

@@ -23,7 +23,7 @@ BLAS speed with three ideas, each a loop level:
    only this copy -- which is how BLAS libraries handle their transpose flags too.
 
 ``gemm_accumulate`` is serial; ``matmul_blocked`` runs one per output tile on every core
-(``prange``). On a 2-core AVX-512 machine this reaches about 2/3 of OpenBLAS for
+(``prange``). ``matmul_into`` runs either it or BLAS, as ``MINIFT_NUMBA_GEMM`` says. On a 2-core AVX-512 machine this reaches about 2/3 of OpenBLAS for
 1024 x 1024 float32 (``python -m minift.bench`` measures it); the rest of BLAS's lead
 comes from hand-written assembly micro-kernels that keep C in registers across the whole
 depth, which LLVM does not do for us.
@@ -31,8 +31,11 @@ depth, which LLVM does not do for us.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from minift import threads
 from minift.kernels import numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
 from numba import njit, prange
 
@@ -55,20 +58,23 @@ def _round_up(n, multiple):
 @njit(cache=True)
 def _pack_b_tile(b, k0, depth, j0, width, b_tile):
     """b_tile[:depth, :width] = b[k0:k0+depth, j0:j0+width]; rows up to a whole micro-step are zeroed."""
+    source = b[k0 : k0 + depth, j0 : j0 + width]
     for k in range(depth):
         for j in range(width):
-            b_tile[k, j] = b[k0 + k, j0 + j]
+            b_tile[k, j] = source[k, j]
     for k in range(depth, _round_up(depth, MICRO_DEPTH)):
-        b_tile[k, :width] = 0
+        for j in range(width):
+            b_tile[k, j] = 0
 
 
 @njit(cache=True)
 def _pack_a_strip(a, i0, rows, k0, depth, a_strip):
     """a_strip[:rows, :depth] = a[i0:i0+rows, k0:k0+depth], zero elsewhere (edges of A)."""
+    source = a[i0 : i0 + rows, k0 : k0 + depth]
     a_strip[:] = 0
     for r in range(rows):
         for k in range(depth):
-            a_strip[r, k] = a[i0 + r, k0 + k]
+            a_strip[r, k] = source[r, k]
 
 
 @njit(cache=True, fastmath=FAST_MATH)
@@ -113,17 +119,20 @@ def gemm_accumulate(a, b, c):
             for i0 in range(0, m, MICRO_ROWS):
                 rows = min(MICRO_ROWS, m - i0)
                 _pack_a_strip(a, i0, rows, k0, depth, a_strip)
+                c_block = c[i0 : i0 + rows, j0 : j0 + width]
                 c_strip[:] = 0
                 for r in range(rows):
-                    c_strip[r, :width] = c[i0 + r, j0 : j0 + width]
+                    for j in range(width):
+                        c_strip[r, j] = c_block[r, j]
                 _micro_kernel(a_strip, b_tile, _round_up(depth, MICRO_DEPTH), width, c_strip)
                 for r in range(rows):
-                    c[i0 + r, j0 : j0 + width] = c_strip[r, :width]
+                    for j in range(width):
+                        c_block[r, j] = c_strip[r, j]
 
 
 @njit(parallel=True, cache=True, fastmath=FAST_MATH)
-def matmul_blocked(a, b):
-    """Batched c = a @ b: a (B, M, K), b (B, K, N) of any strides -> new c (B, M, N).
+def matmul_blocked(a, b, c):
+    """c = a @ b for stacks a (B, M, K), b (B, K, N) of any strides, into c (B, M, N).
 
     The output is cut into TILE_M x TILE_N tiles; ``prange`` hands the (batch, tile)
     pairs to the cores, and each runs ``gemm_accumulate`` over the whole depth. Tiles
@@ -131,7 +140,6 @@ def matmul_blocked(a, b):
     """
     batch, m, _ = a.shape
     n = b.shape[2]
-    c = np.zeros((batch, m, n), dtype=a.dtype)
     tiles_m = (m + TILE_M - 1) // TILE_M
     tiles_n = (n + TILE_N - 1) // TILE_N
     for task in prange(batch * tiles_m * tiles_n):
@@ -139,7 +147,38 @@ def matmul_blocked(a, b):
         tile = task % (tiles_m * tiles_n)
         i0 = (tile // tiles_n) * TILE_M
         j0 = (tile % tiles_n) * TILE_N
-        i1 = min(i0 + TILE_M, m)
-        j1 = min(j0 + TILE_N, n)
-        gemm_accumulate(a[index, i0:i1], b[index, :, j0:j1], c[index, i0:i1, j0:j1])
-    return c
+        c_tile = c[index, i0 : i0 + TILE_M, j0 : j0 + TILE_N]
+        c_tile[:] = 0
+        gemm_accumulate(a[index, i0 : i0 + TILE_M], b[index, :, j0 : j0 + TILE_N], c_tile)
+
+
+# Which GEMM runs: BLAS or the blocked one above.
+
+GEMM_CHOICES = ("auto", "blas", "blocked")
+
+
+def gemm_implementation() -> str:
+    """``"blas"`` or ``"blocked"``: the GEMM in use now, from ``MINIFT_NUMBA_GEMM``.
+
+    ``auto`` (the default) is ``blas`` when BLAS and Numba threads take turns on the
+    cores (``minift.threads.pools_take_turns``), else ``blocked``, which keeps all the
+    work in Numba's pool.
+    """
+    choice = os.environ.get("MINIFT_NUMBA_GEMM", "auto").strip().lower()
+    if choice not in GEMM_CHOICES:
+        raise ValueError(f"MINIFT_NUMBA_GEMM must be one of {', '.join(GEMM_CHOICES)}, got {choice!r}")
+    if choice == "auto":
+        return "blas" if threads.pools_take_turns() else "blocked"
+    return choice
+
+
+def matmul_into(a, b, out):
+    """out[:] = a @ b for stacks a (B, M, K) and b (B, K, N) of any strides; out (B, M, N) C-contiguous.
+
+    ``blas``: NumPy's matmul, which hands each product to BLAS; ``blocked``: ``matmul_blocked``.
+    """
+    if gemm_implementation() == "blas":
+        np.matmul(a, b, out=out)
+    else:
+        matmul_blocked(a, b, out)
+    return out

@@ -7,10 +7,12 @@ element is computed in one go by a loop over its window, so every input element 
 once (pooling is limited by memory traffic, not arithmetic), and no padded copy of the
 input is made: positions outside the plane are simply skipped.
 
-Loop order: planes (``prange``, N*C tasks, independent) > output rows i > output
-columns j > window rows p > window columns q. A plane (H*W values) stays in L1/L2 while its
-task works on it, and the backward passes of different planes never touch the same memory,
-so they add without locks. No fast-math: max pooling must compare NaN exactly.
+Loop order: planes (``prange`` over the N*C planes, independent tasks) > output rows i >
+output columns j > window rows > window columns. A plane (H*W values) stays in L1/L2 while
+its task works on it, and the backward passes of different planes never touch the same
+memory, so they add without locks. Plane indices are ``uint64`` once known to be in range:
+Numba then skips its check for negative (Python-style) indices. No fast-math: max pooling
+must compare NaN exactly.
 """
 
 from __future__ import annotations
@@ -19,101 +21,135 @@ import numpy as np
 
 from minift.kernels import numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
 from minift.kernels.numba_checks import pool_geometry
+from minift.kernels.numba_conv import valid_range
 from minift.reference.checks import check_float_arrays, check_ndim, check_same_shape, check_shape
-from numba import njit, prange
+from numba import njit, prange, uint64
+
+
+@njit(cache=True)
+def window_ranges(count, kernel, stride, padding, dilation, size):
+    """For each of ``count`` windows along one axis, the kernel offsets that land in the input.
+
+    Window i covers positions ``i*stride - padding + t*dilation`` for t < kernel; returns
+    arrays (first, stop) with the valid t in [first[i], stop[i]). Computed once per call,
+    so the pooling loops need no test per element.
+    """
+    first = np.empty(count, dtype=np.int64)
+    stop = np.empty(count, dtype=np.int64)
+    for i in range(count):
+        first[i], stop[i] = valid_range(i * stride - padding, dilation, size, kernel)
+    return first, stop
+
+
+@njit(cache=True)
+def _max_pool_plane(x, stride, padding, dilation, rows, columns, maxima, where):
+    """maxima, where (Ho, Wo) = the maximum of each window of x (H, W) and its flat index.
+
+    rows, columns: ``window_ranges`` of the two axes. The maximum starts at the window's
+    first element; a later one takes over only if strictly larger (or the first NaN), so
+    the first of equal maxima wins. The update is written as two selects rather than an
+    ``if``: the comparison of random data is unpredictable, and a mispredicted branch
+    costs more than computing both sides.
+    """
+    width = x.shape[1]
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    (p_first, p_stop), (q_first, q_stop) = rows, columns
+    for i in range(maxima.shape[0]):
+        for j in range(maxima.shape[1]):
+            h, w = i * sh + p_first[i] * dh - ph, j * sw + q_first[j] * dw - pw
+            best, best_index = x[uint64(h), uint64(w)], h * width + w
+            for p in range(p_first[i], p_stop[i]):
+                h = i * sh + p * dh - ph
+                for q in range(q_first[j], q_stop[j]):
+                    w = j * sw + q * dw - pw
+                    value = x[uint64(h), uint64(w)]
+                    better = (value > best) | ((value != value) & (best == best))  # NaN wins once
+                    best = value if better else best
+                    best_index = h * width + w if better else best_index
+            maxima[i, j] = best
+            where[i, j] = best_index
 
 
 @njit(parallel=True, cache=True)
 def max_pool2d_forward_kernel(x, kernel_size, stride, padding, dilation, out_hw):
     """y = window maximum, indices = its flat position h*W + w in the unpadded plane.
 
-    x (N, C, H, W) -> y (N, C, Ho, Wo), indices (N, C, Ho, Wo) int64. The window is walked in
-    row-major order and only a strictly larger value (or the first NaN) takes over, so the
-    first of equal maxima wins, as in the reference and PyTorch.
+    x (P, H, W) planes -> y (P, Ho, Wo), indices (P, Ho, Wo) int64, one plane per task.
+    Every window reaches the input (the contract function checks it).
     """
-    batch, channels, height, width = x.shape
-    kh, kw = kernel_size
-    sh, sw = stride
-    ph, pw = padding
-    dh, dw = dilation
-    ho, wo = out_hw
-    y = np.empty((batch, channels, ho, wo), dtype=x.dtype)
-    indices = np.empty((batch, channels, ho, wo), dtype=np.int64)
-    for plane in prange(batch * channels):
-        n, c = plane // channels, plane % channels
-        for i in range(ho):
-            for j in range(wo):
-                best = -np.inf
-                best_index = -1  # the padding rule guarantees every window a real element
-                for p in range(kh):
-                    h = i * sh + p * dh - ph
-                    if h < 0 or h >= height:
-                        continue
-                    for q in range(kw):
-                        w = j * sw + q * dw - pw
-                        if w < 0 or w >= width:
-                            continue
-                        value = x[n, c, h, w]
-                        if best_index < 0 or value > best or (value != value and best == best):
-                            best = value
-                            best_index = h * width + w
-                y[n, c, i, j] = best
-                indices[n, c, i, j] = best_index
+    planes, height, width = x.shape
+    y = np.empty((planes, out_hw[0], out_hw[1]), dtype=x.dtype)
+    indices = np.empty((planes, out_hw[0], out_hw[1]), dtype=np.int64)
+    rows = window_ranges(out_hw[0], kernel_size[0], stride[0], padding[0], dilation[0], height)
+    columns = window_ranges(out_hw[1], kernel_size[1], stride[1], padding[1], dilation[1], width)
+    for plane in prange(planes):
+        _max_pool_plane(x[plane], stride, padding, dilation, rows, columns, y[plane], indices[plane])
     return y, indices
 
 
 @njit(parallel=True, cache=True)
-def max_pool2d_backward_kernel(grad_y, indices, input_shape):
-    """grad_x[n, c].flat[indices[n, c, i, j]] += grad_y[n, c, i, j], one plane per task."""
-    batch, channels, height, width = input_shape
-    ho, wo = grad_y.shape[2], grad_y.shape[3]
-    grad_x = np.zeros((batch, channels, height * width), dtype=grad_y.dtype)
-    for plane in prange(batch * channels):
-        n, c = plane // channels, plane % channels
+def max_pool2d_backward_kernel(grad_y, indices, plane_size):
+    """grad_x[plane].flat[indices[plane, i, j]] += grad_y[plane, i, j], one plane per task.
+
+    grad_y, indices (P, Ho, Wo) -> grad_x (P, H*W); the indices were checked to lie in it.
+    """
+    planes, ho, wo = grad_y.shape
+    grad_x = np.zeros((planes, plane_size), dtype=grad_y.dtype)
+    for plane in prange(planes):
+        source, where, target = grad_y[plane], indices[plane], grad_x[plane]
         for i in range(ho):
             for j in range(wo):
-                grad_x[n, c, indices[n, c, i, j]] += grad_y[n, c, i, j]
-    return grad_x.reshape(input_shape)
+                target[uint64(where[i, j])] += source[i, j]
+    return grad_x
 
 
 @njit(parallel=True, cache=True)
 def avg_pool2d_forward_kernel(x, kernel_size, stride, padding, out_hw):
-    """y = window sum / (KH*KW), padding counted as zeros (count_include_pad=True)."""
-    batch, channels, height, width = x.shape
+    """y = window sum / (KH*KW), padding counted as zeros (count_include_pad=True).
+
+    x (P, H, W) planes -> y (P, Ho, Wo), one plane per task; only the window's elements
+    inside the input are summed (``window_ranges``), the padding adds nothing.
+    """
+    planes, height, width = x.shape
     kh, kw = kernel_size
     sh, sw = stride
     ph, pw = padding
-    ho, wo = out_hw
-    y = np.empty((batch, channels, ho, wo), dtype=x.dtype)
-    for plane in prange(batch * channels):
-        n, c = plane // channels, plane % channels
-        for i in range(ho):
-            for j in range(wo):
+    y = np.empty((planes, out_hw[0], out_hw[1]), dtype=x.dtype)
+    p_first, p_stop = window_ranges(out_hw[0], kh, sh, ph, 1, height)
+    q_first, q_stop = window_ranges(out_hw[1], kw, sw, pw, 1, width)
+    for plane in prange(planes):
+        source, means = x[plane], y[plane]
+        for i in range(out_hw[0]):
+            for j in range(out_hw[1]):
                 total = 0.0
-                for h in range(max(0, i * sh - ph), min(height, i * sh - ph + kh)):
-                    for w in range(max(0, j * sw - pw), min(width, j * sw - pw + kw)):
-                        total += x[n, c, h, w]
-                y[n, c, i, j] = total / (kh * kw)
+                for h in range(uint64(i * sh - ph + p_first[i]), uint64(i * sh - ph + p_stop[i])):
+                    for w in range(uint64(j * sw - pw + q_first[j]), uint64(j * sw - pw + q_stop[j])):
+                        total += source[h, w]
+                means[i, j] = total / (kh * kw)
     return y
 
 
 @njit(parallel=True, cache=True)
-def avg_pool2d_backward_kernel(grad_y, input_shape, kernel_size, stride, padding):
-    """grad_x[window of (i, j)] += grad_y[n, c, i, j] / (KH*KW), one plane per task."""
-    batch, channels, height, width = input_shape
+def avg_pool2d_backward_kernel(grad_y, input_hw, kernel_size, stride, padding):
+    """grad_x[window of (i, j)] += grad_y[plane, i, j] / (KH*KW), one plane per task.
+
+    grad_y (P, Ho, Wo) -> grad_x (P, H, W).
+    """
+    planes, ho, wo = grad_y.shape
     kh, kw = kernel_size
     sh, sw = stride
     ph, pw = padding
-    ho, wo = grad_y.shape[2], grad_y.shape[3]
-    grad_x = np.zeros(input_shape, dtype=grad_y.dtype)
-    for plane in prange(batch * channels):
-        n, c = plane // channels, plane % channels
+    grad_x = np.zeros((planes, input_hw[0], input_hw[1]), dtype=grad_y.dtype)
+    p_first, p_stop = window_ranges(ho, kh, sh, ph, 1, input_hw[0])
+    q_first, q_stop = window_ranges(wo, kw, sw, pw, 1, input_hw[1])
+    for plane in prange(planes):
+        source, target = grad_y[plane], grad_x[plane]
         for i in range(ho):
             for j in range(wo):
-                share = grad_y[n, c, i, j] / (kh * kw)
-                for h in range(max(0, i * sh - ph), min(height, i * sh - ph + kh)):
-                    for w in range(max(0, j * sw - pw), min(width, j * sw - pw + kw)):
-                        grad_x[n, c, h, w] += share
+                share = source[i, j] / (kh * kw)
+                for h in range(uint64(i * sh - ph + p_first[i]), uint64(i * sh - ph + p_stop[i])):
+                    for w in range(uint64(j * sw - pw + q_first[j]), uint64(j * sw - pw + q_stop[j])):
+                        target[h, w] += share
     return grad_x
 
 
@@ -126,7 +162,9 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     check_float_arrays(kernel, x=x)
     check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
     out_hw, pairs = pool_geometry(kernel, x.shape[2:], kernel_size, stride, padding, dilation)
-    return max_pool2d_forward_kernel(np.ascontiguousarray(x), *pairs, out_hw)
+    n, c, h, w = x.shape
+    y, indices = max_pool2d_forward_kernel(np.ascontiguousarray(x).reshape(n * c, h, w), *pairs, out_hw)
+    return y.reshape(n, c, *out_hw), indices.reshape(n, c, *out_hw)
 
 
 def max_pool2d_backward(grad_y, indices, input_shape):
@@ -141,9 +179,11 @@ def max_pool2d_backward(grad_y, indices, input_shape):
     check_same_shape(kernel, "grad_y", grad_y.shape[:2], (n, c), "its (N, C) must match input_shape")
     if indices.size and (indices.min() < 0 or indices.max() >= h * w):
         raise ValueError(f"{kernel}: indices must lie in [0, H*W) = [0, {h * w}) for input_shape {input_shape}")
-    return max_pool2d_backward_kernel(
-        np.ascontiguousarray(grad_y), np.ascontiguousarray(indices, dtype=np.int64), (n, c, h, w)
+    planes = (n * c, *grad_y.shape[2:])
+    grad_x = max_pool2d_backward_kernel(
+        np.ascontiguousarray(grad_y).reshape(planes), np.ascontiguousarray(indices, dtype=np.int64).reshape(planes), h * w
     )
+    return grad_x.reshape(n, c, h, w)
 
 
 def avg_pool2d_forward(x, kernel_size, stride, padding):
@@ -152,7 +192,9 @@ def avg_pool2d_forward(x, kernel_size, stride, padding):
     check_float_arrays(kernel, x=x)
     check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
     out_hw, pairs = pool_geometry(kernel, x.shape[2:], kernel_size, stride, padding)
-    return avg_pool2d_forward_kernel(np.ascontiguousarray(x), *pairs[:3], out_hw)
+    n, c, h, w = x.shape
+    y = avg_pool2d_forward_kernel(np.ascontiguousarray(x).reshape(n * c, h, w), *pairs[:3], out_hw)
+    return y.reshape(n, c, *out_hw)
 
 
 def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride, padding):
@@ -162,4 +204,5 @@ def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride, padding):
     n, c, h, w = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
     (ho, wo), pairs = pool_geometry(kernel, (h, w), kernel_size, stride, padding)
     check_same_shape(kernel, "grad_y", grad_y.shape, (n, c, ho, wo), "the pooled shape of input_shape")
-    return avg_pool2d_backward_kernel(np.ascontiguousarray(grad_y), (n, c, h, w), *pairs[:3])
+    grad_x = avg_pool2d_backward_kernel(np.ascontiguousarray(grad_y).reshape(n * c, ho, wo), (h, w), *pairs[:3])
+    return grad_x.reshape(n, c, h, w)
