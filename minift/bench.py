@@ -151,6 +151,11 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _load() -> float:
+    """The 1-minute load average (NaN where the OS has none): above the core count, timings suffer."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
 def measure(step: Step, repeat: int, warmup: int) -> float:
     """Median seconds of ``repeat`` calls of ``step``, after ``warmup`` untimed calls."""
     for _ in range(warmup):
@@ -209,7 +214,7 @@ def run_benchmarks(rows: Sequence[Row] | None = None, repeat: int = 7, warmup: i
     rows = ROWS if rows is None else rows
     columns = implementations()
     torch = _import_torch()
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load_before = _load()
     cells = []
     for row in rows:
         seconds = {}
@@ -232,8 +237,7 @@ def run_benchmarks(rows: Sequence[Row] | None = None, repeat: int = 7, warmup: i
                 }
             )
     if print_table:
-        load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        print(_header(torch, load_before, load_after))
+        print(_header(torch, load_before, _load()))
         print(format_table(cells))
     return cells
 
@@ -243,10 +247,26 @@ def _header(torch, load_before: float, load_after: float) -> str:
     if backend.available_backends()["numba"][0]:
         from minift.kernels import numba_cpu
 
-        gemm = numba_cpu.gemm_implementation()
-        lines.append(f"numba: GEMM for matmul {gemm}; BLAS and Numba threads take turns: {threads.pools_take_turns()}")
+        lines.append(
+            f"numba: GEMM {numba_cpu.gemm_implementation()} (matmul and conv2d); "
+            f"BLAS and Numba threads take turns: {threads.pools_take_turns()}"
+        )
+    lines.append(f"BLAS: {_blas_description()}")
     lines.append(f"torch: {f'{torch.__version__}, {torch.get_num_threads()} threads' if torch else 'not installed'}")
     return "\n".join(lines)
+
+
+def _blas_description() -> str:
+    """NumPy's BLAS library, kernel family and threads (what the numpy rows run on)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (install threadpoolctl to see it)"
+    found = [info for info in threadpool_info() if info.get("user_api") == "blas"]
+    return "; ".join(
+        f"{info['internal_api']} {info.get('version')}, {info.get('architecture')} kernels, {info['num_threads']} threads"
+        for info in found
+    ) or "none found"
 
 
 def format_table(cells) -> str:

@@ -454,3 +454,29 @@ print(type(numba_gemm.matmul_blocked).__name__)
 """
     env = clean_environment(NUMBA_DISABLE_JIT="1", MINIFT_NUMBA_GEMM="blocked")
     assert run_python(code, env=env) == "function"  # not a Numba dispatcher: plain Python ran
+
+
+# --------------------------------------------------------------------------- the benchmark table
+
+
+def test_benchmark_runs_a_new_row_on_every_backend_without_touching_the_runner():
+    from minift import bench
+
+    calls = []
+
+    def make_step():
+        a = np.ones((8, 8), np.float32)
+        return lambda: calls.append(backend.matmul(a, a))
+
+    row = bench.Row("tiny matmul", flops=2.0 * 8**3, make_step=make_step, gemm=True)
+    cells = bench.run_benchmarks(rows=[row], repeat=3, warmup=1, print_table=False)
+    assert [c["implementation"] for c in cells] == ["numpy", "numba", "numba blocked"]  # no torch twin given
+    assert len(calls) == 3 * (3 + 1)
+    assert all(np.array_equal(out, np.full((8, 8), 8.0)) for out in calls)
+    numpy_cell = cells[0]
+    assert numpy_cell["vs_numpy"] == 1.0 and numpy_cell["vs_torch"] is None
+    for cell in cells:
+        assert cell["gflops"] == pytest.approx(row.flops / (cell["ms"] / 1e3) / 1e9)
+        assert cell["vs_numpy"] == pytest.approx(numpy_cell["ms"] / cell["ms"])
+    table = bench.format_table(cells)
+    assert table.count("tiny matmul") == 3
