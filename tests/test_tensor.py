@@ -157,9 +157,11 @@ SCALAR_OPS = [operator.add, operator.sub, operator.mul, operator.truediv, operat
 @given(dtype=st.sampled_from(FLOAT_TYPES), op=st.sampled_from(SCALAR_OPS), scalar_first=st.booleans(),
        scalar=st.one_of(st.integers(1, 3), st.floats(0.5, 2), st.floats(0.5, 2).map(np.float64)))
 def test_operators_with_python_numbers_keep_the_tensor_dtype(dtype, op, scalar_first, scalar):
+    """The number is taken in the tensor's dtype (PyTorch's rule), even a NumPy float64."""
     t = minift.Tensor(np.array([0.5, 1.5, 2.5], dtype=dtype))
     out = op(scalar, t) if scalar_first else op(t, scalar)
-    expected = op(scalar, t.numpy()) if scalar_first else op(t.numpy(), scalar)
+    same_dtype = dtype(scalar)
+    expected = op(same_dtype, t.numpy()) if scalar_first else op(t.numpy(), same_dtype)
     assert out.dtype == dtype
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6)
 
