@@ -12,7 +12,9 @@ What this file does differently from the reference, and why it is faster:
 
 1. **im2col and col2im are compiled loops**, one image per core (``prange``), instead of
    KH*KW NumPy slice copies. Their innermost loop copies one output row of a window
-   position, unit stride in ``cols``.
+   position, unit stride in ``cols``; for a stride-1 "same" convolution (3x3, padding 1)
+   the rows of one window position are consecutive in the input too, and the whole
+   block becomes one long copy (see ``im2col_image``).
 2. **Unsigned indices.** Numba checks every *signed* index for a negative value (so that
    ``a[-1]`` works as in Python); an index like ``j + offset`` might be negative, so the
    check stays in the loop and LLVM will not vectorise it. Indexing with ``uint64``

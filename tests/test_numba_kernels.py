@@ -107,29 +107,57 @@ def conv_cases(draw):
     return x, weight, bias, geometry, grad_y
 
 
+def on_each_gemm(run):
+    """``run()`` under MINIFT_NUMBA_GEMM=blas and =blocked (the convolutions use either)."""
+    results = []
+    for gemm in ("blas", "blocked"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MINIFT_NUMBA_GEMM", gemm)
+            results.append(run())
+    return results
+
+
 @SETTINGS
 @given(conv_cases())
 def test_conv2d_forward_matches_reference(case):
     x, weight, bias, geometry, _ = case
-    assert_same_result(
-        numba_cpu.conv2d_forward(x, weight, bias, *geometry), ref.conv2d_forward(x, weight, bias, *geometry)
-    )
+    expected = ref.conv2d_forward(x, weight, bias, *geometry)
+    for y in on_each_gemm(lambda: numba_cpu.conv2d_forward(x, weight, bias, *geometry)):
+        assert_same_result(y, expected)
 
 
 @SETTINGS
 @given(conv_cases())
 def test_conv2d_backward_input_matches_reference(case):
     x, weight, _, geometry, grad_y = case
-    assert_same_result(
-        numba_cpu.conv2d_backward_input(grad_y, weight, x.shape, *geometry),
-        ref.conv2d_backward_input(grad_y, weight, x.shape, *geometry),
-    )
+    expected = ref.conv2d_backward_input(grad_y, weight, x.shape, *geometry)
+    for grad_x in on_each_gemm(lambda: numba_cpu.conv2d_backward_input(grad_y, weight, x.shape, *geometry)):
+        assert_same_result(grad_x, expected)
 
 
 @SETTINGS
 @given(conv_cases())
 def test_conv2d_backward_weight_matches_reference(case):
     x, weight, _, geometry, grad_y = case
+    expected = ref.conv2d_backward_weight(grad_y, x, weight.shape, *geometry)
+    for grad_w in on_each_gemm(lambda: numba_cpu.conv2d_backward_weight(grad_y, x, weight.shape, *geometry)):
+        assert_same_result(grad_w, expected)
+
+
+def test_conv2d_batches_larger_than_one_chunk_match_reference(monkeypatch):
+    from minift.kernels import numba_conv
+
+    monkeypatch.setattr(numba_conv, "CHUNK_BYTES", 1)  # one image per chunk
+    rng = np.random.default_rng(3)
+    x, weight = random_array(rng, (5, 2, 6, 7), np.float64), random_array(rng, (3, 2, 3, 3), np.float64)
+    geometry = ((1, 2), (1, 0), (1, 1))
+    y = numba_cpu.conv2d_forward(x, weight, None, *geometry)
+    assert_same_result(y, ref.conv2d_forward(x, weight, None, *geometry))
+    grad_y = random_array(rng, y.shape, np.float64)
+    assert_same_result(
+        numba_cpu.conv2d_backward_input(grad_y, weight, x.shape, *geometry),
+        ref.conv2d_backward_input(grad_y, weight, x.shape, *geometry),
+    )
     assert_same_result(
         numba_cpu.conv2d_backward_weight(grad_y, x, weight.shape, *geometry),
         ref.conv2d_backward_weight(grad_y, x, weight.shape, *geometry),
