@@ -23,10 +23,16 @@ BLAS speed with three ideas, each a loop level:
    only this copy -- which is how BLAS libraries handle their transpose flags too.
 
 ``gemm_accumulate`` is serial; ``matmul_blocked`` runs one per output tile on every core
-(``prange``). ``matmul_into`` runs either it or BLAS, as ``MINIFT_NUMBA_GEMM`` says. On a 2-core AVX-512 machine this reaches about 2/3 of OpenBLAS for
-1024 x 1024 float32 (``python -m minift.bench`` measures it); the rest of BLAS's lead
-comes from hand-written assembly micro-kernels that keep C in registers across the whole
-depth, which LLVM does not do for us.
+(``prange``). ``matmul_into`` runs either it or BLAS, as ``MINIFT_NUMBA_GEMM`` says.
+
+**What limits it** (read ``_micro_kernel.inspect_asm()``): LLVM keeps 14 of the 16 A
+values in registers and reloads the other 2, folds each B load into its multiply-add
+instead of reusing one register across the 4 rows, and chains each row's 4
+multiply-adds one after the other. So every SIMD step waits on memory loads and on
+that chain, where a BLAS micro-kernel (hand-written assembly) keeps a whole block of C
+in registers across the entire depth and never stores it until the end. Numba gives no
+way to hold an array in registers, so this is about as far as plain loops go:
+``python -m minift.bench`` shows it next to BLAS and PyTorch.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ TILE_K = 256  # depth of one panel: a packed B tile is TILE_K x TILE_N (256 KiB 
 
 @njit(cache=True)
 def _round_up(n, multiple):
+    """The smallest multiple of ``multiple`` that is >= n."""
     return (n + multiple - 1) // multiple * multiple
 
 

@@ -5,7 +5,8 @@ Implements ``minift.reference.max_pool2d_forward`` / ``max_pool2d_backward`` /
 views of the padded plane, one full pass over memory per kernel offset. Here each output
 element is computed in one go by a loop over its window, so every input element is read
 once (pooling is limited by memory traffic, not arithmetic), and no padded copy of the
-input is made: positions outside the plane are simply skipped.
+input is made: each window is clipped to the plane, with ranges computed once per call
+(``window_ranges``), so the loops over a window run without a test per element.
 
 Loop order: planes (``prange`` over the N*C planes, independent tasks) > output rows i >
 output columns j > window rows > window columns. A plane (H*W values) stays in L1/L2 while
