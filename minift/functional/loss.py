@@ -15,7 +15,8 @@ class CrossEntropy(Function):
     With ``p = log_softmax(x)``, smoothing ``e`` and ``C`` classes, each row's loss is
     ``l_i = (1 - e) * -p[i, y_i] + e/C * sum_c -p[i, c]``, i.e. cross-entropy against the
     target ``q_i = (1 - e) onehot(y_i) + e/C``. Rows with ``y_i == ignore_index`` count 0,
-    and ``mean`` divides by the number of rows that are not ignored (PyTorch's rule).
+    and ``mean`` divides by the number of rows that are not ignored (PyTorch's rule;
+    when every row is ignored minift returns 0 where PyTorch returns NaN, on purpose).
 
     dL/dx_i = (softmax(x_i) - q_i) * g_i   — one subtraction, which is why the fused op
     is both faster and more stable than log_softmax followed by a gather.
