@@ -19,10 +19,18 @@ What this file does differently from the reference, and why it is faster:
    ``a[-1]`` works as in Python); an index like ``j + offset`` might be negative, so the
    check stays in the loop and LLVM will not vectorise it. Indexing with ``uint64``
    (values we know are never negative) removes the check; the copies run 3-4x faster.
-3. **The batch is cut into chunks** of about ``CHUNK_BYTES`` of columns (a few MiB), so
-   the columns are written and read back while still in cache, and memory use stays
-   bounded whatever the batch size. One work buffer serves all chunks, and all calls.
-4. **The products run on the GEMM ``MINIFT_NUMBA_GEMM`` selects** (``numba_gemm``): BLAS
+3. **One GEMM per chunk of images.** The columns of a chunk of B images are laid side by
+   side, ``cols (C*KH*KW, B, Ho*Wo)``, so each pass is ONE large product per chunk
+   instead of one small product per image. Every BLAS call wakes BLAS's threads, which
+   go back to sleep right after (``minift.threads``): fewer, larger calls waste less time
+   handing work over, and a large GEMM runs closer to the machine's peak. The price is a
+   reordering of y (and of dL/dy) between (B, O, Ho*Wo) and (O, B, Ho*Wo), one NumPy
+   copy, small next to the products. (A parallel Numba copy measured no faster: it adds
+   one more hand-over between the thread pools.)
+4. **Chunks of about ``CHUNK_BYTES``** of columns (a few MiB), so the columns are written
+   and read back while still in cache and memory use stays bounded whatever the batch
+   size. One work buffer serves all chunks, and all calls (``workspace``).
+5. **The products run on the GEMM ``MINIFT_NUMBA_GEMM`` selects** (``numba_gemm``): BLAS
    when its threads take turns with Numba's (``minift.threads``), else the blocked Numba
    GEMM.
 
@@ -59,10 +67,11 @@ def valid_range(offset, stride, size, count):
 
 
 @njit(cache=True)
-def im2col_image(x, kernel_size, stride, padding, dilation, out_hw, cols):
-    """cols[(c*KH + p)*KW + q, i*Wo + j] = xpad[c, i*sh + p*dh, j*sw + q*dw] for one image.
+def im2col_image(x, kernel_size, stride, padding, dilation, out_hw, cols, n):
+    """cols[(c*KH + p)*KW + q, n, i*Wo + j] = xpad[c, i*sh + p*dh, j*sw + q*dw] for image n.
 
-    x (C, H, W) -> cols (C*KH*KW, Ho*Wo), zero where the window lies on the padding.
+    x (C, H, W) -> its columns ``cols[:, n]`` of cols (C*KH*KW, B, Ho*Wo), zero where the
+    window lies on the padding.
     Loop order c, p, q, then output rows i and columns j: the innermost loop fills one row
     segment of ``cols`` (unit stride) from one row of x (unit stride when sw = 1).
 
@@ -86,7 +95,7 @@ def im2col_image(x, kernel_size, stride, padding, dilation, out_hw, cols):
             row_offset = p * dh - ph
             i_first, i_stop = valid_range(row_offset, sh, height, ho)  # rows not on the padding
             for q in range(kw):
-                row = cols[(c * kh + p) * kw + q]
+                row = cols[(c * kh + p) * kw + q, n]
                 column_offset = q * dw - pw
                 first, stop = valid_range(column_offset, sw, width, wo)
                 for t in range(uint64(i_first * wo)):
@@ -113,10 +122,10 @@ def im2col_image(x, kernel_size, stride, padding, dilation, out_hw, cols):
 
 
 @njit(cache=True)
-def col2im_image(cols, kernel_size, stride, padding, dilation, out_hw, x):
-    """The adjoint of ``im2col_image``: x[c, h, w] += every cols entry copied from (c, h, w).
+def col2im_image(cols, n, kernel_size, stride, padding, dilation, out_hw, x):
+    """The adjoint of ``im2col_image``: x[c, h, w] += every cols[:, n] entry copied from (c, h, w).
 
-    cols (C*KH*KW, Ho*Wo) added into x (C, H, W); entries that fall on the padding are
+    cols[:, n] of cols (C*KH*KW, B, Ho*Wo) added into x (C, H, W); entries that fall on the padding are
     dropped. Same loops and the same fast path as im2col: there, the whole block of one
     (c, p, q) is added in one shifted run after its padding entries have been set to
     zero, so ``cols`` is used as scratch (the contract functions pass their own buffer).
@@ -135,7 +144,7 @@ def col2im_image(cols, kernel_size, stride, padding, dilation, out_hw, x):
             row_offset = p * dh - ph
             i_first, i_stop = valid_range(row_offset, sh, height, ho)
             for q in range(kw):
-                row = cols[(c * kh + p) * kw + q]
+                row = cols[(c * kh + p) * kw + q, n]
                 column_offset = q * dw - pw
                 first, stop = valid_range(column_offset, sw, width, wo)
                 for i in range(i_first, i_stop):
@@ -160,26 +169,22 @@ def col2im_image(cols, kernel_size, stride, padding, dilation, out_hw, x):
 
 @njit(parallel=True, cache=True)
 def im2col_batch(x, kernel_size, stride, padding, dilation, out_hw, cols):
-    """cols (B, C*KH*KW, Ho*Wo) = im2col of x (B, C, H, W), one image per task."""
+    """cols (C*KH*KW, B, Ho*Wo) = the columns of the B images of x (B, C, H, W), one image per task."""
     for n in prange(x.shape[0]):
-        im2col_image(x[n], kernel_size, stride, padding, dilation, out_hw, cols[n])
+        im2col_image(x[n], kernel_size, stride, padding, dilation, out_hw, cols, n)
 
 
 @njit(parallel=True, cache=True)
 def col2im_batch(cols, kernel_size, stride, padding, dilation, out_hw, x):
-    """x (B, C, H, W) += col2im(cols (B, C*KH*KW, Ho*Wo)), one image per task (no two share memory)."""
+    """x (B, C, H, W) += col2im of cols (C*KH*KW, B, Ho*Wo), one image per task (no two share memory)."""
     for n in prange(x.shape[0]):
-        col2im_image(cols[n], kernel_size, stride, padding, dilation, out_hw, x[n])
+        col2im_image(cols, n, kernel_size, stride, padding, dilation, out_hw, x[n])
 
 
-def image_chunks(batch: int, matrix_shape, dtype):
-    """Chunks of about CHUNK_BYTES of columns: ``(chunk_size, [(start, stop), ...])``.
-
-    ``matrix_shape`` is the shape of one image's matrix (its columns or their gradient).
-    """
-    bytes_per_image = max(1, matrix_shape[0] * matrix_shape[1] * np.dtype(dtype).itemsize)
-    size = max(1, min(batch, CHUNK_BYTES // bytes_per_image))
-    return size, [(start, min(start + size, batch)) for start in range(0, batch, size)]
+def image_chunks(batch: int, bytes_per_image: int):
+    """(start, stop) ranges that cut the batch into chunks of about CHUNK_BYTES of columns."""
+    size = max(1, CHUNK_BYTES // max(1, bytes_per_image))
+    return [(start, min(start + size, batch)) for start in range(0, batch, size)]
 
 
 _workspaces = threading.local()
@@ -201,6 +206,18 @@ def workspace(name: str, shape, dtype):
     return buffers[key][:size].reshape(shape)
 
 
+def _batch_inside(grad_y):
+    """grad_y (B, O, P) -> an (O, B, P) copy in a workspace, the GEMM's layout."""
+    copy = workspace("grad_y", (grad_y.shape[1], grad_y.shape[0], grad_y.shape[2]), grad_y.dtype)
+    copy[...] = grad_y.transpose(1, 0, 2)
+    return copy
+
+
+def _gemm(a, b, out):
+    """out (M, N) = a (M, K) @ b (K, N), on the GEMM ``MINIFT_NUMBA_GEMM`` selects."""
+    matmul_into(a[None], b[None], out[None])
+
+
 def _weight_matrix(weight):
     """weight (O, C, KH, KW) -> W_mat (O, C*KH*KW), columns ordered (c, p, q); no copy if contiguous."""
     o, c, kh, kw = weight.shape
@@ -214,7 +231,8 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
     """The contract's ``conv2d_forward`` (see ``minift/backend.py``).
 
     x (N, C, H, W), weight (O, C, KH, KW), bias (O,) or None -> y (N, O, Ho, Wo):
-    per chunk of images, ``y[chunk] = W_mat @ im2col(x[chunk])``, written in place.
+    per chunk of B images, one GEMM ``W_mat (O, C*KH*KW) @ cols (C*KH*KW, B*Ho*Wo)``,
+    whose (O, B, Ho*Wo) result is then laid out as y's (B, O, Ho*Wo).
     """
     kernel = "conv2d_forward"
     check_float_arrays(kernel, x=x, weight=weight, **({} if bias is None else {"bias": bias}))
@@ -226,13 +244,15 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
 
     x = np.ascontiguousarray(x)
     w_mat = _weight_matrix(weight)
-    y = np.empty((n, o, ho * wo), dtype=x.dtype)
-    size, chunks = image_chunks(n, (w_mat.shape[1], ho * wo), x.dtype)
-    buffer = workspace("cols", (size, w_mat.shape[1], ho * wo), x.dtype)
-    for start, stop in chunks:
-        cols = buffer[: stop - start]
+    rows, positions = w_mat.shape[1], ho * wo
+    y = np.empty((n, o, positions), dtype=x.dtype)
+    for start, stop in image_chunks(n, rows * positions * x.itemsize):
+        images = stop - start
+        cols = workspace("cols", (rows, images, positions), x.dtype)
         im2col_batch(x[start:stop], kernel_size, *geometry, (ho, wo), cols)
-        matmul_into(np.broadcast_to(w_mat, (stop - start, *w_mat.shape)), cols, y[start:stop])
+        product = workspace("product", (o, images, positions), x.dtype)
+        _gemm(w_mat, cols.reshape(rows, images * positions), product.reshape(o, images * positions))
+        y[start:stop] = product.transpose(1, 0, 2)
     if bias is not None:
         y += bias[:, None]
     return y.reshape(n, o, ho, wo)
@@ -242,7 +262,7 @@ def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation
     """The contract's ``conv2d_backward_input``.
 
     grad_y (N, O, Ho, Wo), weight (O, C, KH, KW) -> grad_x of ``input_shape`` (N, C, H, W):
-    per chunk, ``grad_x[chunk] = col2im(W_mat.T @ grad_y[chunk])``.
+    per chunk of B images, ``col2im(W_mat.T @ dL/dy)`` with dL/dy laid out (O, B*Ho*Wo).
     """
     kernel = "conv2d_backward_input"
     check_float_arrays(kernel, grad_y=grad_y, weight=weight)
@@ -252,14 +272,15 @@ def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation
     check_same_shape(kernel, "grad_y", grad_y.shape, y_shape, "the output shape of this convolution")
 
     n, o, ho, wo = y_shape
-    w_mat_t = _weight_matrix(weight).T
-    grad_y = np.ascontiguousarray(grad_y).reshape(n, o, ho * wo)
+    w_mat = _weight_matrix(weight)
+    rows, positions = w_mat.shape[1], ho * wo
+    grad_y = np.ascontiguousarray(grad_y).reshape(n, o, positions)
     grad_x = np.zeros(input_shape, dtype=grad_y.dtype)
-    size, chunks = image_chunks(n, (w_mat_t.shape[0], ho * wo), grad_y.dtype)
-    buffer = workspace("cols", (size, w_mat_t.shape[0], ho * wo), grad_y.dtype)
-    for start, stop in chunks:
-        grad_cols = buffer[: stop - start]
-        matmul_into(np.broadcast_to(w_mat_t, (stop - start, *w_mat_t.shape)), grad_y[start:stop], grad_cols)
+    for start, stop in image_chunks(n, rows * positions * grad_y.itemsize):
+        images = stop - start
+        grad_y_t = _batch_inside(grad_y[start:stop])
+        grad_cols = workspace("cols", (rows, images, positions), grad_y.dtype)
+        _gemm(w_mat.T, grad_y_t.reshape(o, images * positions), grad_cols.reshape(rows, images * positions))
         col2im_batch(grad_cols, kernel_size, *geometry, (ho, wo), grad_x[start:stop])
     return grad_x
 
@@ -268,7 +289,8 @@ def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation):
     """The contract's ``conv2d_backward_weight``.
 
     grad_y (N, O, Ho, Wo), x (N, C, H, W) -> grad_w of ``weight_shape`` (O, C, KH, KW):
-    per chunk, the products ``grad_y[n] @ im2col(x[n]).T`` summed over the chunk's images.
+    per chunk of B images, ``dL/dW_mat += dL/dy (O, B*Ho*Wo) @ cols (C*KH*KW, B*Ho*Wo).T``,
+    the sum over the images done by the GEMM itself.
     """
     kernel = "conv2d_backward_weight"
     check_float_arrays(kernel, grad_y=grad_y, x=x)
@@ -278,16 +300,16 @@ def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation):
     check_same_shape(kernel, "grad_y", grad_y.shape, y_shape, "the output shape of this convolution")
 
     n, o, ho, wo = y_shape
-    rows = weight_shape[1] * weight_shape[2] * weight_shape[3]
+    rows, positions = math.prod(weight_shape[1:]), ho * wo
     x = np.ascontiguousarray(x)
-    grad_y = np.ascontiguousarray(grad_y).reshape(n, o, ho * wo)
+    grad_y = np.ascontiguousarray(grad_y).reshape(n, o, positions)
     grad_w_mat = np.zeros((o, rows), dtype=x.dtype)
-    size, chunks = image_chunks(n, (rows, ho * wo), x.dtype)
-    buffer = workspace("cols", (size, rows, ho * wo), x.dtype)
-    products = workspace("products", (size, o, rows), x.dtype)  # grad_y[n] @ cols[n].T per image
-    for start, stop in chunks:
-        cols = buffer[: stop - start]
+    chunk_product = np.empty((o, rows), dtype=x.dtype)
+    for start, stop in image_chunks(n, rows * positions * x.itemsize):
+        images = stop - start
+        cols = workspace("cols", (rows, images, positions), x.dtype)
         im2col_batch(x[start:stop], kernel_size, *geometry, (ho, wo), cols)
-        matmul_into(grad_y[start:stop], cols.transpose(0, 2, 1), products[: stop - start])
-        grad_w_mat += products[: stop - start].sum(axis=0)
+        grad_y_t = _batch_inside(grad_y[start:stop])
+        _gemm(grad_y_t.reshape(o, images * positions), cols.reshape(rows, images * positions).T, chunk_product)
+        grad_w_mat += chunk_product
     return grad_w_mat.reshape(weight_shape)
