@@ -76,7 +76,8 @@ class LoRALinear(Module):
         y = self.base(x)
         if self.merged:
             return y
-        return y + (self.lora_dropout(x) @ self.lora_A.T @ self.lora_B.T) * self.scaling
+        low_rank = (self.lora_dropout(x) @ self.lora_A.T) * self.scaling  # (..., r): scaling here is cheapest
+        return y + low_rank @ self.lora_B.T
 
     def merge(self) -> None:
         """Fold the adapter into the base weight (``W += (alpha/r) B A``); the forward is
