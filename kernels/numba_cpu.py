@@ -48,6 +48,7 @@ from minift.kernels.numba_pool import (  # noqa: E402
     max_pool2d_forward,
 )
 from minift.reference.checks import check_float_arrays  # noqa: E402
+from numba import njit  # noqa: E402
 
 __all__ = [
     "matmul",
@@ -59,7 +60,24 @@ __all__ = [
     "avg_pool2d_forward",
     "avg_pool2d_backward",
     "gemm_implementation",
+    "check_available",
 ]
+
+@njit(cache=True)
+def _probe(x):
+    return x + 1
+
+
+def check_available() -> None:
+    """Raise unless Numba can compile and run here (``minift.backend`` calls this on load).
+
+    Numba may import and still fail to compile (a broken LLVM, an unsupported CPU); a
+    probe compiled now lets ``MINIFT_BACKEND=auto`` fall back to NumPy instead of failing
+    in the middle of training.
+    """
+    if _probe(1) != 2:
+        raise RuntimeError("Numba compiled a probe function that gives a wrong result")
+
 
 def matmul(a, b):
     """The contract's ``matmul``: ``a (..., M, K) @ b (..., K, N) -> (..., M, N)``.
