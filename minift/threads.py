@@ -57,10 +57,21 @@ def configure_thread_pools() -> None:
         config.THREADING_LAYER = os.environ["NUMBA_THREADING_LAYER"]
 
 
+def numba_threading_layer() -> str:
+    """The layer Numba's pool runs on, or will start on at its first parallel kernel."""
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        try:
+            return numba.threading_layer()
+        except ValueError:  # the pool has not started yet: it will read the setting
+            pass
+    return os.environ.get("NUMBA_THREADING_LAYER", "default")
+
+
 def pools_take_turns() -> bool:
     """True when idle OpenBLAS and Numba threads sleep at once, so the pools can alternate."""
     configure_thread_pools()
-    return not _applied["blas_spins"] and os.environ["NUMBA_THREADING_LAYER"] == "workqueue"
+    return not _applied["blas_spins"] and numba_threading_layer() == "workqueue"
 
 
 def _alternation_benchmark(steps: int = 50) -> float:
