@@ -12,8 +12,12 @@ The pieces, in the order a reader meets them:
 
 __version__ = "0.1.0"
 
-from . import functional
-from .autograd import enable_grad, is_grad_enabled, no_grad
+from . import threads
+
+threads.configure_thread_pools()  # before NumPy starts OpenBLAS's threads (see threads.py)
+
+from . import functional  # noqa: E402
+from .autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 from .creation import (arange, eye, full, full_like, ones, ones_like, rand, rand_like, randn,
                        randn_like, tensor, zeros, zeros_like)
 from .functional import cat, concatenate, maximum, minimum, stack, where
