@@ -82,20 +82,24 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     for view in views[1:]:
         np.maximum(y, view, out=y)  # propagates NaN
 
-    # A padded position is never reported, even when it ties with a real -inf.
+    has_nan = bool(np.isnan(y).any())  # a NaN is the maximum of every window that holds one
     is_real = pad_planes(np.ones((1, 1, h, w), dtype=bool), padding, value=False)
     real_views = _offset_views(is_real, kernel_size, (ho, wo), stride, dilation)
     not_found = np.ones(y.shape, dtype=bool)
-    offset = np.zeros(y.shape, dtype=np.int64)
+    offset = np.zeros(y.shape, dtype=np.min_scalar_type(kh * kw))  # small ints: cheap to add
     for view, real in zip(views[:-1], real_views):  # the last offset is the only one left
-        is_max = ((view == y) | (view != view)) & real  # view != view: NaN
+        is_max = view == y
+        if has_nan:
+            is_max |= np.isnan(view)
+        is_max &= real  # a padded -inf never ties with a real -inf
         not_found &= ~is_max
         offset += not_found
 
     # h * W + w = (window corner in the flat plane) + (where offset (p, q) lies from the corner)
-    corner = (np.arange(ho)[:, None] * sh - ph) * w + (np.arange(wo) * sw - pw)
     from_corner = np.array([p * dh * w + q * dw for p, q in np.ndindex(kh, kw)], dtype=np.int64)
-    return y, corner + from_corner.take(offset)
+    indices = from_corner.take(offset.astype(np.int64))
+    indices += (np.arange(ho)[:, None] * sh - ph) * w + (np.arange(wo) * sw - pw)  # in place: no new array
+    return y, indices
 
 
 def max_pool2d_backward(grad_y, indices, input_shape):
