@@ -34,7 +34,8 @@ def with_layout(array, layout):
     """The values of ``array``, stored with another memory layout, read-only.
 
     transposed: Fortran order (all axes reversed in memory); sliced: every other element
-    of a larger buffer; reversed: negative strides on every axis.
+    of a larger buffer whose gaps hold NaN (a kernel that reads a gap fails); reversed:
+    negative strides on every axis.
     """
     if layout == "transposed":
         out = np.ascontiguousarray(array.T).T
@@ -53,8 +54,9 @@ def with_layout(array, layout):
 
 
 def assert_fresh_output(out, shape, dtype):
-    """A new C-contiguous array of the expected shape and dtype."""
+    """A new C-contiguous array of the expected shape and dtype (writeable: not a view of an input)."""
     assert out.shape == tuple(shape)
+    assert out.flags.writeable
     assert out.dtype == dtype
     assert out.flags.c_contiguous
 
