@@ -15,6 +15,7 @@ from minift.data import ArrayDataset
 from minift.finetune import layer_groups
 from minift.nn.bert import BertConfig, BertModel
 from minift.text import TextClassificationData, load_r8, locate_minilm_l6_v2
+from minift.text import classify
 from minift.text.classify import (STRATEGIES, SentenceClassifier, SortishLoader, TextFinetuneConfig, add_arguments,
                                   embed_all, finetune_text, fit, measure_throughput, prepare, sample_split)
 
@@ -201,7 +202,27 @@ def test_command_line_options_map_onto_the_config_and_missing_weights_exit_1(tmp
 
 def test_measure_throughput_reports_both_steps():
     timings = measure_throughput(tiny_classifier().encoder, batch_size=2, length=6, repeats=1)
-    assert set(timings) == {"inference", "train_step"} and all(t > 0 for t in timings.values())
+    assert set(timings) == {"inference", "train_step"}
+    assert all(set(rates) == {"tokens_per_s", "tokens_per_cpu_s"} and min(rates.values()) > 0 for rates in timings.values())
+
+
+@pytest.mark.parametrize("lp_ft", [True, False])
+def test_with_lp_ft_the_probe_runs_first_and_hands_its_head_on(monkeypatch, lp_ft):
+    calls = []
+
+    def fake_run(name, data, config, start_head=None):
+        calls.append((name, start_head))
+        return classify.StrategyResult(name, 0.5, 1, 2, 0.1, 0.1, 1.0, head={"from": name})
+
+    monkeypatch.setattr(classify, "run_strategy", fake_run)
+    config = TextFinetuneConfig(strategies=("lora", "top_k"), lp_ft=lp_ft)
+    results = classify.compare_strategies(config, data="encoded elsewhere", log=lambda line: None)
+    if lp_ft:
+        assert calls == [("frozen", None), ("top_k", {"from": "frozen"}), ("lora", {"from": "frozen"})]
+    else:
+        assert calls == [("top_k", None), ("lora", None)]
+    assert [r.strategy for r in results] == [name for name, _ in calls]
+    assert "head" not in results[0].summary()
 
 
 # -- a tiny run on real data -------------------------------------------------------------------------
