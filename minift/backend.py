@@ -24,7 +24,9 @@ install command. CuPy arrays always run on the CuPy kernels (device placement fo
 data); ``MINIFT_BACKEND=cupy`` also makes ``"cuda"`` the default device for new tensors.
 
 The contract (every kernel reads any strided input, never writes to its inputs, and
-returns new C-contiguous arrays of the input's floating dtype, float32 or float64):
+returns new C-contiguous arrays of the input's floating dtype, float32 or float64; all
+floating inputs of one call share that dtype, anything else is a TypeError, never a silent
+upcast; an empty batch, N = 0, is allowed):
 
 ``matmul(a, b)``
     ``a (..., M, K) @ b (..., K, N) -> (..., M, N)``; batch dimensions broadcast as in
@@ -63,8 +65,8 @@ returns new C-contiguous arrays of the input's floating dtype, float32 or float6
     ``indices`` (overlapping windows may pick the same element).
 
 ``avg_pool2d_forward(x, kernel_size, stride, padding)``
-    Zero padding, ``count_include_pad=True`` (PyTorch's default): every window sum is
-    divided by ``KH * KW``. Returns ``y (N, C, Ho, Wo)``.
+    Zero padding with ``padding <= kernel_size // 2``, ``count_include_pad=True``
+    (PyTorch's default): every window sum is divided by ``KH * KW``. Returns ``y (N, C, Ho, Wo)``.
 
 ``avg_pool2d_backward(grad_y, input_shape, kernel_size, stride, padding)``
     Returns ``grad_x`` of ``input_shape``: each ``grad_y[n,c,i,j] / (KH*KW)`` added to
