@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 TUTORIALS_DIR = Path(__file__).resolve().parent.parent / "tutorials"
 TUTORIALS = sorted(TUTORIALS_DIR.glob("[0-9][0-9]_*.py"))
@@ -42,10 +44,91 @@ def test_tutorial_runs_in_fast_mode(path, tmp_path):
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_is_a_percent_format_notebook(path):
     jupytext = pytest.importorskip("jupytext")
-    notebook = jupytext.read(path, fmt="py:percent")
+    from jupytext.formats import guess_format
+
+    detected, _ = guess_format(path.read_text(encoding="utf-8"), ".py")
+    assert detected == "percent", f"{path.name} reads as jupytext's {detected!r} format, expected 'percent'"
+    notebook = jupytext.read(path)
     kinds = [cell.cell_type for cell in notebook.cells]
     assert "markdown" in kinds and "code" in kinds, f"{path.name}: cells are {kinds}"
     assert kinds[0] == "markdown", f"{path.name} must open with a markdown cell (title, paper, runtime)"
     assert notebook.cells[0].source.lstrip().startswith("# "), f"{path.name}: the first cell must start with a '# ' title"
     empty = [index for index, cell in enumerate(notebook.cells) if not cell.source.strip()]
     assert not empty, f"{path.name}: empty cells at {empty}"
+
+
+# ---------------------------------------------------------------- the helpers in minift.course
+
+def test_fast_mode_and_pick_follow_the_environment(monkeypatch):
+    from minift import course
+
+    monkeypatch.delenv("MINIFT_FAST", raising=False)
+    assert not course.fast_mode() and course.pick("full", "fast") == "full"
+    monkeypatch.setenv("MINIFT_FAST", "1")
+    assert course.fast_mode() and course.pick("full", "fast") == "fast"
+    monkeypatch.setenv("MINIFT_FAST", "yes")
+    with pytest.raises(ValueError, match="MINIFT_FAST must be 1"):
+        course.fast_mode()
+
+
+def test_output_dir_prefers_the_environment_then_the_tutorials_folder(monkeypatch, tmp_path):
+    from minift import course
+
+    monkeypatch.setenv("MINIFT_OUT", str(tmp_path / "figures" / "here"))
+    assert course.output_dir() == tmp_path / "figures" / "here" and course.output_dir().is_dir()
+    monkeypatch.delenv("MINIFT_OUT")
+    (tmp_path / "tutorials").mkdir()
+    monkeypatch.chdir(tmp_path / "tutorials")
+    assert course.output_dir() == tmp_path / "tutorials" / "out"
+    monkeypatch.chdir(tmp_path / "figures")
+    assert course.output_dir() == tmp_path / "figures" / "minift-out"
+
+
+def test_savefig_refuses_a_path_and_writes_a_file(monkeypatch, tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from minift import course
+
+    monkeypatch.setenv("MINIFT_OUT", str(tmp_path))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    with pytest.raises(ValueError, match="file name without directories"):
+        course.savefig(fig, "../outside.png")
+    assert not list(tmp_path.parent.glob("outside.png"))
+    path = course.savefig(fig, "line.png")
+    plt.close(fig)
+    assert path == tmp_path / "line.png" and path.read_bytes().startswith(b"\x89PNG")
+
+
+cell_values = st.one_of(st.integers(-10**6, 10**6), st.floats(-1e3, 1e3, allow_nan=False),
+                        st.text(alphabet="abcxyz -", max_size=12))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 5).flatmap(lambda width: st.tuples(
+    st.lists(st.text(alphabet="ABC", min_size=1, max_size=8), min_size=width, max_size=width),
+    st.lists(st.lists(cell_values, min_size=width, max_size=width), max_size=6))))
+def test_print_table_aligns_every_column(capsys, table):
+    from minift import course
+
+    headers, rows = table
+    course.print_table(rows, headers)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(rows) + 2
+    rule = lines[1].split("  ")
+    starts = [sum(len(cell) + 2 for cell in rule[:i]) for i in range(len(rule))]
+    assert len(rule) == len(headers) and all(set(cell) == {"-"} for cell in rule)
+    for line, row in zip(lines[2:], rows):
+        for start, width, value in zip(starts, map(len, rule), row):
+            expected = f"{value:.3f}" if isinstance(value, float) else str(value)
+            assert line[start:start + width].rstrip() == expected.rstrip()
+
+
+def test_print_table_refuses_a_row_of_the_wrong_length(capsys):
+    from minift import course
+
+    with pytest.raises(ValueError, match="row 1 has 1 values for 2 headers"):
+        course.print_table([(1, 2), (3,)], ["a", "b"])
+    assert capsys.readouterr().out == ""

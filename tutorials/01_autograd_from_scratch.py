@@ -136,7 +136,7 @@ print("unbroadcast(upstream, (4, 1)) =", unbroadcast(upstream, (4, 1)).ravel(), 
 
 # %% [markdown]
 # `scale` has shape `(4, 1)`: it is stretched along axis 1, so its gradient sums along axis 1
-# (times `X + bias`, by the product rule). Look at `unbroadcast`'s ten lines: it finds the
+# (times `X + bias`, by the product rule). Look at `unbroadcast`'s few lines: it finds the
 # axes that were added in front and the size-1 axes that were stretched, and sums over both.
 #
 # ## 4. Your own differentiable op: a `Function`
@@ -285,8 +285,9 @@ course.print_table([(r["seed"], len(r["losses"]), r["losses"][-1], r["accuracy"]
 # %% [markdown]
 # Some starting points converge within a couple of thousand sweeps (the paper reports 1,425);
 # others settle where the network answers "not symmetric" to everything: 56 of 64 right, with
-# `E = 4`. The paper notes such local minima as rare in larger networks; with only two hidden
-# units you meet them. Now the weights of a network that solved it:
+# `E = 4`. The paper met such poor local minima only in networks with just enough
+# connections to do the task — like this one, with two hidden units — and found that a few
+# more connections make them rare (exercise 2). Now the weights of a network that solved it:
 
 # %%
 solved = next(r for r in runs if r["accuracy"] == 1.0)
@@ -315,9 +316,10 @@ course.savefig(fig, "01_symmetry_weights.png")
 # %% [markdown]
 # Each hidden unit's weights are the same on mirror positions with opposite signs, so a
 # symmetric input contributes exactly 0 to it — and any asymmetric input pushes one of the
-# two units up. The sizes double from the outside in (1 : 2 : 4 on some ordering of the
-# three pairs), so that no two different asymmetric patterns can cancel out. This is the
-# solution Rumelhart, Hinton and Williams found: nobody told the network about mirrors.
+# two units up. The three mirror pairs get weights in the ratio 1 : 2 : 4 (which pair gets
+# which size depends on the start), so the pairs' differences can never cancel each other:
+# the weighted sum is 0 only when every pair matches. This is the solution Rumelhart, Hinton
+# and Williams found, and nobody told the network about mirrors.
 #
 # Without a hidden layer it cannot be done: no single weighted sum separates the symmetric
 # patterns from the rest. The same training, with no hidden units:
