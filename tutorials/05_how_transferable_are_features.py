@@ -103,7 +103,7 @@ for name, classes in (("A", A_CLASSES), ("B", B_CLASSES)):
 # those. ReLU and pooling have no weights, so they travel with the layer before them.
 #
 # We use no BatchNorm, as the paper did: a frozen layer is then just fixed weights, with
-# no running statistics to decide about (tutorial 04 and `minift.finetune.batchnorm`
+# no running statistics to decide about (tutorial 03 and `minift.finetune.batchnorm`
 # discuss those).
 
 # %%
