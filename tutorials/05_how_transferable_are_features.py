@@ -38,13 +38,14 @@
 # the end check the claims.
 
 # %%
+import minift  # first: it sets up the CPU thread pools before NumPy loads (minift/threads.py)
+
 import time
 from collections import OrderedDict
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-import minift
 from minift import course, nn
 from minift.data import ArrayDataset, DataLoader, load_dataset
 from minift.finetune import evaluate_accuracy, freeze_to, transplant

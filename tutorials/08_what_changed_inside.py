@@ -34,13 +34,14 @@
 # Every number is recomputed when you run it; the assert cells at the end check the claims.
 
 # %%
+import minift  # first: it sets up the CPU thread pools before NumPy loads (minift/threads.py)
+
 import copy
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-import minift
 from minift import course
 from minift.data import ArrayDataset, DataLoader, load_dataset
 from minift.finetune import evaluate_accuracy, layer_groups, transplant
