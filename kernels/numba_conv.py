@@ -31,8 +31,7 @@ What this file does differently from the reference, and why it is faster:
    and read back while still in cache and memory use stays bounded whatever the batch
    size. One work buffer serves all chunks, and all calls (``workspace``).
 5. **The products run on the GEMM ``MINIFT_NUMBA_GEMM`` selects** (``numba_gemm``): BLAS
-   when its threads take turns with Numba's (``minift.threads``), else the blocked Numba
-   GEMM.
+   by default, or the blocked Numba GEMM.
 
 The rows of ``cols`` are ordered (c, p, q) -- channel first -- so the weight
 ``(O, C, KH, KW)`` is already ``W_mat (O, C*KH*KW)`` without a copy (the reference orders

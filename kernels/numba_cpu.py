@@ -13,15 +13,16 @@ Each kernel is compiled for its input types on first use (a few seconds) and cac
 disk, so later runs start fast. Inputs may have any strides; the contract functions copy a
 non-contiguous input once where a kernel wants unit-stride rows.
 
-**The GEMM behind ``matmul``** is chosen by ``MINIFT_NUMBA_GEMM``:
+**The GEMM behind ``matmul``** (and the convolutions' products) is chosen by
+``MINIFT_NUMBA_GEMM``, read at each call:
 
-- ``blas``: NumPy's ``matmul``, i.e. OpenBLAS (hand-tuned assembly; the fastest);
-- ``blocked``: ``numba_gemm.matmul_blocked``, the Numba GEMM you can read;
-- ``auto`` (default): ``blas``, unless BLAS's threads were started before minift could
-  make them share the cores (see ``minift.threads``); then ``blocked``, so that BLAS and
-  Numba threads never alternate.
+- ``blas`` (default): NumPy's ``matmul``, i.e. OpenBLAS (hand-tuned assembly; fastest);
+- ``blocked``: ``numba_gemm.matmul_blocked``, the Numba GEMM you can read.
 
-The convolutions use the same switch for their matrix products.
+**Threads**: importing this module applies ``minift.threads``' policy, so that BLAS's and
+Numba's thread pools take turns on the cores; if BLAS was started before minift could
+configure it, Numba's kernels run on the cores BLAS's spinning threads leave free (set for
+the thread that loads the backend, normally the main thread).
 
 **Debugging a kernel**: run with ``NUMBA_DISABLE_JIT=1`` and every ``@njit`` function is
 plain Python (``prange`` becomes ``range``): ``print`` and ``pdb`` work inside it, and
@@ -31,7 +32,6 @@ errors point at the offending line -- at a small fraction of the speed, so use t
 from __future__ import annotations
 
 import math
-import os
 
 from minift import threads
 
@@ -48,7 +48,9 @@ from minift.kernels.numba_pool import (  # noqa: E402
     max_pool2d_forward,
 )
 from minift.reference.checks import check_float_arrays  # noqa: E402
-from numba import njit  # noqa: E402
+from numba import config, njit, set_num_threads  # noqa: E402
+
+set_num_threads(min(config.NUMBA_NUM_THREADS, threads.numba_thread_count()))
 
 __all__ = [
     "matmul",
@@ -62,6 +64,7 @@ __all__ = [
     "gemm_implementation",
     "check_available",
 ]
+
 
 @njit(cache=True)
 def _probe(x):

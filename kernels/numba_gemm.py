@@ -41,7 +41,6 @@ import os
 
 import numpy as np
 
-from minift import threads
 from minift.kernels import numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
 from numba import njit, prange
 
@@ -161,21 +160,14 @@ def matmul_blocked(a, b, c):
 
 # Which GEMM runs: BLAS or the blocked one above.
 
-GEMM_CHOICES = ("auto", "blas", "blocked")
+GEMM_CHOICES = ("blas", "blocked")
 
 
 def gemm_implementation() -> str:
-    """``"blas"`` or ``"blocked"``: the GEMM in use now, from ``MINIFT_NUMBA_GEMM``.
-
-    ``auto`` (the default) is ``blas`` when BLAS and Numba threads take turns on the
-    cores (``minift.threads.pools_take_turns``), else ``blocked``, which keeps all the
-    work in Numba's pool.
-    """
-    choice = os.environ.get("MINIFT_NUMBA_GEMM", "auto").strip().lower()
+    """``"blas"`` (the default) or ``"blocked"``: the GEMM in use now, from ``MINIFT_NUMBA_GEMM``."""
+    choice = os.environ.get("MINIFT_NUMBA_GEMM", "blas").strip().lower()
     if choice not in GEMM_CHOICES:
         raise ValueError(f"MINIFT_NUMBA_GEMM must be one of {', '.join(GEMM_CHOICES)}, got {choice!r}")
-    if choice == "auto":
-        return "blas" if threads.pools_take_turns() else "blocked"
     return choice
 
 

@@ -147,10 +147,6 @@ ROWS: list[Row] = [
 
 # --------------------------------------------------------------------------- the runner
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _load() -> float:
     """The 1-minute load average (NaN where the OS has none): above the core count, timings suffer."""
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -201,7 +197,7 @@ def _import_torch():
         import torch
     except ImportError:
         return None
-    torch.set_num_threads(_cores())
+    torch.set_num_threads(threads.cores())
     return torch
 
 
@@ -243,13 +239,15 @@ def run_benchmarks(rows: Sequence[Row] | None = None, repeat: int = 7, warmup: i
 
 
 def _header(torch, load_before: float, load_after: float) -> str:
-    lines = [f"minift bench: {_cores()} cores, load average {load_before:.1f} before / {load_after:.1f} after"]
+    lines = [f"minift bench: {threads.cores()} cores, load average {load_before:.1f} before / {load_after:.1f} after"]
     if backend.available_backends()["numba"][0]:
         from minift.kernels import numba_cpu
 
+        import numba
+
         lines.append(
-            f"numba: GEMM {numba_cpu.gemm_implementation()} (matmul and conv2d); "
-            f"BLAS and Numba threads take turns: {threads.pools_take_turns()}"
+            f"numba: GEMM {numba_cpu.gemm_implementation()} (matmul and conv2d), {numba.get_num_threads()} threads "
+            f"({numba.threading_layer()}); BLAS and Numba threads take turns: {threads.pools_take_turns()}"
         )
     lines.append(f"BLAS: {_blas_description()}")
     lines.append(f"torch: {f'{torch.__version__}, {torch.get_num_threads()} threads' if torch else 'not installed'}")

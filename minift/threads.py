@@ -19,18 +19,28 @@ The policy, applied by ``configure_thread_pools()``:
 Both are *defaults*: a value you set in the environment wins. Both must be in place before
 the library reads them -- OpenBLAS reads its variable once, when NumPy is imported -- so
 ``import minift`` applies the policy before it imports NumPy, and the numba backend
-applies it again on import (for Numba, which it loads later). If NumPy was imported before
-minift (and ``OPENBLAS_THREAD_TIMEOUT`` was not set), OpenBLAS keeps spinning:
-``pools_take_turns()`` is then False and the numba backend keeps to its own GEMM instead
-of BLAS (see ``MINIFT_NUMBA_GEMM`` in ``minift.kernels.numba_cpu``), so the pools never
-alternate. Other BLAS libraries (MKL, Accelerate) are not configured here.
+applies it again on import (for Numba, which it loads later).
+
+3. If NumPy was imported before minift (and ``OPENBLAS_THREAD_TIMEOUT`` was not set),
+   OpenBLAS keeps spinning and nothing can change that any more. Then Numba's kernels
+   step aside instead: ``numba_thread_count()`` gives them only the cores that BLAS's
+   spinning workers leave free (one, on a 2-core machine), so the two pools never want
+   the same core. Matrix products keep BLAS's full speed; the Numba kernels (im2col,
+   pooling) run on fewer cores. ``pools_take_turns()`` tells which case you are in. To
+   get every core for both, import minift before NumPy, or export
+   ``OPENBLAS_THREAD_TIMEOUT=4``.
+
+Other BLAS libraries (MKL, Accelerate) are not configured here.
 
 Measured on the 2-core development machine with ``python -m minift.threads`` (a loop of
 two 256 x 256 matmuls and two small Numba kernels, alternating; median per loop):
 
-                       quiet machine    other jobs running
-    library defaults      40.7 ms           85.0 ms
-    this policy            0.67 ms           1.05 ms
+    library defaults               40.7 ms
+    policy (points 1 and 2)         0.67 ms
+    NumPy imported first (3)        0.5-0.9 ms
+
+(the first two on a quiet machine, the third with other jobs running; with other jobs
+running the defaults take 85-160 ms, and all timings scatter widely).
 """
 
 from __future__ import annotations
@@ -74,6 +84,30 @@ def pools_take_turns() -> bool:
     return not _applied["blas_spins"] and numba_threading_layer() == "workqueue"
 
 
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def blas_thread_count() -> int:
+    """Threads NumPy's BLAS runs a product on (all cores unless limited; threadpoolctl knows)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return cores()
+    counts = [info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"]
+    return max(counts, default=cores())
+
+
+def numba_thread_count() -> int:
+    """Threads for Numba's parallel kernels: every core, or, while BLAS's idle workers spin
+    (point 3 above), only the cores those workers leave free."""
+    configure_thread_pools()
+    if not _applied["blas_spins"]:
+        return cores()
+    return max(1, cores() - (blas_thread_count() - 1))
+
+
 def _alternation_benchmark(steps: int = 50) -> float:
     """Median milliseconds of one loop of matmul, Numba kernel, matmul, Numba kernel."""
     import time
@@ -102,19 +136,30 @@ def _alternation_benchmark(steps: int = 50) -> float:
 
 
 def main() -> None:
-    """Print the alternation benchmark under the libraries' own defaults and under this policy.
+    """Print the alternation benchmark under the libraries' defaults and under the policy.
 
-    Each runs in a fresh interpreter with the settings in its environment, since they
-    only act when the libraries load.
+    Each case runs in a fresh interpreter, since the settings act only when the
+    libraries load: the library defaults; the policy in place before NumPy loads
+    (points 1 and 2); NumPy imported first, so Numba keeps to the free cores (point 3).
     """
     import subprocess
 
-    code = "from minift.threads import _alternation_benchmark as b; print(f'{b():.2f}')"
-    for label, settings in (("library defaults", LIBRARY_DEFAULTS), ("minift policy", POLICY)):
-        result = subprocess.run(
-            [sys.executable, "-c", code], env={**os.environ, **settings}, capture_output=True, text=True, check=True
-        )
-        print(f"{label:17s} {result.stdout.strip():>8s} ms per loop (median)   {settings}")
+    measure = "from minift.threads import _alternation_benchmark as b; print(f'{b():.2f}')"
+    numpy_first = (
+        "import numpy, numba\n"
+        "from minift import threads\n"
+        "threads.configure_thread_pools()\n"
+        "numba.set_num_threads(threads.numba_thread_count())\n"
+    )
+    unset = {k: v for k, v in os.environ.items() if k not in POLICY}
+    cases = (
+        ("library defaults", {**unset, **LIBRARY_DEFAULTS}, measure),
+        ("minift policy", {**unset, **POLICY}, measure),
+        ("NumPy imported first", unset, numpy_first + measure),
+    )
+    for label, env, code in cases:
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        print(f"{label:21s} {result.stdout.strip():>8s} ms per loop (median)")
 
 
 if __name__ == "__main__":
