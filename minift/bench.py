@@ -16,8 +16,8 @@ operations, and its speed relative to the ``numpy`` and ``torch`` cells of the s
 (``2.0`` = twice as fast, ``0.5`` = half as fast). Speed is measured here, never asserted by
 a test. Timings on a machine shared with other work are noisy: the header reports the load.
 
-To add a row, append to ``ROWS`` (or pass ``rows=``): ``Row(name, flops, make_step,
-make_torch_step)``, where ``make_step()`` builds the data and returns a function of no
+To add a row, append to ``ROWS`` or to ``minift.bench_steps.STEP_ROWS`` (or pass ``rows=``):
+``Row(name, flops, make_step, make_torch_step)``, where ``make_step()`` builds the data and returns a function of no
 arguments that runs one step through ``minift`` (it runs under each backend in turn), and
 ``make_torch_step(torch)`` does the same with PyTorch.
 """
@@ -145,6 +145,13 @@ ROWS: list[Row] = [
 ]
 
 
+def default_rows() -> list[Row]:
+    """The kernel rows above, then the whole training steps of ``minift.bench_steps``."""
+    from minift.bench_steps import STEP_ROWS  # imports minift.nn and minift.optim
+
+    return [*ROWS, *STEP_ROWS]
+
+
 # --------------------------------------------------------------------------- the runner
 
 def _load() -> float:
@@ -207,7 +214,7 @@ def run_benchmarks(rows: Sequence[Row] | None = None, repeat: int = 7, warmup: i
     Returns a list of dicts with keys ``row``, ``implementation``, ``ms``, ``gflops``,
     ``vs_numpy`` and ``vs_torch`` (None where not applicable).
     """
-    rows = ROWS if rows is None else rows
+    rows = default_rows() if rows is None else rows
     columns = implementations()
     torch = _import_torch()
     load_before = _load()
