@@ -43,6 +43,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import functional as F
+from .. import io
 from ..creation import arange
 from ..device import array_module
 from ..tensor import Tensor
@@ -282,8 +283,6 @@ class BertModel(Module):
         under ``bert.``: that prefix is taken and the task head's entries are left out.
         ``add_pooling_layer=False`` leaves the file's ``pooler.*`` entries out.
         """
-        from .. import io
-
         directory = Path(directory)
         model = cls(BertConfig.from_json(directory / "config.json"), add_pooling_layer, dtype)
         state = io.load(directory / "model.safetensors")
