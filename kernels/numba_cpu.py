@@ -40,7 +40,7 @@ threads.configure_thread_pools()  # before Numba starts its thread pool
 import numpy as np  # noqa: E402
 
 from minift.kernels.numba_conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: E402
-from minift.kernels.numba_gemm import gemm_implementation, matmul_into  # noqa: E402
+from minift.kernels.numba_gemm import gemm_implementation, matmul_blocked  # noqa: E402
 from minift.kernels.numba_pool import (  # noqa: E402
     avg_pool2d_backward,
     avg_pool2d_forward,
@@ -85,9 +85,10 @@ def check_available() -> None:
 def matmul(a, b):
     """The contract's ``matmul``: ``a (..., M, K) @ b (..., K, N) -> (..., M, N)``.
 
-    Batch dimensions broadcast as in ``numpy.matmul``: each operand is viewed as a stack
-    (B, rows, columns) -- a broadcast operand keeps a zero batch stride, so nothing is
-    copied -- and ``matmul_into`` runs the B products on the GEMM of ``MINIFT_NUMBA_GEMM``.
+    Batch dimensions broadcast as in ``numpy.matmul``. With ``MINIFT_NUMBA_GEMM=blas`` this
+    is NumPy's matmul, as in the reference. With ``blocked``, each operand is viewed as a
+    stack (B, rows, columns) -- a broadcast operand keeps a zero batch stride, so nothing
+    is copied -- and ``matmul_blocked`` runs the B products.
     """
     kernel = "matmul"
     check_float_arrays(kernel, a=a, b=b)
@@ -104,8 +105,11 @@ def matmul(a, b):
         raise ValueError(
             f"{kernel}: the batch dimensions {a.shape[:-2]} and {b.shape[:-2]} do not broadcast"
         ) from None
+    if gemm_implementation() == "blas":
+        return np.ascontiguousarray(np.matmul(a, b))
     products = math.prod(batch)
     stack_a = np.broadcast_to(a, (*batch, m, k)).reshape(products, m, k)
     stack_b = np.broadcast_to(b, (*batch, k, n)).reshape(products, k, n)
     out = np.empty((products, m, n), dtype=a.dtype)
-    return matmul_into(stack_a, stack_b, out).reshape(*batch, m, n)
+    matmul_blocked(stack_a, stack_b, out)
+    return out.reshape(*batch, m, n)
