@@ -133,6 +133,22 @@ def matmul_cases(draw, sides: Sides) -> Case:
     return Case((draw(arrays(x_shape)), draw(arrays(y_shape))))
 
 
+@st.composite
+def linear_cases(draw, sides: Sides) -> Case:
+    """``x (..., in)``, ``weight (out, in)`` and, half the time, ``bias (out,)``."""
+    lead = draw(shapes(sides, max_dims=2))
+    n_in, n_out = draw(st.integers(sides.low, sides.high)), draw(st.integers(sides.low, sides.high))
+    inputs = (draw(arrays(lead + (n_in,))), draw(arrays((n_out, n_in))))
+    if draw(st.booleans()):
+        inputs += (draw(arrays((n_out,))),)
+    return Case(inputs)
+
+
+def linear_reference(x, weight, bias=None):
+    y = x @ weight.T
+    return y if bias is None else y + bias
+
+
 # ------------------------------------------------------------------ shape ops
 
 @st.composite
@@ -594,6 +610,7 @@ OPS = [
     Op("logsumexp", F.logsumexp, logsumexp_reference, reduction),
     # linear algebra (a backend kernel)
     Op("matmul", operator.matmul, operator.matmul, matmul_cases, kernel=True),
+    Op("linear", F.linear, linear_reference, linear_cases, kernel=True),
     # shape ops
     Op("reshape", lambda x, shape: x.reshape(shape), lambda x, shape: x.reshape(shape), reshape_cases),
     Op("permute", lambda x, axes: x.permute(*axes), np.transpose, permute_cases),

@@ -9,7 +9,7 @@ from .activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, t
 from .conv import conv2d
 from .elementwise import (abs, add, clamp, clip, div, exp, log, maximum, minimum, mul, neg,
                           pow, sqrt, sub, where)
-from .linalg import matmul
+from .linalg import linear, matmul
 from .loss import binary_cross_entropy_with_logits, cross_entropy, mse_loss
 from .normalization import batch_norm, layer_norm
 from .pool import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d
@@ -22,7 +22,7 @@ __all__ = [
     "abs", "adaptive_avg_pool2d", "add", "avg_pool2d", "batch_norm", "binary_cross_entropy_with_logits",
     "broadcast_to", "cat", "clamp", "clip", "concatenate", "conv2d", "cross_entropy", "div", "dropout",
     "embedding", "exp", "expand", "flatten", "gelu", "getitem", "global_avg_pool2d", "layer_norm",
-    "leaky_relu", "log", "log_softmax", "logsumexp", "matmul", "max", "max_pool2d", "maximum", "mean",
+    "leaky_relu", "linear", "log", "log_softmax", "logsumexp", "matmul", "max", "max_pool2d", "maximum", "mean",
     "min", "minimum", "mse_loss", "mul", "neg", "pad", "permute", "pow", "relu", "reshape", "sigmoid",
     "softmax", "split", "sqrt", "squeeze", "stack", "std", "sub", "sum", "tanh", "transpose",
     "unsqueeze", "var", "where",

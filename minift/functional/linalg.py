@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from .. import backend
 from ..autograd import Function
 
@@ -60,3 +62,47 @@ def matmul(x, y):
             f"({k_x}) to equal the {'only' if y.ndim == 1 else 'second-to-last'} axis of the second ({k_y})"
         )
     return MatMul.apply(x, y)
+
+
+class Linear(Function):
+    """Y = X W^T + b for ``X (..., in)``, ``W (out, in)``, ``b (out,)`` — one node, fused.
+
+    With X and G = dL/dY flattened to rows (``(rows, in)``, ``(rows, out)``):
+
+    dL/dX = G @ W   (..., in)        dL/dW = G^T @ X   (out, in)        dL/db = sum of G's rows
+
+    Fusing saves the graph two nodes (the transpose and the bias add) and hands the
+    optimizer a contiguous dL/dW in the weight's own layout.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        ctx.save_for_backward(x, weight)
+        ctx.rows = math.prod(x.shape[:-1])
+        y = backend.matmul(x.reshape(ctx.rows, x.shape[-1]), weight.T)
+        if bias is not None:
+            y += bias
+        return y.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved
+        g_rows = g.reshape(ctx.rows, weight.shape[0])
+        needs = ctx.needs_input_grad
+        dx = backend.matmul(g_rows, weight).reshape(x.shape) if needs[0] else None
+        dw = backend.matmul(g_rows.T, x.reshape(ctx.rows, x.shape[-1])) if needs[1] else None
+        if len(needs) == 2:
+            return dx, dw
+        return dx, dw, g_rows.sum(axis=0) if needs[2] else None
+
+
+def linear(x, weight, bias=None):
+    """PyTorch's ``F.linear``: ``x (..., in) @ weight (out, in)^T + bias (out,)``."""
+    if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear expects input (..., {weight.shape[-1] if weight.ndim else '?'}) and weight (out, in), "
+            f"got input {x.shape} and weight {weight.shape}"
+        )
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
+    return Linear.apply(x, weight) if bias is None else Linear.apply(x, weight, bias)
