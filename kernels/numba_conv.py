@@ -60,7 +60,7 @@ def valid_range(offset, stride, size, count):
 
     Output rows or columns outside it read the zero padding.
     """
-    first = max(0, (stride - 1 - offset) // stride)
+    first = min(count, max(0, (stride - 1 - offset) // stride))
     stop = min(count, (size - offset + stride - 1) // stride)
     return first, max(first, stop)
 

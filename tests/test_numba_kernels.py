@@ -107,6 +107,17 @@ def conv_cases(draw):
     return x, weight, bias, geometry, grad_y
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(-8, 8), st.integers(1, 4), st.integers(0, 8), st.integers(0, 8))
+def test_valid_range_is_exactly_the_positions_inside_the_input(offset, stride, size, count):
+    from minift.kernels.numba_conv import valid_range
+
+    first, stop = valid_range(offset, stride, size, count)
+    inside = [j for j in range(count) if 0 <= j * stride + offset < size]
+    assert 0 <= first <= stop <= count  # the kernels index [0, first) and [stop, count) too
+    assert list(range(first, stop)) == inside
+
+
 def on_each_gemm(run):
     """``run()`` under MINIFT_NUMBA_GEMM=blas and =blocked (the convolutions use either)."""
     results = []
