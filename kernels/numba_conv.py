@@ -71,12 +71,14 @@ def im2col_image(x, kernel_size, stride, padding, dilation, out_hw, cols, n):
 
     x (C, H, W) -> its columns ``cols[:, n]`` of cols (C*KH*KW, B, Ho*Wo), zero where the
     window lies on the padding.
-    Loop order c, p, q, then output rows i and columns j: the innermost loop fills one row
-    segment of ``cols`` (unit stride) from one row of x (unit stride when sw = 1).
+    Loop order p, q, c, then output rows i and columns j: the window geometry of one
+    kernel offset (p, q) -- which rows and columns fall on the padding -- is worked out
+    once for all channels, and the innermost loop fills one row segment of ``cols``
+    (unit stride) from one row of x (unit stride when sw = 1).
 
     Fast path, stride 1 with the output as wide as the input (a "same" convolution, e.g.
     3x3 with padding 1): output row i reads input row i + p*dh - ph, so consecutive
-    output rows read consecutive input rows and the whole block for one (c, p, q) is ONE
+    output rows read consecutive input rows and the whole block for one (p, q, c) is ONE
     contiguous copy, shifted; only the few columns that fall on the padding are zeroed
     after it.
     """
@@ -88,23 +90,23 @@ def im2col_image(x, kernel_size, stride, padding, dilation, out_hw, cols, n):
     ho, wo = out_hw
     step = uint64(sw)
     flat = sh == 1 and sw == 1 and wo == width
-    for c in range(channels):
-        plane = x[c].reshape(height * width)  # a view: the contract functions pass contiguous x
-        for p in range(kh):
-            row_offset = p * dh - ph
-            i_first, i_stop = valid_range(row_offset, sh, height, ho)  # rows not on the padding
-            for q in range(kw):
+    for p in range(kh):
+        row_offset = p * dh - ph
+        i_first, i_stop = valid_range(row_offset, sh, height, ho)  # rows not on the padding
+        for q in range(kw):
+            column_offset = q * dw - pw
+            first, stop = valid_range(column_offset, sw, width, wo)
+            shift = row_offset * width + column_offset  # fast path: cols index t reads plane[t + shift]
+            start = max(i_first * wo, -shift)  # its clipped ends are padding columns, zeroed below
+            end = min(i_stop * wo, height * width - shift)
+            for c in range(channels):
+                plane = x[c].reshape(height * width)  # a view: the contract functions pass contiguous x
                 row = cols[(c * kh + p) * kw + q, n]
-                column_offset = q * dw - pw
-                first, stop = valid_range(column_offset, sw, width, wo)
                 for t in range(uint64(i_first * wo)):
                     row[t] = 0
                 for t in range(uint64(i_stop * wo), uint64(ho * wo)):
                     row[t] = 0
                 if flat:
-                    shift = row_offset * width + column_offset  # cols index t reads plane[t + shift]
-                    start = max(i_first * wo, -shift)  # clipped ends are padding columns, zeroed below
-                    end = min(i_stop * wo, height * width - shift)
                     for t in range(uint64(max(0, end - start))):
                         row[uint64(start) + t] = plane[uint64(start + shift) + t]
                 for i in range(i_first, i_stop):
@@ -124,10 +126,11 @@ def im2col_image(x, kernel_size, stride, padding, dilation, out_hw, cols, n):
 def col2im_image(cols, n, kernel_size, stride, padding, dilation, out_hw, x):
     """The adjoint of ``im2col_image``: x[c, h, w] += every cols[:, n] entry copied from (c, h, w).
 
-    cols[:, n] of cols (C*KH*KW, B, Ho*Wo) added into x (C, H, W); entries that fall on the padding are
-    dropped. Same loops and the same fast path as im2col: there, the whole block of one
-    (c, p, q) is added in one shifted run after its padding entries have been set to
-    zero, so ``cols`` is used as scratch (the contract functions pass their own buffer).
+    cols[:, n] of cols (C*KH*KW, B, Ho*Wo) is added into x (C, H, W); entries that fall on
+    the padding are dropped. Same loops and the same fast path as im2col: there, the
+    whole block of one (p, q, c) is added in one shifted run after its padding entries
+    have been set to zero, so ``cols`` is used as scratch (the contract functions pass
+    their own buffer).
     """
     channels, height, width = x.shape
     kh, kw = kernel_size
@@ -137,15 +140,18 @@ def col2im_image(cols, n, kernel_size, stride, padding, dilation, out_hw, x):
     ho, wo = out_hw
     step = uint64(sw)
     flat = sh == 1 and sw == 1 and wo == width
-    for c in range(channels):
-        plane = x[c].reshape(height * width)
-        for p in range(kh):
-            row_offset = p * dh - ph
-            i_first, i_stop = valid_range(row_offset, sh, height, ho)
-            for q in range(kw):
+    for p in range(kh):
+        row_offset = p * dh - ph
+        i_first, i_stop = valid_range(row_offset, sh, height, ho)
+        for q in range(kw):
+            column_offset = q * dw - pw
+            first, stop = valid_range(column_offset, sw, width, wo)
+            shift = row_offset * width + column_offset
+            start = max(i_first * wo, -shift)
+            end = min(i_stop * wo, height * width - shift)
+            for c in range(channels):
+                plane = x[c].reshape(height * width)
                 row = cols[(c * kh + p) * kw + q, n]
-                column_offset = q * dw - pw
-                first, stop = valid_range(column_offset, sw, width, wo)
                 for i in range(i_first, i_stop):
                     segment = uint64(i * wo)
                     if flat:  # silence the padding columns; the shifted run below adds them as zeros
@@ -159,9 +165,6 @@ def col2im_image(cols, n, kernel_size, stride, padding, dilation, out_hw, x):
                         for j in range(uint64(stop - first)):
                             plane[target + j * step] += row[source + j]
                 if flat:
-                    shift = row_offset * width + column_offset
-                    start = max(i_first * wo, -shift)
-                    end = min(i_stop * wo, height * width - shift)
                     for t in range(uint64(max(0, end - start))):
                         plane[uint64(start + shift) + t] += row[uint64(start) + t]
 
