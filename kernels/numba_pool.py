@@ -181,9 +181,9 @@ def max_pool2d_backward(grad_y, indices, input_shape):
     if indices.size and (indices.min() < 0 or indices.max() >= h * w):
         raise ValueError(f"{kernel}: indices must lie in [0, H*W) = [0, {h * w}) for input_shape {input_shape}")
     planes = (n * c, *grad_y.shape[2:])
-    grad_x = max_pool2d_backward_kernel(
-        np.ascontiguousarray(grad_y).reshape(planes), np.ascontiguousarray(indices, dtype=np.int64).reshape(planes), h * w
-    )
+    grad_y = np.ascontiguousarray(grad_y).reshape(planes)
+    indices = np.ascontiguousarray(indices, dtype=np.int64).reshape(planes)
+    grad_x = max_pool2d_backward_kernel(grad_y, indices, h * w)
     return grad_x.reshape(n, c, h, w)
 
 

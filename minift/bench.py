@@ -269,7 +269,8 @@ def _blas_description() -> str:
         return "unknown (install threadpoolctl to see it)"
     found = [info for info in threadpool_info() if info.get("user_api") == "blas"]
     return "; ".join(
-        f"{info['internal_api']} {info.get('version')}, {info.get('architecture')} kernels, {info['num_threads']} threads"
+        f"{info['internal_api']} {info.get('version')}, {info.get('architecture')} kernels, "
+        f"{info['num_threads']} threads"
         for info in found
     ) or "none found"
 

@@ -181,7 +181,9 @@ def test_conv2d_on_an_empty_batch_gives_empty_outputs_and_a_zero_weight_gradient
     x, weight = random_array(rng, (0, 2, 5, 5), dtype), random_array(rng, (3, 2, 3, 3), dtype)
     geometry = ((1, 1), (1, 1), (1, 1))
     grad_y = np.zeros((0, 3, 5, 5), dtype)
-    assert_same_result(numba_cpu.conv2d_forward(x, weight, None, *geometry), ref.conv2d_forward(x, weight, None, *geometry))
+    assert_same_result(
+        numba_cpu.conv2d_forward(x, weight, None, *geometry), ref.conv2d_forward(x, weight, None, *geometry)
+    )
     assert_same_result(
         numba_cpu.conv2d_backward_input(grad_y, weight, x.shape, *geometry),
         ref.conv2d_backward_input(grad_y, weight, x.shape, *geometry),
@@ -417,7 +419,9 @@ def test_jit_cache_goes_to_a_writable_folder_when_the_install_and_home_are_read_
     """A copy of minift on a read-only mount, with a read-only home: nothing Numba tries by default."""
     read_only, writable_tmp = tmp_path / "read_only", tmp_path / "tmp"
     shutil.copytree(REPO / "minift", read_only / "site" / "minift", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "kernels", read_only / "site" / "minift" / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "kernels", read_only / "site" / "minift" / "kernels", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (read_only / "home").mkdir()
     writable_tmp.mkdir()
     env = clean_environment(PYTHONPATH=str(read_only / "site"), HOME=str(read_only / "home"), TMPDIR=str(writable_tmp))
@@ -488,7 +492,8 @@ for name, args in [
     ("avg_pool2d_backward", (ga, x.shape, *pool)),
 ]:
     mine, expected = getattr(numba_cpu, name)(*args), getattr(ref, name)(*args)
-    for a, b in zip(mine if isinstance(mine, tuple) else [mine], expected if isinstance(expected, tuple) else [expected]):
+    mine, expected = (out if isinstance(out, tuple) else (out,) for out in (mine, expected))
+    for a, b in zip(mine, expected):
         np.testing.assert_allclose(a, b, atol=1e-12)
 print(type(numba_gemm.matmul_blocked).__name__)
 """
