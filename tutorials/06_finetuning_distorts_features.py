@@ -262,12 +262,15 @@ course.savefig(fig, "06_lp_ft.png")
 #   sets were large (tens of thousands of images); with a few hundred images per class,
 #   FT is only slightly better than the probe, and with 100 per class (fast mode) it is
 #   worse.
-# - **Not reproduced**: the paper's theory predicts that FT changes the features of ID
-#   images *more* than those of OOD images (it proves that, for a linear network, OOD
-#   directions orthogonal to the training data do not move at all). In our ReLU network
-#   the negatives' features move *more* than the ID ones. The distortion is real, but
-#   its shape differs from the linear picture: the negatives excite other filters,
-#   which the fine-tuning changes without ever checking their output.
+# - **Not reproduced**: in the paper LP-FT outperformed LP out of distribution too. Here
+#   the probe stays clearly ahead OOD: our fine-tuning phase still moves the features
+#   enough to lose part of what the probe had.
+# - **Not reproduced either**: the paper's theory predicts that FT changes the features
+#   of ID images *more* than those of OOD images (it proves that, for a linear network,
+#   OOD directions orthogonal to the training data do not move at all). In our ReLU
+#   network the negatives' features move *more* than the ID ones. The distortion is
+#   real, but its shape differs from the linear picture: the negatives excite other
+#   filters, which the fine-tuning changes without ever checking their output.
 # - **Not tried**: the paper's gains grow with the quality of the pretrained features;
 #   ours were pretrained on 5 000 small grey images.
 
