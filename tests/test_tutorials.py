@@ -33,12 +33,23 @@ def test_tutorials_are_found():
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs_in_fast_mode(path, tmp_path):
     env = {**os.environ, "MINIFT_FAST": "1", "MPLBACKEND": "Agg", "MINIFT_OUT": str(tmp_path / "out")}
-    result = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=TIMEOUT_S)
+    try:
+        result = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired as expired:
+        pytest.fail(f"{path.name} ran longer than {TIMEOUT_S} s; the end of its output:\n"
+                    f"{_text(expired.stdout)[-TAIL_CHARS:]}{_text(expired.stderr)[-TAIL_CHARS:]}")
     output = result.stdout + result.stderr
     assert result.returncode == 0, (
         f"{path.name} exited with status {result.returncode}; the end of its output:\n{output[-TAIL_CHARS:]}"
     )
+
+
+def _text(stream) -> str:
+    """What a timed-out run printed (bytes, str or None, depending on the platform)."""
+    if stream is None:
+        return ""
+    return stream.decode(errors="replace") if isinstance(stream, bytes) else stream
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
@@ -52,7 +63,8 @@ def test_tutorial_is_a_percent_format_notebook(path):
     kinds = [cell.cell_type for cell in notebook.cells]
     assert "markdown" in kinds and "code" in kinds, f"{path.name}: cells are {kinds}"
     assert kinds[0] == "markdown", f"{path.name} must open with a markdown cell (title, paper, runtime)"
-    assert notebook.cells[0].source.lstrip().startswith("# "), f"{path.name}: the first cell must start with a '# ' title"
+    title = notebook.cells[0].source.lstrip()
+    assert title.startswith("# "), f"{path.name}: the first cell must start with a '# ' title, got {title[:40]!r}"
     empty = [index for index, cell in enumerate(notebook.cells) if not cell.source.strip()]
     assert not empty, f"{path.name}: empty cells at {empty}"
 

@@ -30,8 +30,8 @@
 #    right with `gradcheck` — and why gradcheck insists on float64;
 # 5. back-propagation learning a hidden representation, as in 1986.
 #
-# **Runtime:** about 15 s on a 2-core CPU (5 s with `MINIFT_FAST=1`). Every number in this
-# notebook is recomputed when you run it; the assert cells at the end check its claims.
+# **Runtime:** about 6 s of CPU time on a 2-core CPU (3 s with `MINIFT_FAST=1`). Every number
+# in this notebook is recomputed when you run it; the assert cells at the end check its claims.
 
 # %%
 import minift  # first: it sets up the CPU thread pools before NumPy loads (minift/threads.py)
@@ -200,7 +200,7 @@ except GradcheckError as error:
 # float32. Look for the V shape, and for how much higher the float32 V sits.
 
 # %%
-point, direction = 0.3, 1.0
+point = 0.3
 exact = (lambda s: s * (1 - s))(1 / (1 + np.exp(-point)))
 epsilons = np.logspace(-12, -0.5, 60)
 errors = {}

@@ -41,7 +41,8 @@
 # bag, ankle boot) with only **10 labelled images per class**. (Tutorial 05 uses a split
 # like this one to measure how transferable each layer is.)
 #
-# **Runtime:** about 1.5 min on a 2-core CPU (25 s with `MINIFT_FAST=1`).
+# **Runtime:** about 30 s of CPU time on a 2-core CPU (about 17 s with `MINIFT_FAST=1`);
+# `tutorials/README.md` lists the measurements. The assert cells at the end check the claims.
 
 # %%
 import minift  # first: it sets up the CPU thread pools before NumPy loads (minift/threads.py)
@@ -151,7 +152,7 @@ print(transplant(SmallCNN(width=16, num_classes=5), checkpoint, skip=["head.*"])
 # mode, so the body computes exactly the function it computed after pretraining.
 
 # %%
-head_epochs, finetune_epochs = 20, 20          # 5 steps each: the target set is tiny
+head_epochs, finetune_epochs = 20, 20          # epochs of 5 steps: 50 images in batches of 10
 HEAD_LR = 1e-2
 results = {}
 
@@ -189,10 +190,11 @@ course.print_table([(name, *accuracies) for name, accuracies in results.items()]
 # trained on: that is the "off-the-shelf" result. But be honest about the last row: at this
 # scale, a 14,000-parameter CNN trained from scratch on 50 images does *as well or better*.
 # The target classes are easy, and the network is small enough not to overfit them. Transfer
-# pays off when the target data cannot teach the features itself — far fewer images, a much
-# bigger network, a harder task — which is the everyday situation with real pretrained
-# models (tutorial 10 uses one). What the miniature does show faithfully is the rest of
-# this notebook: what fine-tuning changes, and what it costs.
+# pays off when the target data cannot teach the features itself — a network big enough to
+# memorise 50 images, a harder task, features the few examples do not show — which is the
+# everyday situation with real pretrained models (tutorial 10 uses one). What the miniature
+# does show faithfully is the rest of this notebook: what fine-tuning changes, and what it
+# costs.
 #
 # ## 5. Fine-tuning, the Keras way, and the learning rate after unfreezing
 #
@@ -227,10 +229,12 @@ course.savefig(fig, "03_finetune_lr.png")
 # Read the figure from left to right. At `1e-5` the body hardly moves: fine-tuning is
 # feature extraction. At `1e-3` the target accuracy climbs above feature extraction — the
 # body's features adapt to the new classes — while the source accuracy starts to fall. At
-# `1e-2` the target may gain a little more, or lose (it depends on the order of the
-# batches: change the loader's seed and watch it jump), but most of the source task is
-# forgotten: large steps driven by 50 images have rewritten what 5,000 images taught. At
-# `1e-1` the target task collapses as well.
+# `1e-2` the target may gain a little more, but most of the source task is forgotten: large
+# steps driven by 50 images have rewritten what 5,000 images taught. At `1e-1` the source
+# task is gone and the target accuracy becomes a lottery: in our runs it landed anywhere
+# from about 0.5 to 0.8, depending on the order of the batches and even on the rounding of
+# floating-point sums (the number of BLAS threads changes it). A learning rate whose
+# result you cannot reproduce is too high, whatever the number says this time.
 # That is why the guide says *very low* learning rate: the price of every gain on the new
 # task is paid in what the model knew, and the Keras default of `1e-5` pays almost nothing
 # (and gains almost nothing here). Choose the rate by what you can afford to forget.
@@ -298,14 +302,14 @@ assert bn_results["keras"][1] == lr_sweep[1e-3], "freeze_train_unfreeze('keras')
 sources = [acc[1] for acc in lr_sweep.values()]
 assert all(later <= earlier + 0.02 for earlier, later in zip(sources, sources[1:])), "higher lr, more forgetting"
 assert lr_sweep[1e-2][1] < pretrained_source_accuracy - 0.25, "a high lr after unfreezing forgets the source task"
-assert lr_sweep[1e-1][0] < max(acc[0] for acc in lr_sweep.values()) - 0.05, "too high a lr hurts the target too"
+assert lr_sweep[1e-1][1] < pretrained_source_accuracy - 0.4, "at 1e-1 the source task is gone"
 assert bn_results["fastai"][0][1] < pretrained_source_accuracy - 0.1, "fastai BN statistics drift while frozen"
 print("all checks passed")
 
 # %% [markdown]
 # ## Exercises
 #
-# 1. Set `SHOTS = 2`. Does training from scratch still keep up with transfer?
+# 1. Set `SHOTS = 2`. Does transfer now overtake training from scratch? Guess, then measure.
 # 2. Add a row for L2-SP (`minift.finetune.L2SP(model, checkpoint)`, passed as the
 #    Learner's `regularizer=...penalty`) at `finetune_lr = 1e-2`: how much of the source
 #    task does it save, and at what cost on the target?
