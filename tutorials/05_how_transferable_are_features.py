@@ -278,7 +278,8 @@ assert np.all(anb[:3] > base_b - 0.04), "copied, frozen conv layers of A serve B
 assert anb[3] < base_b - 0.05, "with fc4 copied from A and frozen, B is clearly worse (specific)"
 assert anb[3] < anb[:3].min() - 0.03, "the drop comes at the fully connected layer"
 assert np.all(anb_plus > base_b - 0.02), "transfer plus fine-tuning is no worse than training from scratch"
-assert np.all(anb_plus >= anb - 0.01), "fine-tuning the copied layers recovers what freezing lost"
+assert anb_plus[3] > anb[3] + 0.03, "where freezing lost (fc4 copied), fine-tuning the copied layers recovers it"
+assert np.all(anb_plus >= anb - 0.03), "elsewhere fine-tuning costs nothing beyond run-to-run noise"
 assert np.all(np.abs(bnb - base_b) < 0.03), "no co-adaptation dip at this scale: BnB stays at baseB"
 print("all checks passed")
 
