@@ -33,9 +33,11 @@
 #    are specific;
 # 5. which of the paper's findings appear at this small scale and which do not.
 #
-# **Runtime:** about 100 s of CPU time on a 2-core CPU (about 20 s with `MINIFT_FAST=1`):
-# 22 short training runs. Every number is recomputed when you run it; the assert cells at
-# the end check the claims.
+# **Runtime:** 22 short training runs, about 40 s of CPU time on the 2-core development
+# machine (15 s with `MINIFT_FAST=1`), measured with one thread per pool
+# (`NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`); with the default two threads, on a
+# machine busy with other jobs, it took up to three times as much.
+# Every number is recomputed when you run it; the assert cells at the end check the claims.
 
 # %%
 import minift  # first: it sets up the CPU thread pools before NumPy loads (minift/threads.py)

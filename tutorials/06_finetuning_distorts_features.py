@@ -33,7 +33,10 @@
 # 3. to measure how far each recipe moves the features;
 # 4. which of the paper's claims hold at this scale.
 #
-# **Runtime:** about 35 s of CPU time on a 2-core CPU (about 12 s with `MINIFT_FAST=1`).
+# **Runtime:** about 25 s of CPU time on the 2-core development machine (9 s with
+# `MINIFT_FAST=1`), measured with one thread per pool (`NUMBA_NUM_THREADS=1
+# OPENBLAS_NUM_THREADS=1`); with the default two threads, on a machine busy with other
+# jobs, it took up to three times as much.
 # Every number is recomputed when you run it; the assert cells at the end check the claims.
 
 # %%

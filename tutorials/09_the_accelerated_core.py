@@ -34,7 +34,10 @@
 # Without Numba installed, the parts that need it say why and skip; the rest runs on NumPy.
 # CuPy (an NVIDIA GPU) joins the comparison where it is available.
 #
-# **Runtime:** about 25 s of CPU time on a 2-core CPU (about 12 s with `MINIFT_FAST=1`).
+# **Runtime:** about 10 s of CPU time on the 2-core development machine (8 s with
+# `MINIFT_FAST=1`), measured with one thread per pool (`NUMBA_NUM_THREADS=1
+# OPENBLAS_NUM_THREADS=1`); with the default two threads, on a machine busy with other
+# jobs, it took up to three times as much.
 # Every number is recomputed when you run it; the assert cells at the end check the claims.
 # No assert is about speed: timings vary from machine to machine and from minute to minute.
 
@@ -118,7 +121,8 @@ for dtype in (minift.float32, minift.float64):
     expected = logits_and_gradients("numpy", dtype)
     for backend in compared:
         device = "cuda" if backend == "cupy" else "cpu"
-        agreement[backend, np.dtype(dtype).name] = largest_difference(logits_and_gradients(backend, dtype, device), expected)
+        results = logits_and_gradients(backend, dtype, device)
+        agreement[backend, np.dtype(dtype).name] = largest_difference(results, expected)
 if agreement:
     course.print_table([(b, d, f"{v:.1e}") for (b, d), v in agreement.items()],
                        ["backend", "dtype", "largest relative difference from numpy"])
@@ -232,10 +236,11 @@ conv2d_direct_jit = njit(parallel=True)(conv2d_direct) if njit is not None else 
 rng = np.random.default_rng(0)
 x = rng.standard_normal((BATCH, 16, 14, 14), dtype=np.float32)  # the input of SmallCNN's block2
 weight = rng.standard_normal((32, 16, 3, 3), dtype=np.float32)
-expected = reference.conv2d_forward(x, weight, None, (1, 1), (1, 1), (1, 1))
+geometry = ((1, 1), (1, 1), (1, 1))   # stride, padding, dilation as (height, width) pairs
+expected = reference.conv2d_forward(x, weight, None, *geometry)
 
 tiny_x, tiny_w = x[:1, :2, :5, :5], weight[:3, :2]
-tiny_expected = reference.conv2d_forward(tiny_x, tiny_w, None, (1, 1), (1, 1), (1, 1))
+tiny_expected = reference.conv2d_forward(tiny_x, tiny_w, None, *geometry)
 python_difference = float(np.abs(conv2d_direct(tiny_x, tiny_w, 1) - tiny_expected).max())
 print(f"pure Python, tiny input: max |difference| = {python_difference:.1e}")
 if conv2d_direct_jit is not None:
@@ -251,16 +256,16 @@ if conv2d_direct_jit is not None:
 
 # %%
 repeat, warmup = course.pick(7, 3), 1
-contenders = {"numpy reference (im2col + BLAS)": lambda: reference.conv2d_forward(x, weight, None, (1, 1), (1, 1), (1, 1))}
+contenders = {"numpy reference (im2col + BLAS)": lambda: reference.conv2d_forward(x, weight, None, *geometry)}
 if numba_ok:
     from minift.kernels import numba_cpu
 
     contenders["our direct loops (Numba)"] = lambda: conv2d_direct_jit(x, weight, 1)
-    contenders["minift numba (im2col + GEMM)"] = lambda: numba_cpu.conv2d_forward(x, weight, None, (1, 1), (1, 1), (1, 1))
+    contenders["minift numba (im2col + GEMM)"] = lambda: numba_cpu.conv2d_forward(x, weight, None, *geometry)
 else:
     print("numba is not available, only the reference runs:", backends["numba"][1])
 seconds = {name: bench.measure(step, repeat, warmup) for name, step in contenders.items()}
-flops = 2 * expected.size * 16 * 3 * 3
+flops = 2 * expected.size * weight[0].size   # each output sums C*KH*KW products: a multiply and an add each
 course.print_table([(name, f"{1e3 * t:.2f}", f"{flops / t / 1e9:.1f}") for name, t in seconds.items()],
                    [f"conv2d forward, {BATCH}x16x14x14 -> 32", "ms", "GFLOP/s"])
 
@@ -305,7 +310,8 @@ kernel_kind = {}
 if numba_ok:
     for setting in ("0", "1"):
         environment = {**os.environ, "NUMBA_DISABLE_JIT": setting}
-        result = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True)
+        result = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True,
+                                check=True)
         kernel_kind[setting] = result.stdout.strip()
         print(f"NUMBA_DISABLE_JIT={setting}: avg_pool2d_forward_kernel is a {kernel_kind[setting]}")
 else:
