@@ -233,10 +233,10 @@ course.print_table(
 #   the head costs nothing: the fix lives where the shift entered.
 # - **Negative**: every block's change matters, the head's does not.
 # - **Relabelled**: resetting the head hurts (under SGD much more than under AdamW), but
-#   far from everything is lost — and resetting a block hurts as much or more, even
-#   `block1`, whose input never changed. Full fine-tuning spread the renaming over the
-#   whole network, although the head alone could have held it. Section 3 shows what that
-#   costs.
+#   far from everything is lost — and resetting a block hurts as much or more; under SGD
+#   even resetting `block1`, whose input never changed. Full fine-tuning spread the
+#   renaming over the whole network, although the head alone could have held it.
+#   Section 3 shows what that costs.
 #
 # ## 3. Which layers to tune: freeze experiments
 #
@@ -305,7 +305,7 @@ course.savefig(fig, "08_surgical.png")
 #   worst choice: no reading of broken features repairs them.
 # - **Washed-out images → the first block is enough.** Training `block1` alone — a
 #   convolution and a BatchNorm, under a hundred numbers — recovers most of the accuracy,
-#   as well as any other single block and a little less than training everything. A
+#   as well as any other single block, though less than training everything. A
 #   change of brightness and contrast is undone where it entered: the first BatchNorm
 #   re-normalises it away.
 # - **Negatives → the rule of thumb breaks.** A negative is also an input-level shift,
