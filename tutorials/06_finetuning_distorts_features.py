@@ -292,7 +292,7 @@ assert abs(pretrained_accuracy["negative"] - pretrained_accuracy["ordinary"]) < 
     "the pretrained features serve both polarities"
 assert lp["ID"] > 0.6 and lp["OOD"] > lp["ID"] - 0.1, "the probe does nearly as well OOD as ID"
 assert ft["OOD"] < lp["OOD"] - 0.15, "fine-tuning underperforms the probe out of distribution"
-assert lpft["ID"] > ft["ID"] + 0.02 and lpft["ID"] > lp["ID"], "LP-FT is the best in distribution"
+assert lpft["ID"] > max(ft["ID"], lp["ID"]), "LP-FT is the best in distribution"
 assert lpft["OOD"] > ft["OOD"] + 0.08, "LP-FT keeps more of the OOD accuracy than FT"
 assert feature_change["LP"]["ID"] == feature_change["LP"]["OOD"] == 0.0, "a probe leaves the body untouched"
 for name in test_sets:
