@@ -184,38 +184,12 @@ def test_gradients_match_central_differences():
     assert minift.gradcheck_directional(outputs, params, directions=3)
 
 
-def torch_bert(state, config, ids, mask, types):
-    """BERT written out in PyTorch from the formulas (the reference for the test below)."""
-    import torch
-    import torch.nn.functional as TF
-
-    def linear(x, name):
-        return x @ state[f"{name}.weight"].T + state[f"{name}.bias"]
-
-    def norm(x, name):
-        return TF.layer_norm(x, (x.shape[-1],), state[f"{name}.weight"], state[f"{name}.bias"], config.layer_norm_eps)
-
-    n, length = ids.shape
-    heads, width = config.num_attention_heads, config.hidden_size // config.num_attention_heads
-    x = (state["embeddings.word_embeddings.weight"][ids] + state["embeddings.position_embeddings.weight"][:length]
-         + state["embeddings.token_type_embeddings.weight"][types])
-    x = norm(x, "embeddings.LayerNorm")
-    bias = torch.where(mask[:, None, None, :] == 0, float("-inf"), 0.0)
-    for i in range(config.num_hidden_layers):
-        p = f"encoder.layer.{i}"
-        q, k, v = (linear(x, f"{p}.attention.self.{w}").reshape(n, length, heads, width).transpose(1, 2)
-                   for w in ("query", "key", "value"))
-        weights = torch.softmax(q @ k.transpose(-1, -2) / width**0.5 + bias, dim=-1)
-        context = (weights @ v).transpose(1, 2).reshape(n, length, heads * width)
-        a = norm(x + linear(context, f"{p}.attention.output.dense"), f"{p}.attention.output.LayerNorm")
-        x = norm(a + linear(TF.gelu(linear(a, f"{p}.intermediate.dense")), f"{p}.output.dense"), f"{p}.output.LayerNorm")
-    return x, torch.tanh(linear(x[:, 0], "pooler.dense"))
-
-
 @settings(max_examples=10)
 @given(st.lists(st.integers(1, 6), min_size=1, max_size=3), st.integers(0, 2**16))
 def test_forward_and_every_gradient_match_pytorch(lengths, seed):
     torch = pytest.importorskip("torch")
+    from minift.text.torch_bert import torch_bert, torch_state
+
     model = tiny_model(seed)
     ids, mask = right_padded(lengths, max(lengths), 50, seed)
     types = np.random.default_rng(seed).integers(0, 2, ids.shape) * mask
@@ -224,7 +198,7 @@ def test_forward_and_every_gradient_match_pytorch(lengths, seed):
     cotangents = rng.normal(size=out.last_hidden_state.shape) * mask[:, :, None], rng.normal(size=out.pooler_output.shape)
     ((out.last_hidden_state * minift.Tensor(cotangents[0])).sum() + (out.pooler_output * minift.Tensor(cotangents[1])).sum()).backward()
 
-    state = {k: torch.tensor(v, requires_grad=k != "embeddings.position_ids") for k, v in model.state_dict().items()}
+    state = torch_state(model.state_dict(), requires_grad=True)
     hidden, pooled = torch_bert(state, model.config, torch.tensor(ids), torch.tensor(mask), torch.tensor(types))
     ((hidden * torch.tensor(cotangents[0])).sum() + (pooled * torch.tensor(cotangents[1])).sum()).backward()
 

