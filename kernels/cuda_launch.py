@@ -6,8 +6,9 @@ plain Python that never imports CuPy, so it is tested on machines without a GPU:
 * how many blocks and threads each kernel gets, and which elements each thread owns
   (the GEMM tiling is modelled in NumPy, so a test can check that the threads of a
   launch cover every output element exactly once);
-* the shape, stride, padding and dilation arithmetic of convolution and pooling, with
-  the errors that bad arguments raise;
+* the 32-bit index limits of the convolution and pooling kernels, and how a large batch
+  is cut into chunks whose im2col fits a workspace (the output sizes and the argument
+  checks are ``minift.reference.geometry``'s, shared by every backend);
 * how broadcast batch dimensions of a matmul become one batch stride;
 * which text the CUDA compiler sees for each ``.cu`` file.
 """
@@ -20,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from minift.backend import conv_output_size
 
 KERNELS_DIR = Path(__file__).resolve().parent
 
@@ -129,154 +128,22 @@ def elementwise_launch(total: int, threads: int = THREADS_PER_BLOCK):
 
 
 # ----------------------------------------------------------------------------------------
-# Argument checks and convolution / pooling geometry
+# Index limits and im2col chunks of convolution and pooling
 # ----------------------------------------------------------------------------------------
 
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+def check_int32_planes(op: str, **shapes) -> None:
+    """Raise unless the kernels' 32-bit ``int`` arithmetic can index every named (N, C, H, W) shape.
 
-
-def int_pair(op: str, name: str, value, minimum: int) -> tuple[int, int]:
-    """``value`` as a ``(height, width)`` pair of ints, each at least ``minimum``.
-
-    Raises TypeError when it is not a pair of ints, ValueError when an entry is too small
-    (as the reference kernels do).
+    The kernels count planes, N * C, and index within one (H, W) plane with ``int``. The
+    shapes have passed the contract's checks (``minift.reference.geometry``) already;
+    this is the GPU's own limit.
     """
-    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value)):
-        raise TypeError(f"{op}: {name} must be a pair of ints (height, width), got {value!r}")
-    if min(value) < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum} in both entries, got {tuple(value)}")
-    return int(value[0]), int(value[1])
-
-
-def check_shape(op: str, name: str, shape, expected) -> None:
-    """Raise unless ``shape == expected``."""
-    if tuple(shape) != tuple(expected):
-        raise ValueError(f"{op}: {name} must have shape {tuple(expected)}, got {tuple(shape)}")
-
-
-def nchw_shape(op: str, name: str, shape) -> tuple[int, int, int, int]:
-    """``shape`` as four ints (N, C, H, W), small enough for the kernels' 32-bit int arithmetic.
-
-    The kernels index within one (H, W) plane, and count planes N * C, with ``int``.
-    """
-    shape = tuple(shape)
-    if len(shape) != 4 or not all(_is_int(s) and s >= 0 for s in shape):
-        raise ValueError(f"{op}: {name} must be 4-D (N, C, H, W) of non-negative ints, got shape {shape!r}")
-    n, c, h, w = (int(s) for s in shape)
-    if n * c > INT32_MAX or h * w > INT32_MAX:
-        raise ValueError(f"{op}: {name} {shape} is too large: N*C and H*W must be below 2**31")
-    return n, c, h, w
-
-
-def _output_size(op, axis, size, kernel, stride, padding, dilation) -> int:
-    out = conv_output_size(size, kernel, stride, padding, dilation)
-    if out < 1:
-        span = dilation * (kernel - 1) + 1
-        raise ValueError(
-            f"{op}: the window ({kernel} taps, dilation {dilation}: {span} wide) does not fit "
-            f"in the {axis} of the input ({size}, padded to {size + 2 * padding}); "
-            f"use a smaller kernel or dilation, or more padding"
-        )
-    return out
-
-
-@dataclass(frozen=True)
-class ConvGeometry:
-    """Every size of one 2-D convolution: x (n, c, h, w), weight (o, c, kh, kw), y (n, o, ho, wo)."""
-
-    n: int
-    c: int
-    h: int
-    w: int
-    o: int
-    kh: int
-    kw: int
-    ho: int
-    wo: int
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
-
-    @property
-    def output_shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.o, self.ho, self.wo)
-
-    @property
-    def taps(self) -> int:
-        """Rows of the im2col matrix: ``C * KH * KW``."""
-        return self.c * self.kh * self.kw
-
-
-def conv2d_geometry(op, x_shape, weight_shape, stride, padding, dilation) -> ConvGeometry:
-    """Check a convolution's arguments and work out its output size (the contract's formula)."""
-    n, c, h, w = nchw_shape(op, "the input", x_shape)
-    o, wc, kh, kw = nchw_shape(op, "the weight", weight_shape)
-    if kh < 1 or kw < 1:
-        raise ValueError(f"{op}: the weight's kernel must be at least 1x1, got shape {tuple(weight_shape)}")
-    if wc != c:
-        raise ValueError(
-            f"{op}: the weight {tuple(weight_shape)} expects {wc} input channels, "
-            f"but the input {tuple(x_shape)} has {c}"
-        )
-    stride = int_pair(op, "stride", stride, 1)
-    padding = int_pair(op, "padding", padding, 0)
-    dilation = int_pair(op, "dilation", dilation, 1)
-    ho = _output_size(op, "height", h, kh, stride[0], padding[0], dilation[0])
-    wo = _output_size(op, "width", w, kw, stride[1], padding[1], dilation[1])
-    return ConvGeometry(n, c, h, w, o, kh, kw, ho, wo, stride, padding, dilation)
-
-
-@dataclass(frozen=True)
-class PoolGeometry:
-    """Every size of one 2-D pooling: x (n, c, h, w), window (kh, kw), y (n, c, ho, wo)."""
-
-    n: int
-    c: int
-    h: int
-    w: int
-    kh: int
-    kw: int
-    ho: int
-    wo: int
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
-
-    @property
-    def output_shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.c, self.ho, self.wo)
-
-
-def pool2d_geometry(op, x_shape, kernel_size, stride, padding, dilation=(1, 1)) -> PoolGeometry:
-    """Check a pooling's arguments and size its output.
-
-    Two rules: PyTorch's ``padding <= kernel_size // 2``, and (as the reference) no window
-    may lie wholly in the padding -- possible only with dilation, e.g. kernel 2,
-    dilation 2, padding 1 over a 1-pixel input -- since it would have no maximum.
-    """
-    n, c, h, w = nchw_shape(op, "the input", x_shape)
-    kh, kw = int_pair(op, "kernel_size", kernel_size, 1)
-    stride = int_pair(op, "stride", stride, 1)
-    padding = int_pair(op, "padding", padding, 0)
-    dilation = int_pair(op, "dilation", dilation, 1)
-    if padding[0] > kh // 2 or padding[1] > kw // 2:
-        raise ValueError(
-            f"{op}: padding {padding} must be at most half the kernel_size {(kh, kw)} "
-            f"(at most {(kh // 2, kw // 2)})"
-        )
-    ho = _output_size(op, "height", h, kh, stride[0], padding[0], dilation[0])
-    wo = _output_size(op, "width", w, kw, stride[1], padding[1], dilation[1])
-    for axis, size, out, k, s, p, d in zip(
-        ("height", "width"), (h, w), (ho, wo), (kh, kw), stride, padding, dilation
-    ):
-        taps = np.arange(out)[:, None] * s - p + np.arange(k) * d  # (window, tap) -> input row
-        if not ((taps >= 0) & (taps < size)).any(axis=1).all():
+    for name, shape in shapes.items():
+        n, c, h, w = shape
+        if n * c > INT32_MAX or h * w > INT32_MAX:
             raise ValueError(
-                f"{op}: along the {axis}, a window with kernel {k}, dilation {d} and padding {p} "
-                f"covers only padding of the {size}-long input; use less padding or dilation"
+                f"{op}: {name} {tuple(shape)} is too large for the GPU kernels: N*C and H*W must be below 2**31"
             )
-    return PoolGeometry(n, c, h, w, kh, kw, ho, wo, stride, padding, dilation)
 
 
 def sample_chunks(samples: int, bytes_per_sample: int, budget: int):

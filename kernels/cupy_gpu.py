@@ -12,7 +12,9 @@ same semantics as the NumPy reference ``minift.reference``) for arrays on an NVI
 
 Each ``.cu`` file is written once for ``scalar_t`` and compiled by NVRTC (through
 ``cupy.RawModule``) twice, for float32 and float64, the first time a kernel is needed;
-CuPy caches the result on disk. Launch geometry and argument checks live in
+CuPy caches the result on disk. Shapes and windows are checked, and the outputs sized,
+by the reference's own functions (``minift.reference.checks`` and ``geometry``), so a
+bad shape or window fails with the same message as on the CPU; launch geometry lives in
 ``cuda_launch`` (plain Python, tested without a GPU).
 
 Kernels read the inputs' own strides where that saves a copy (the GEMM reads transposed
@@ -27,6 +29,15 @@ import math
 
 import cupy
 import numpy as np
+
+from minift.reference.checks import check_ndim, check_same_shape, check_shape
+from minift.reference.geometry import (
+    ConvGeometry,
+    PoolGeometry,
+    conv2d_geometry,
+    max_pool2d_backward_shape,
+    pool2d_geometry,
+)
 
 from . import cuda_launch as launch
 
@@ -148,9 +159,12 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
     op = "conv2d_forward"
     _check_device_arrays(op, x=x, weight=weight, bias=bias)
     dtype = launch.common_float_dtype(op, x=x.dtype, weight=weight.dtype, bias=None if bias is None else bias.dtype)
-    g = launch.conv2d_geometry(op, x.shape, weight.shape, stride, padding, dilation)
+    check_ndim(op, "x", x, 4, "(N, C, H, W)")
+    check_ndim(op, "weight", weight, 4, "(O, C, KH, KW)")
+    g = conv2d_geometry(op, x.shape, weight.shape, stride, padding, dilation)
     if bias is not None:
-        launch.check_shape(op, "bias", bias.shape, (g.o,))
+        check_same_shape(op, "bias", bias.shape, (g.o,), "one entry per output channel")
+    launch.check_int32_planes(op, x=g.input_shape, weight=g.weight_shape)
 
     x = cupy.ascontiguousarray(x)
     weight_matrix = weight.reshape(g.o, g.taps)
@@ -171,8 +185,11 @@ def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation
     op = "conv2d_backward_input"
     _check_device_arrays(op, grad_y=grad_y, weight=weight)
     dtype = launch.common_float_dtype(op, grad_y=grad_y.dtype, weight=weight.dtype)
-    g = launch.conv2d_geometry(op, input_shape, weight.shape, stride, padding, dilation)
-    launch.check_shape(op, "grad_y", grad_y.shape, g.output_shape)
+    check_ndim(op, "weight", weight, 4, "(O, C, KH, KW)")
+    input_shape = check_shape(op, "input_shape", input_shape, "(N, C, H, W)")
+    g = conv2d_geometry(op, input_shape, weight.shape, stride, padding, dilation)
+    check_same_shape(op, "grad_y", grad_y.shape, g.output_shape, "the output shape of this convolution")
+    launch.check_int32_planes(op, input_shape=g.input_shape, weight=g.weight_shape)
 
     weight_t = weight.reshape(g.o, g.taps).T
     grad_x = cupy.empty((g.n, g.c, g.h, g.w), dtype)
@@ -191,8 +208,11 @@ def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation):
     op = "conv2d_backward_weight"
     _check_device_arrays(op, grad_y=grad_y, x=x)
     dtype = launch.common_float_dtype(op, grad_y=grad_y.dtype, x=x.dtype)
-    g = launch.conv2d_geometry(op, x.shape, weight_shape, stride, padding, dilation)
-    launch.check_shape(op, "grad_y", grad_y.shape, g.output_shape)
+    check_ndim(op, "x", x, 4, "(N, C, H, W)")
+    weight_shape = check_shape(op, "weight_shape", weight_shape, "(O, C, KH, KW)")
+    g = conv2d_geometry(op, x.shape, weight_shape, stride, padding, dilation)
+    check_same_shape(op, "grad_y", grad_y.shape, g.output_shape, "the output shape of this convolution")
+    launch.check_int32_planes(op, x=g.input_shape, weight_shape=g.weight_shape)
 
     x = cupy.ascontiguousarray(x)
     grad_w = cupy.zeros((g.o, g.taps), dtype)
@@ -201,17 +221,17 @@ def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation):
     return grad_w.reshape(g.o, g.c, g.kh, g.kw)
 
 
-def _sample_chunks(g: launch.ConvGeometry, dtype):
+def _sample_chunks(g: ConvGeometry, dtype):
     """Sample ranges whose im2col matrix stays within ``launch.IM2COL_WORKSPACE_BYTES``."""
     bytes_per_sample = g.taps * g.ho * g.wo * np.dtype(dtype).itemsize
     return launch.sample_chunks(g.n, bytes_per_sample, launch.IM2COL_WORKSPACE_BYTES)
 
 
-def _conv_sizes(samples: int, g: launch.ConvGeometry):
+def _conv_sizes(samples: int, g: ConvGeometry):
     return _int32(samples, g.c, g.h, g.w, g.kh, g.kw, g.ho, g.wo, *g.stride, *g.padding, *g.dilation)
 
 
-def _im2col(x, g: launch.ConvGeometry):
+def _im2col(x, g: ConvGeometry):
     """``cols (C*KH*KW, S*Ho*Wo)`` of a C-contiguous chunk ``x (S, C, H, W)`` (see conv.cu)."""
     samples = x.shape[0]
     cols = cupy.empty((g.taps, samples * g.ho * g.wo), x.dtype)
@@ -220,7 +240,7 @@ def _im2col(x, g: launch.ConvGeometry):
     return cols
 
 
-def _col2im(cols, grad_x, g: launch.ConvGeometry) -> None:
+def _col2im(cols, grad_x, g: ConvGeometry) -> None:
     """Write into the C-contiguous chunk ``grad_x (S, C, H, W)`` the sums of ``cols`` (see conv.cu)."""
     _launch(_kernel("conv.cu", "col2im", cols.dtype), launch.elementwise_launch(grad_x.size),
             cols, grad_x, *_conv_sizes(grad_x.shape[0], g))
@@ -235,7 +255,7 @@ def _channel_major(y):
 # Pooling
 # ----------------------------------------------------------------------------------------
 
-def _pool_sizes(g: launch.PoolGeometry, with_dilation: bool):
+def _pool_sizes(g: PoolGeometry, with_dilation: bool):
     sizes = (g.n * g.c, g.h, g.w, g.kh, g.kw, g.ho, g.wo, *g.stride, *g.padding)
     return _int32(*sizes, *(g.dilation if with_dilation else ()))
 
@@ -248,7 +268,9 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     op = "max_pool2d_forward"
     _check_device_arrays(op, x=x)
     dtype = launch.common_float_dtype(op, x=x.dtype)
-    g = launch.pool2d_geometry(op, x.shape, kernel_size, stride, padding, dilation)
+    check_ndim(op, "x", x, 4, "(N, C, H, W)")
+    g = pool2d_geometry(op, x.shape, kernel_size, stride, padding, dilation)
+    launch.check_int32_planes(op, x=g.input_shape)
 
     x = cupy.ascontiguousarray(x)
     y = cupy.empty(g.output_shape, dtype)
@@ -261,24 +283,19 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
 def max_pool2d_backward(grad_y, indices, input_shape):
     """``grad_x`` of ``input_shape``: zeros, with each ``grad_y`` atomically added at its index.
 
-    ``indices`` must come from ``max_pool2d_forward`` on an input of ``input_shape``; an
-    index outside the input plane raises (checked on the GPU, which costs one sync)
-    rather than writing out of bounds.
+    ``indices`` must come from ``max_pool2d_forward`` on an input of ``input_shape``
+    (integers, read as int64); an index outside the input plane raises (checked on the
+    GPU, which waits for the result) rather than writing out of bounds.
     """
     op = "max_pool2d_backward"
     _check_device_arrays(op, grad_y=grad_y, indices=indices)
     dtype = launch.common_float_dtype(op, grad_y=grad_y.dtype)
-    n, c, h, w = launch.nchw_shape(op, "input_shape", input_shape)
-    _, _, ho, wo = launch.nchw_shape(op, "grad_y", grad_y.shape)
-    launch.check_shape(op, "grad_y", grad_y.shape, (n, c, ho, wo))
-    launch.check_shape(op, "indices", indices.shape, grad_y.shape)
-    if indices.dtype != cupy.int64:
-        raise TypeError(f"{op}: indices must be int64 (from max_pool2d_forward), got {indices.dtype}")
-    if indices.size and int(cupy.count_nonzero((indices < 0) | (indices >= h * w))):
-        raise ValueError(f"{op}: indices must lie in [0, H*W) = [0, {h * w}) for input_shape {tuple(input_shape)}")
+    n, c, h, w = max_pool2d_backward_shape(op, grad_y, indices, input_shape)
+    _, _, ho, wo = grad_y.shape
+    launch.check_int32_planes(op, input_shape=(n, c, h, w), grad_y=grad_y.shape)
 
     grad_y = cupy.ascontiguousarray(grad_y)
-    indices = cupy.ascontiguousarray(indices)
+    indices = cupy.ascontiguousarray(indices, dtype=cupy.int64)
     grad_x = cupy.zeros((n, c, h, w), dtype)
     _launch(_kernel("pool.cu", "max_pool2d_backward", dtype), launch.elementwise_launch(grad_y.size),
             grad_y, indices, grad_x, np.int64(grad_y.size), *_int32(ho * wo, h * w))
@@ -290,7 +307,9 @@ def avg_pool2d_forward(x, kernel_size, stride, padding):
     op = "avg_pool2d_forward"
     _check_device_arrays(op, x=x)
     dtype = launch.common_float_dtype(op, x=x.dtype)
-    g = launch.pool2d_geometry(op, x.shape, kernel_size, stride, padding)
+    check_ndim(op, "x", x, 4, "(N, C, H, W)")
+    g = pool2d_geometry(op, x.shape, kernel_size, stride, padding)
+    launch.check_int32_planes(op, x=g.input_shape)
 
     x = cupy.ascontiguousarray(x)
     y = cupy.empty(g.output_shape, dtype)
@@ -304,8 +323,10 @@ def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride, padding):
     op = "avg_pool2d_backward"
     _check_device_arrays(op, grad_y=grad_y)
     dtype = launch.common_float_dtype(op, grad_y=grad_y.dtype)
-    g = launch.pool2d_geometry(op, input_shape, kernel_size, stride, padding)
-    launch.check_shape(op, "grad_y", grad_y.shape, g.output_shape)
+    input_shape = check_shape(op, "input_shape", input_shape, "(N, C, H, W)")
+    g = pool2d_geometry(op, input_shape, kernel_size, stride, padding)
+    check_same_shape(op, "grad_y", grad_y.shape, g.output_shape, "the pooled shape of input_shape")
+    launch.check_int32_planes(op, input_shape=g.input_shape)
 
     grad_y = cupy.ascontiguousarray(grad_y)
     grad_x = cupy.empty((g.n, g.c, g.h, g.w), dtype)

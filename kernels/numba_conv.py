@@ -46,9 +46,9 @@ import threading
 import numpy as np
 
 from minift.kernels import numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
-from minift.kernels.numba_checks import conv_geometry
 from minift.kernels.numba_gemm import matmul_into
 from minift.reference.checks import check_float_arrays, check_ndim, check_same_shape, check_shape
+from minift.reference.geometry import conv2d_geometry
 from numba import njit, prange, uint64
 
 CHUNK_BYTES = 2 * 2**20  # columns of one chunk of images: about the L2 caches of two cores (measured best)
@@ -226,7 +226,8 @@ def _weight_matrix(weight):
     return np.ascontiguousarray(weight).reshape(o, c * kh * kw)
 
 
-# The contract functions: check the arguments exactly as the reference does, then compute.
+# The contract functions: check the arguments with the reference's own checks (``checks``,
+# ``geometry``), so they fail exactly as it does, then compute.
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation):
@@ -240,9 +241,10 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
     check_float_arrays(kernel, x=x, weight=weight, **({} if bias is None else {"bias": bias}))
     check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
     check_ndim(kernel, "weight", weight, 4, "(O, C, KH, KW)")
-    (n, o, ho, wo), (kernel_size, *geometry) = conv_geometry(kernel, x.shape, weight.shape, stride, padding, dilation)
+    g = conv2d_geometry(kernel, x.shape, weight.shape, stride, padding, dilation)
     if bias is not None:
-        check_same_shape(kernel, "bias", bias.shape, (o,), "one entry per output channel")
+        check_same_shape(kernel, "bias", bias.shape, (g.o,), "one entry per output channel")
+    n, o, ho, wo = g.output_shape
 
     x = np.ascontiguousarray(x)
     w_mat = _weight_matrix(weight)
@@ -251,7 +253,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
     for start, stop in image_chunks(n, rows * positions * x.itemsize):
         images = stop - start
         cols = workspace("cols", (rows, images, positions), x.dtype)
-        im2col_batch(x[start:stop], kernel_size, *geometry, (ho, wo), cols)
+        im2col_batch(x[start:stop], g.kernel_size, g.stride, g.padding, g.dilation, (ho, wo), cols)
         product = workspace("product", (o, images, positions), x.dtype)
         _gemm(w_mat, cols.reshape(rows, images * positions), product.reshape(o, images * positions))
         y[start:stop] = product.transpose(1, 0, 2)
@@ -270,10 +272,10 @@ def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation
     check_float_arrays(kernel, grad_y=grad_y, weight=weight)
     check_ndim(kernel, "weight", weight, 4, "(O, C, KH, KW)")
     input_shape = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
-    y_shape, (kernel_size, *geometry) = conv_geometry(kernel, input_shape, weight.shape, stride, padding, dilation)
-    check_same_shape(kernel, "grad_y", grad_y.shape, y_shape, "the output shape of this convolution")
+    g = conv2d_geometry(kernel, input_shape, weight.shape, stride, padding, dilation)
+    check_same_shape(kernel, "grad_y", grad_y.shape, g.output_shape, "the output shape of this convolution")
 
-    n, o, ho, wo = y_shape
+    n, o, ho, wo = g.output_shape
     w_mat = _weight_matrix(weight)
     rows, positions = w_mat.shape[1], ho * wo
     grad_y = np.ascontiguousarray(grad_y).reshape(n, o, positions)
@@ -283,7 +285,7 @@ def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation
         grad_y_t = _batch_inside(grad_y[start:stop])
         grad_cols = workspace("cols", (rows, images, positions), grad_y.dtype)
         _gemm(w_mat.T, grad_y_t.reshape(o, images * positions), grad_cols.reshape(rows, images * positions))
-        col2im_batch(grad_cols, kernel_size, *geometry, (ho, wo), grad_x[start:stop])
+        col2im_batch(grad_cols, g.kernel_size, g.stride, g.padding, g.dilation, (ho, wo), grad_x[start:stop])
     return grad_x
 
 
@@ -298,10 +300,10 @@ def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation):
     check_float_arrays(kernel, grad_y=grad_y, x=x)
     check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
     weight_shape = check_shape(kernel, "weight_shape", weight_shape, "(O, C, KH, KW)")
-    y_shape, (kernel_size, *geometry) = conv_geometry(kernel, x.shape, weight_shape, stride, padding, dilation)
-    check_same_shape(kernel, "grad_y", grad_y.shape, y_shape, "the output shape of this convolution")
+    g = conv2d_geometry(kernel, x.shape, weight_shape, stride, padding, dilation)
+    check_same_shape(kernel, "grad_y", grad_y.shape, g.output_shape, "the output shape of this convolution")
 
-    n, o, ho, wo = y_shape
+    n, o, ho, wo = g.output_shape
     rows, positions = math.prod(weight_shape[1:]), ho * wo
     x = np.ascontiguousarray(x)
     grad_y = np.ascontiguousarray(grad_y).reshape(n, o, positions)
@@ -310,7 +312,7 @@ def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation):
     for start, stop in image_chunks(n, rows * positions * x.itemsize):
         images = stop - start
         cols = workspace("cols", (rows, images, positions), x.dtype)
-        im2col_batch(x[start:stop], kernel_size, *geometry, (ho, wo), cols)
+        im2col_batch(x[start:stop], g.kernel_size, g.stride, g.padding, g.dilation, (ho, wo), cols)
         grad_y_t = _batch_inside(grad_y[start:stop])
         _gemm(grad_y_t.reshape(o, images * positions), cols.reshape(rows, images * positions).T, chunk_product)
         grad_w_mat += chunk_product

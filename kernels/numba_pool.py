@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 
 from minift.kernels import numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
-from minift.kernels.numba_checks import pool_geometry
 from minift.kernels.numba_conv import valid_range
 from minift.reference.checks import check_float_arrays, check_ndim, check_same_shape, check_shape
+from minift.reference.geometry import max_pool2d_backward_shape, pool2d_geometry
 from numba import njit, prange, uint64
 
 
@@ -154,7 +154,8 @@ def avg_pool2d_backward_kernel(grad_y, input_hw, kernel_size, stride, padding):
     return grad_x
 
 
-# The contract functions: check the arguments exactly as the reference does, then run a kernel.
+# The contract functions: check the arguments with the reference's own checks (``checks``,
+# ``geometry``), so they fail exactly as it does, then run a kernel.
 
 
 def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
@@ -162,24 +163,17 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     kernel = "max_pool2d_forward"
     check_float_arrays(kernel, x=x)
     check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
-    out_hw, pairs = pool_geometry(kernel, x.shape[2:], kernel_size, stride, padding, dilation)
-    n, c, h, w = x.shape
-    y, indices = max_pool2d_forward_kernel(np.ascontiguousarray(x).reshape(n * c, h, w), *pairs, out_hw)
-    return y.reshape(n, c, *out_hw), indices.reshape(n, c, *out_hw)
+    g = pool2d_geometry(kernel, x.shape, kernel_size, stride, padding, dilation)
+    planes = np.ascontiguousarray(x).reshape(g.n * g.c, g.h, g.w)
+    y, indices = max_pool2d_forward_kernel(planes, g.kernel_size, g.stride, g.padding, g.dilation, (g.ho, g.wo))
+    return y.reshape(g.output_shape), indices.reshape(g.output_shape)
 
 
 def max_pool2d_backward(grad_y, indices, input_shape):
     """The contract's ``max_pool2d_backward``: grad_y scatter-added at indices."""
     kernel = "max_pool2d_backward"
     check_float_arrays(kernel, grad_y=grad_y)
-    check_ndim(kernel, "grad_y", grad_y, 4, "(N, C, Ho, Wo)")
-    check_same_shape(kernel, "indices", indices.shape, grad_y.shape, "one index per grad_y element")
-    if indices.dtype.kind not in "iu":
-        raise TypeError(f"{kernel}: indices must be integers (int64), got {indices.dtype}")
-    n, c, h, w = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
-    check_same_shape(kernel, "grad_y", grad_y.shape[:2], (n, c), "its (N, C) must match input_shape")
-    if indices.size and (indices.min() < 0 or indices.max() >= h * w):
-        raise ValueError(f"{kernel}: indices must lie in [0, H*W) = [0, {h * w}) for input_shape {input_shape}")
+    n, c, h, w = max_pool2d_backward_shape(kernel, grad_y, indices, input_shape)
     planes = (n * c, *grad_y.shape[2:])
     grad_y = np.ascontiguousarray(grad_y).reshape(planes)
     indices = np.ascontiguousarray(indices, dtype=np.int64).reshape(planes)
@@ -192,18 +186,19 @@ def avg_pool2d_forward(x, kernel_size, stride, padding):
     kernel = "avg_pool2d_forward"
     check_float_arrays(kernel, x=x)
     check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
-    out_hw, pairs = pool_geometry(kernel, x.shape[2:], kernel_size, stride, padding)
-    n, c, h, w = x.shape
-    y = avg_pool2d_forward_kernel(np.ascontiguousarray(x).reshape(n * c, h, w), *pairs[:3], out_hw)
-    return y.reshape(n, c, *out_hw)
+    g = pool2d_geometry(kernel, x.shape, kernel_size, stride, padding)
+    planes = np.ascontiguousarray(x).reshape(g.n * g.c, g.h, g.w)
+    y = avg_pool2d_forward_kernel(planes, g.kernel_size, g.stride, g.padding, (g.ho, g.wo))
+    return y.reshape(g.output_shape)
 
 
 def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride, padding):
     """The contract's ``avg_pool2d_backward``: each grad_y / (KH*KW) added over its window."""
     kernel = "avg_pool2d_backward"
     check_float_arrays(kernel, grad_y=grad_y)
-    n, c, h, w = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
-    (ho, wo), pairs = pool_geometry(kernel, (h, w), kernel_size, stride, padding)
-    check_same_shape(kernel, "grad_y", grad_y.shape, (n, c, ho, wo), "the pooled shape of input_shape")
-    grad_x = avg_pool2d_backward_kernel(np.ascontiguousarray(grad_y).reshape(n * c, ho, wo), (h, w), *pairs[:3])
-    return grad_x.reshape(n, c, h, w)
+    input_shape = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
+    g = pool2d_geometry(kernel, input_shape, kernel_size, stride, padding)
+    check_same_shape(kernel, "grad_y", grad_y.shape, g.output_shape, "the pooled shape of input_shape")
+    planes = np.ascontiguousarray(grad_y).reshape(g.n * g.c, g.ho, g.wo)
+    grad_x = avg_pool2d_backward_kernel(planes, (g.h, g.w), g.kernel_size, g.stride, g.padding)
+    return grad_x.reshape(input_shape)

@@ -106,7 +106,8 @@ INSTALL_HINTS = {
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """Output length of a convolution or pooling window along one axis (floor mode).
 
-    ``(size + 2*padding - dilation*(kernel-1) - 1) // stride + 1``; every backend uses this.
+    ``(size + 2*padding - dilation*(kernel-1) - 1) // stride + 1``; every backend uses this,
+    through ``minift.reference.geometry``, which also checks the window arguments.
     """
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 

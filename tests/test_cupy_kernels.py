@@ -19,6 +19,7 @@ from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 from minift import backend
 from minift.kernels import cuda_launch as launch
+from minift.reference.geometry import pool2d_geometry
 
 CUPY_OK, CUPY_REASON = backend.available_backends()["cupy"]
 if CUPY_OK:
@@ -102,79 +103,16 @@ def test_grid_stride_loop_visits_every_element_once(total, threads):
 
 
 # ----------------------------------------------------------------------------------------
-# Convolution and pooling geometry
+# Index limits and im2col chunks (the output sizes: test_reference_geometry.py)
 # ----------------------------------------------------------------------------------------
 
-def _windows_that_fit(size, kernel, stride, padding, dilation):
-    """Brute force: how many window positions i*stride fit inside the padded input."""
-    span = dilation * (kernel - 1) + 1
-    return sum(1 for i in range(size + 2 * padding + 1) if i * stride + span <= size + 2 * padding)
-
-
-pairs = st.tuples(st.integers(1, 4), st.integers(1, 4))
-
-
-@settings(max_examples=60)
-@given(h=st.integers(0, 20), w=st.integers(0, 20), kernel=pairs, stride=pairs, dilation=pairs,
-       padding=st.tuples(st.integers(0, 3), st.integers(0, 3)))
-def test_conv2d_geometry_output_size_counts_the_windows_that_fit(h, w, kernel, stride, dilation, padding):
-    expected = tuple(
-        _windows_that_fit(*args) for args in zip((h, w), kernel, stride, padding, dilation)
-    )
-    x_shape, weight_shape = (2, 3, h, w), (5, 3, *kernel)
-    if min(expected) < 1:
-        with pytest.raises(ValueError, match="does not fit"):
-            launch.conv2d_geometry("conv", x_shape, weight_shape, stride, padding, dilation)
-        return
-    g = launch.conv2d_geometry("conv", x_shape, weight_shape, stride, padding, dilation)
-    assert (g.ho, g.wo) == expected
-    assert g.output_shape == (2, 5, *expected) and g.taps == 3 * kernel[0] * kernel[1]
-
-
-@pytest.mark.parametrize(
-    "x_shape, weight_shape, stride, padding, dilation, error, words",
-    [
-        ((1, 3, 8, 8), (4, 2, 3, 3), (1, 1), (0, 0), (1, 1), ValueError, "expects 2 input channels"),
-        ((1, 3, 8), (4, 3, 3, 3), (1, 1), (0, 0), (1, 1), ValueError, "4-D"),
-        ((1, 3, 8, 8), (4, 3, 0, 3), (1, 1), (0, 0), (1, 1), ValueError, "at least 1x1"),
-        ((1, 3, 8, 8), (4, 3, 3, 3), (0, 1), (0, 0), (1, 1), ValueError, "stride must be >= 1"),
-        ((1, 3, 8, 8), (4, 3, 3, 3), (1, 1), (-1, 0), (1, 1), ValueError, "padding must be >= 0"),
-        ((1, 3, 8, 8), (4, 3, 3, 3), (1.0, 1), (0, 0), (1, 1), TypeError, "pair of ints"),
-        ((1, 3, 8, 8), (4, 3, 3, 3), 1, (0, 0), (1, 1), TypeError, "pair of ints"),
-        ((1, 3, 8, 8), (4, 3, 3, 3), (True, 1), (0, 0), (1, 1), TypeError, "pair of ints"),
-        ((1, 3, 2, 8), (4, 3, 3, 3), (1, 1), (0, 0), (1, 1), ValueError, "height"),
-        ((1, 3, 2**16, 2**15), (4, 3, 3, 3), (1, 1), (0, 0), (1, 1), ValueError, "H\\*W must be below"),
-    ],
-)
-def test_conv2d_geometry_rejects_bad_arguments_with_a_clear_message(
-    x_shape, weight_shape, stride, padding, dilation, error, words
-):
-    with pytest.raises(error, match=words):
-        launch.conv2d_geometry("conv2d_forward", x_shape, weight_shape, stride, padding, dilation)
-
-
-@settings(max_examples=60)
-@given(size=st.integers(1, 12), kernel=st.integers(1, 5), stride=st.integers(1, 3),
-       dilation=st.integers(1, 3), data=st.data())
-def test_pool2d_geometry_refuses_exactly_the_windows_made_only_of_padding(size, kernel, stride, dilation, data):
-    padding = data.draw(st.integers(0, kernel // 2))
-    out = _windows_that_fit(size, kernel, stride, padding, dilation)
-    assume(out >= 1)
-    all_padding = any(
-        all(not 0 <= i * stride - padding + t * dilation < size for t in range(kernel)) for i in range(out)
-    )
-    args = ((1, 1, size, 5), (kernel, 1), (stride, 1), (padding, 0), (dilation, 1))
-    if all_padding:
-        with pytest.raises(ValueError, match="only padding"):
-            launch.pool2d_geometry("max_pool2d_forward", *args)
-    else:
-        assert launch.pool2d_geometry("max_pool2d_forward", *args).output_shape == (1, 1, out, 5)
-
-
-def test_pool2d_geometry_follows_pytorchs_padding_rule():
-    with pytest.raises(ValueError, match="at most half"):
-        launch.pool2d_geometry("avg_pool2d_forward", (1, 1, 8, 8), (3, 3), (1, 1), (2, 1))
-    assert launch.pool2d_geometry("avg_pool2d_forward", (1, 1, 8, 8), (3, 3), (1, 1), (1, 1)).ho == 8
+def test_shapes_beyond_the_kernels_32_bit_indices_are_refused():
+    launch.check_int32_planes("conv2d_forward", x=(2**15, 2**16 - 1, 3, 3), weight=(4, 3, 3, 3))
+    too_large = r"conv2d_forward: x \(1, 3, 65536, 32768\) is too large .* H\*W must be below 2\*\*31"
+    with pytest.raises(ValueError, match=too_large):
+        launch.check_int32_planes("conv2d_forward", x=(1, 3, 2**16, 2**15), weight=(4, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"weight \(65536, 32768, 1, 1\) .* N\*C"):
+        launch.check_int32_planes("conv2d_forward", x=(1, 3, 8, 8), weight=(2**16, 2**15, 1, 1))
 
 
 @given(samples=st.integers(0, 500), bytes_per_sample=st.integers(0, 10**6), budget=st.integers(1, 10**7))
@@ -287,6 +225,7 @@ def _assert_unchanged(device_arrays, host_copies):
 dtypes = st.sampled_from([np.float32, np.float64])
 # sizes around the 128-wide GEMM tile as well as small and odd ones
 gemm_sizes = st.one_of(st.integers(1, 200), st.sampled_from([127, 128, 129, 255, 257]))
+pairs = st.tuples(st.integers(1, 4), st.integers(1, 4))  # kernel sizes and dilations
 
 
 @needs_gpu
@@ -413,9 +352,9 @@ def pool_cases(draw, with_dilation):
     h, w = (draw(st.integers(max(1, d * (k - 1) + 1 - 2 * p), 14)) for k, d, p in zip(kernel, dilation, padding))
     shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), h, w)
     try:
-        launch.pool2d_geometry("pool", shape, kernel, stride, padding, dilation)
+        pool2d_geometry("pool", shape, kernel, stride, padding, dilation)
     except ValueError:
-        assume(False)  # a window wholly in the padding: refused (tested above)
+        assume(False)  # a window wholly in the padding: refused (test_reference_geometry.py)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     x = rng.integers(-3, 4, shape).astype(dtype)
     if draw(st.booleans()):

@@ -5,6 +5,8 @@ signature and semantics documented in ``minift/backend.py``; the Numba and CuPy 
 tested against these. Read them in this order:
 
 - ``matmul.py``  the batched matrix product;
+- ``geometry.py`` the output sizes of conv2d and pool2d, and the checks of their arguments
+  (shared by every backend, so a bad call fails alike on all of them);
 - ``im2col.py``  how a convolution becomes a matrix product (im2col) and back (col2im);
 - ``conv.py``    conv2d forward and its two gradients, three products of one equation;
 - ``pool.py``    max and average pooling as reductions over strided views.

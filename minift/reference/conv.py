@@ -15,26 +15,9 @@ a broadcast batch of the matmul, so every product is a handful of large BLAS GEM
 
 from __future__ import annotations
 
-from minift.reference.checks import check_float_arrays, check_ndim, check_pair, check_same_shape, check_shape
-from minift.reference.im2col import col2im, im2col, output_size
-
-
-def _output_shape(kernel, x_shape, weight_shape, stride, padding, dilation):
-    """Check the geometry of a convolution and return the shape of y, (N, O, Ho, Wo)."""
-    n, c, h, w = x_shape
-    o, weight_c, kh, kw = weight_shape
-    if weight_c != c:
-        raise ValueError(
-            f"{kernel}: the input has {c} channels but the weight (O, C, KH, KW) = "
-            f"{tuple(weight_shape)} expects {weight_c}"
-        )
-    if kh < 1 or kw < 1:
-        raise ValueError(f"{kernel}: the kernel must be at least 1x1, got weight shape {tuple(weight_shape)}")
-    stride = check_pair(kernel, "stride", stride, 1)
-    padding = check_pair(kernel, "padding", padding, 0)
-    dilation = check_pair(kernel, "dilation", dilation, 1)
-    ho, wo = output_size(kernel, (h, w), (kh, kw), stride, padding, dilation)
-    return n, o, ho, wo
+from minift.reference.checks import check_float_arrays, check_ndim, check_same_shape, check_shape
+from minift.reference.geometry import conv2d_geometry
+from minift.reference.im2col import col2im, im2col
 
 
 def _weight_matrix(weight):
@@ -54,16 +37,15 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
     check_float_arrays(kernel, x=x, weight=weight, **({} if bias is None else {"bias": bias}))
     check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
     check_ndim(kernel, "weight", weight, 4, "(O, C, KH, KW)")
-    n, o, ho, wo = _output_shape(kernel, x.shape, weight.shape, stride, padding, dilation)
+    g = conv2d_geometry(kernel, x.shape, weight.shape, stride, padding, dilation)
     if bias is not None:
-        check_same_shape(kernel, "bias", bias.shape, (o,), "one entry per output channel")
+        check_same_shape(kernel, "bias", bias.shape, (g.o,), "one entry per output channel")
 
-    _, c, kh, kw = weight.shape
-    cols = im2col(x, (kh, kw), stride, padding, dilation)  # (N, KH, KW, C, Ho, Wo)
-    y = _weight_matrix(weight) @ cols.reshape(n, kh * kw * c, ho * wo)  # (N, O, Ho*Wo)
+    cols = im2col(x, g.kernel_size, g.stride, g.padding, g.dilation)  # (N, KH, KW, C, Ho, Wo)
+    y = _weight_matrix(weight) @ cols.reshape(g.n, g.taps, g.ho * g.wo)  # (N, O, Ho*Wo)
     if bias is not None:
         y += bias[:, None]
-    return y.reshape(n, o, ho, wo)
+    return y.reshape(g.output_shape)
 
 
 def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation):
@@ -77,13 +59,12 @@ def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation
     check_float_arrays(kernel, grad_y=grad_y, weight=weight)
     check_ndim(kernel, "weight", weight, 4, "(O, C, KH, KW)")
     input_shape = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
-    y_shape = _output_shape(kernel, input_shape, weight.shape, stride, padding, dilation)
-    check_same_shape(kernel, "grad_y", grad_y.shape, y_shape, "the output shape of this convolution")
+    g = conv2d_geometry(kernel, input_shape, weight.shape, stride, padding, dilation)
+    check_same_shape(kernel, "grad_y", grad_y.shape, g.output_shape, "the output shape of this convolution")
 
-    n, o, ho, wo = y_shape
-    _, c, kh, kw = weight.shape
-    grad_cols = _weight_matrix(weight).T @ grad_y.reshape(n, o, ho * wo)  # (N, KH*KW*C, Ho*Wo)
-    return col2im(grad_cols.reshape(n, kh, kw, c, ho, wo), input_shape, stride, padding, dilation)
+    grad_cols = _weight_matrix(weight).T @ grad_y.reshape(g.n, g.o, g.ho * g.wo)  # (N, KH*KW*C, Ho*Wo)
+    grad_cols = grad_cols.reshape(g.n, g.kh, g.kw, g.c, g.ho, g.wo)
+    return col2im(grad_cols, input_shape, g.stride, g.padding, g.dilation)
 
 
 def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation):
@@ -98,11 +79,10 @@ def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation):
     check_float_arrays(kernel, grad_y=grad_y, x=x)
     check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
     weight_shape = check_shape(kernel, "weight_shape", weight_shape, "(O, C, KH, KW)")
-    y_shape = _output_shape(kernel, x.shape, weight_shape, stride, padding, dilation)
-    check_same_shape(kernel, "grad_y", grad_y.shape, y_shape, "the output shape of this convolution")
+    g = conv2d_geometry(kernel, x.shape, weight_shape, stride, padding, dilation)
+    check_same_shape(kernel, "grad_y", grad_y.shape, g.output_shape, "the output shape of this convolution")
 
-    n, o, ho, wo = y_shape
-    _, c, kh, kw = weight_shape
-    cols = im2col(x, (kh, kw), stride, padding, dilation).reshape(n, kh * kw * c, ho * wo)
-    grad_w_matrix = (grad_y.reshape(n, o, ho * wo) @ cols.transpose(0, 2, 1)).sum(axis=0)  # (O, KH*KW*C)
-    return grad_w_matrix.reshape(o, kh, kw, c).transpose(0, 3, 1, 2).copy()
+    cols = im2col(x, g.kernel_size, g.stride, g.padding, g.dilation).reshape(g.n, g.taps, g.ho * g.wo)
+    grad_y = grad_y.reshape(g.n, g.o, g.ho * g.wo)
+    grad_w_matrix = (grad_y @ cols.transpose(0, 2, 1)).sum(axis=0)  # (O, KH*KW*C)
+    return grad_w_matrix.reshape(g.o, g.kh, g.kw, g.c).transpose(0, 3, 1, 2).copy()

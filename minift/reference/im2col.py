@@ -32,24 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minift.backend import conv_output_size
-
-
-def output_size(caller: str, input_hw, kernel_size, stride, padding, dilation) -> tuple[int, int]:
-    """(Ho, Wo) of a sliding window over an (H, W) plane; raises if no window fits."""
-    ho, wo = (
-        conv_output_size(size, k, s, p, d)
-        for size, k, s, p, d in zip(input_hw, kernel_size, stride, padding, dilation)
-    )
-    if ho < 1 or wo < 1:
-        span = tuple(d * (k - 1) + 1 for k, d in zip(kernel_size, dilation))
-        padded = tuple(size + 2 * p for size, p in zip(input_hw, padding))
-        raise ValueError(
-            f"{caller}: the padded input {padded[0]}x{padded[1]} is smaller than the window "
-            f"span {span[0]}x{span[1]} (kernel {tuple(kernel_size)}, dilation {tuple(dilation)}); "
-            f"use a larger input, more padding or a smaller kernel"
-        )
-    return ho, wo
+from minift.reference.geometry import output_size
 
 
 def pad_planes(x, padding, value=0.0):

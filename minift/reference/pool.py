@@ -12,37 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from minift.reference.checks import check_float_arrays, check_ndim, check_pair, check_same_shape, check_shape
-from minift.reference.im2col import col2im, offset_slices, output_size, pad_planes
-
-
-def _pooled_size(kernel, input_hw, kernel_size, stride, padding, dilation=(1, 1)):
-    """Check the pooling geometry and return (Ho, Wo).
-
-    PyTorch's rule: padding at most half the kernel. And every window must reach the input:
-    a dilated window can otherwise fall wholly on padding (kernel 2, dilation 2, padding 1
-    over a 1-pixel input) and would have no maximum.
-    """
-    kernel_size = check_pair(kernel, "kernel_size", kernel_size, 1)
-    stride = check_pair(kernel, "stride", stride, 1)
-    padding = check_pair(kernel, "padding", padding, 0)
-    dilation = check_pair(kernel, "dilation", dilation, 1)
-    if padding[0] > kernel_size[0] // 2 or padding[1] > kernel_size[1] // 2:
-        raise ValueError(
-            f"{kernel}: padding must be at most half the kernel size, got padding {padding} "
-            f"for kernel_size {kernel_size}"
-        )
-    out_hw = output_size(kernel, input_hw, kernel_size, stride, padding, dilation)
-    for axis, name in enumerate(("height", "width")):
-        starts = np.arange(out_hw[axis])[:, None] * stride[axis] - padding[axis]
-        positions = starts + np.arange(kernel_size[axis]) * dilation[axis]
-        if not ((positions >= 0) & (positions < input_hw[axis])).any(axis=1).all():
-            raise ValueError(
-                f"{kernel}: along the {name}, a window with kernel {kernel_size[axis]}, dilation "
-                f"{dilation[axis]} and padding {padding[axis]} covers only padding of the "
-                f"{input_hw[axis]}-long input; use less padding or dilation, or a larger input"
-            )
-    return out_hw
+from minift.reference.checks import check_float_arrays, check_ndim, check_same_shape, check_shape
+from minift.reference.geometry import max_pool2d_backward_shape, pool2d_geometry
+from minift.reference.im2col import col2im, offset_slices, pad_planes
 
 
 def _offset_views(xpad, kernel_size, out_hw, stride, dilation):
@@ -72,19 +44,19 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     kernel = "max_pool2d_forward"
     check_float_arrays(kernel, x=x)
     check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
-    n, c, h, w = x.shape
-    ho, wo = _pooled_size(kernel, (h, w), kernel_size, stride, padding, dilation)
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    g = pool2d_geometry(kernel, x.shape, kernel_size, stride, padding, dilation)
+    h, w, ho, wo = g.h, g.w, g.ho, g.wo
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = g.kernel_size, g.stride, g.padding, g.dilation
 
-    xpad = pad_planes(x, padding, value=-np.inf)
-    views = _offset_views(xpad, kernel_size, (ho, wo), stride, dilation)
+    xpad = pad_planes(x, g.padding, value=-np.inf)
+    views = _offset_views(xpad, g.kernel_size, (ho, wo), g.stride, g.dilation)
     y = views[0].copy()
     for view in views[1:]:
         np.maximum(y, view, out=y)  # propagates NaN
 
     has_nan = bool(np.isnan(y).any())  # a NaN is the maximum of every window that holds one
-    is_real = pad_planes(np.ones((1, 1, h, w), dtype=bool), padding, value=False)
-    real_views = _offset_views(is_real, kernel_size, (ho, wo), stride, dilation)
+    is_real = pad_planes(np.ones((1, 1, h, w), dtype=bool), g.padding, value=False)
+    real_views = _offset_views(is_real, g.kernel_size, (ho, wo), g.stride, g.dilation)
     not_found = np.ones(y.shape, dtype=bool)
     offset = np.zeros(y.shape, dtype=np.min_scalar_type(kh * kw))  # small ints: cheap to add
     for view, real in zip(views[:-1], real_views):  # the last offset is the only one left
@@ -111,14 +83,7 @@ def max_pool2d_backward(grad_y, indices, input_shape):
     """
     kernel = "max_pool2d_backward"
     check_float_arrays(kernel, grad_y=grad_y)
-    check_ndim(kernel, "grad_y", grad_y, 4, "(N, C, Ho, Wo)")
-    check_same_shape(kernel, "indices", indices.shape, grad_y.shape, "one index per grad_y element")
-    if indices.dtype.kind not in "iu":
-        raise TypeError(f"{kernel}: indices must be integers (int64), got {indices.dtype}")
-    n, c, h, w = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
-    check_same_shape(kernel, "grad_y", grad_y.shape[:2], (n, c), "its (N, C) must match input_shape")
-    if indices.size and (indices.min() < 0 or indices.max() >= h * w):
-        raise ValueError(f"{kernel}: indices must lie in [0, H*W) = [0, {h * w}) for input_shape {input_shape}")
+    n, c, h, w = max_pool2d_backward_shape(kernel, grad_y, indices, input_shape)
 
     grad_x = np.zeros((n, c, h * w), dtype=grad_y.dtype)
     plane = np.arange(n * c).reshape(n, c, 1, 1)
@@ -136,12 +101,12 @@ def avg_pool2d_forward(x, kernel_size, stride, padding):
     kernel = "avg_pool2d_forward"
     check_float_arrays(kernel, x=x)
     check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
-    ho, wo = _pooled_size(kernel, x.shape[2:], kernel_size, stride, padding)
-    views = _offset_views(pad_planes(x, padding), kernel_size, (ho, wo), stride, (1, 1))
+    g = pool2d_geometry(kernel, x.shape, kernel_size, stride, padding)
+    views = _offset_views(pad_planes(x, g.padding), g.kernel_size, (g.ho, g.wo), g.stride, (1, 1))
     y = views[0].copy()
     for view in views[1:]:
         y += view
-    y /= kernel_size[0] * kernel_size[1]
+    y /= g.kh * g.kw
     return y
 
 
@@ -153,12 +118,11 @@ def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride, padding):
     """
     kernel = "avg_pool2d_backward"
     check_float_arrays(kernel, grad_y=grad_y)
-    n, c, h, w = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
-    ho, wo = _pooled_size(kernel, (h, w), kernel_size, stride, padding)
-    check_same_shape(kernel, "grad_y", grad_y.shape, (n, c, ho, wo), "the pooled shape of input_shape")
+    input_shape = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
+    g = pool2d_geometry(kernel, input_shape, kernel_size, stride, padding)
+    check_same_shape(kernel, "grad_y", grad_y.shape, g.output_shape, "the pooled shape of input_shape")
 
-    kh, kw = kernel_size
-    share = grad_y / (kh * kw)
+    share = grad_y / (g.kh * g.kw)
     # col2im wants (N, KH, KW, C, Ho, Wo): the same share at every offset (p, q).
-    cols = np.broadcast_to(share[:, None, None], (n, kh, kw, c, ho, wo))
-    return col2im(cols, input_shape, stride, padding, (1, 1))
+    cols = np.broadcast_to(share[:, None, None], (g.n, g.kh, g.kw, g.c, g.ho, g.wo))
+    return col2im(cols, input_shape, g.stride, g.padding, (1, 1))

@@ -1,0 +1,200 @@
+"""The geometry of conv2d and pool2d: their output sizes, and the checks of their arguments.
+
+Every backend -- this NumPy reference, the Numba kernels and the CuPy kernels -- sizes its
+outputs with these functions, so the same bad call fails with the same message, word for
+word, whichever backend runs it. A call that fails here has done no work.
+
+Along one axis, a window of k taps spaced d apart (the dilation) spans ``d*(k-1) + 1``
+positions; window i starts at ``i*s - p`` (s: stride, p: padding) and reads the input at
+``i*s - p + t*d`` for ``t < k``. The windows that fit in the padded input number
+
+    out = (size + 2*p - d*(k-1) - 1) // s + 1        (``minift.backend.conv_output_size``)
+
+and a call is refused when ``out < 1`` along either axis. Pooling adds two rules:
+``p <= k // 2`` (PyTorch's), and no window may lie wholly on the padding, where it would
+have no maximum.
+
+The shapes passed to ``conv2d_geometry`` and ``pool2d_geometry`` are four ints each: a
+caller first checks its arrays (``check_ndim``) and shape arguments (``check_shape``),
+whose messages name the argument. ``max_pool2d_backward_shape`` checks the arrays of
+max pooling's backward pass itself (it has no window to size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from minift.backend import conv_output_size
+from minift.reference.checks import check_ndim, check_pair, check_same_shape, check_shape
+
+
+def output_size(kernel: str, input_hw, kernel_size, stride, padding, dilation) -> tuple[int, int]:
+    """(Ho, Wo) of a sliding window over an (H, W) plane; raises if no window fits.
+
+    ``kernel`` names the caller in the message; the four window arguments are checked pairs.
+    """
+    ho, wo = (
+        conv_output_size(size, k, s, p, d)
+        for size, k, s, p, d in zip(input_hw, kernel_size, stride, padding, dilation)
+    )
+    if ho < 1 or wo < 1:
+        span = tuple(d * (k - 1) + 1 for k, d in zip(kernel_size, dilation))
+        padded = tuple(size + 2 * p for size, p in zip(input_hw, padding))
+        raise ValueError(
+            f"{kernel}: the padded input {padded[0]}x{padded[1]} is smaller than the window "
+            f"span {span[0]}x{span[1]} (kernel {tuple(kernel_size)}, dilation {tuple(dilation)}); "
+            f"use a larger input, more padding or a smaller kernel"
+        )
+    return ho, wo
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Every size of one 2-D convolution: x (n, c, h, w), weight (o, c, kh, kw), y (n, o, ho, wo)."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    o: int
+    kh: int
+    kw: int
+    ho: int
+    wo: int
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+
+    @property
+    def kernel_size(self) -> tuple[int, int]:
+        return (self.kh, self.kw)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.c, self.h, self.w)
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int, int]:
+        return (self.o, self.c, self.kh, self.kw)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.o, self.ho, self.wo)
+
+    @property
+    def taps(self) -> int:
+        """Rows of the im2col matrix: ``C * KH * KW``."""
+        return self.c * self.kh * self.kw
+
+
+def conv2d_geometry(kernel: str, x_shape, weight_shape, stride, padding, dilation) -> ConvGeometry:
+    """Check a convolution's arguments and size its output.
+
+    x_shape (N, C, H, W) and weight_shape (O, C, KH, KW): the channels must agree and the
+    kernel be at least 1x1; stride >= 1, padding >= 0 and dilation >= 1 are pairs of ints;
+    at least one window must fit: ``Ho, Wo >= 1``.
+    """
+    n, c, h, w = (int(size) for size in x_shape)
+    o, weight_c, kh, kw = (int(size) for size in weight_shape)
+    if weight_c != c:
+        raise ValueError(
+            f"{kernel}: the input has {c} channels but the weight (O, C, KH, KW) = "
+            f"{tuple(weight_shape)} expects {weight_c}"
+        )
+    if kh < 1 or kw < 1:
+        raise ValueError(f"{kernel}: the kernel must be at least 1x1, got weight shape {tuple(weight_shape)}")
+    stride = check_pair(kernel, "stride", stride, 1)
+    padding = check_pair(kernel, "padding", padding, 0)
+    dilation = check_pair(kernel, "dilation", dilation, 1)
+    ho, wo = output_size(kernel, (h, w), (kh, kw), stride, padding, dilation)
+    return ConvGeometry(n, c, h, w, o, kh, kw, ho, wo, stride, padding, dilation)
+
+
+@dataclass(frozen=True)
+class PoolGeometry:
+    """Every size of one 2-D pooling: x (n, c, h, w), window (kh, kw), y (n, c, ho, wo)."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    kh: int
+    kw: int
+    ho: int
+    wo: int
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+
+    @property
+    def kernel_size(self) -> tuple[int, int]:
+        return (self.kh, self.kw)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.c, self.h, self.w)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.c, self.ho, self.wo)
+
+
+def pool2d_geometry(kernel: str, x_shape, kernel_size, stride, padding, dilation=(1, 1)) -> PoolGeometry:
+    """Check a pooling's arguments and size its output.
+
+    x_shape (N, C, H, W); kernel_size and stride >= 1, padding >= 0, dilation >= 1 are
+    pairs of ints, with ``padding <= kernel_size // 2``; at least one window must fit, and
+    none may cover only padding (possible with dilation: kernel 2, dilation 2 and
+    padding 1 over a 1-pixel input read positions -1 and 1).
+    """
+    n, c, h, w = (int(size) for size in x_shape)
+    kernel_size = check_pair(kernel, "kernel_size", kernel_size, 1)
+    stride = check_pair(kernel, "stride", stride, 1)
+    padding = check_pair(kernel, "padding", padding, 0)
+    dilation = check_pair(kernel, "dilation", dilation, 1)
+    if padding[0] > kernel_size[0] // 2 or padding[1] > kernel_size[1] // 2:
+        raise ValueError(
+            f"{kernel}: padding must be at most half the kernel size, got padding {padding} "
+            f"for kernel_size {kernel_size}"
+        )
+    out_hw = output_size(kernel, (h, w), kernel_size, stride, padding, dilation)
+    for axis, window in enumerate(zip((h, w), out_hw, kernel_size, stride, padding, dilation)):
+        _check_windows_reach_the_input(kernel, ("height", "width")[axis], *window)
+    return PoolGeometry(n, c, h, w, *kernel_size, *out_hw, stride, padding, dilation)
+
+
+def _check_windows_reach_the_input(kernel, axis, size, out, k, s, p, d) -> None:
+    """Raise if one of the ``out`` windows along ``axis`` reads no input position.
+
+    Only a window that starts on the padding, at ``start = i*s - p < 0``, can: one that
+    starts at ``start >= 0`` reads the input there, since every window ends within
+    ``size + p`` and spans more than ``p <= k // 2`` positions. The first of its taps at or
+    past 0 is ``t = ceil(-start / d)``; the window misses the input when there is no such
+    tap (``t >= k``) or it already lies past the end (``start + t*d >= size``).
+    """
+    for start in range(-p, min(0, out * s - p), s):
+        t = -(start // d)
+        if t >= k or start + t * d >= size:
+            raise ValueError(
+                f"{kernel}: along the {axis}, a window with kernel {k}, dilation {d} and "
+                f"padding {p} covers only padding of the {size}-long input; use less "
+                f"padding or dilation, or a larger input"
+            )
+
+
+def max_pool2d_backward_shape(kernel: str, grad_y, indices, input_shape) -> tuple[int, int, int, int]:
+    """Check the arguments of ``max_pool2d_backward`` against each other; return (N, C, H, W).
+
+    grad_y (N, C, Ho, Wo) and indices of its shape, integers; input_shape (N, C, H, W)
+    with the same N and C; every index a flat position ``h * W + w`` in ``[0, H*W)``.
+    The arrays may be NumPy or CuPy arrays (on a GPU the range check waits for the result).
+    """
+    check_ndim(kernel, "grad_y", grad_y, 4, "(N, C, Ho, Wo)")
+    check_same_shape(kernel, "indices", indices.shape, grad_y.shape, "one index per grad_y element")
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"{kernel}: indices must be integers (int64), got {indices.dtype}")
+    n, c, h, w = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
+    check_same_shape(kernel, "grad_y", grad_y.shape[:2], (n, c), "its (N, C) must match input_shape")
+    if indices.size and (indices.min() < 0 or indices.max() >= h * w):
+        raise ValueError(f"{kernel}: indices must lie in [0, H*W) = [0, {h * w}) for input_shape {input_shape}")
+    return n, c, h, w
