@@ -1,11 +1,19 @@
-"""Datasets, subsets, random_split and take_per_class."""
+"""Datasets, subsets, random_split, take_per_class and select_classes."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minift.data import ArrayDataset, Dataset, Subset, random_split, stack_samples, take_per_class
+from minift.data import (
+    ArrayDataset,
+    Dataset,
+    Subset,
+    random_split,
+    select_classes,
+    stack_samples,
+    take_per_class,
+)
 
 
 def make_arrays(n, seed=0):
@@ -133,3 +141,64 @@ def test_take_per_class_names_the_short_class():
         take_per_class(np.array([0, 0, 7]), 2, seed=0)
     with pytest.raises(TypeError, match="1-D array of ints"):
         take_per_class(np.array([0.0, 1.0]), 1, seed=0)
+
+
+ends = st.one_of(st.none(), st.integers(-8, 8))
+
+
+@st.composite
+def class_selections(draw):
+    """(x, y, classes, rows): x holds each row's own index, classes a shuffled subset of y's labels."""
+    y = np.array(draw(st.lists(st.integers(0, 6), min_size=1, max_size=60)))
+    x = np.arange(len(y))[:, None] * np.ones(2, dtype=np.int64)  # (N, 2): row i is (i, i)
+    classes = draw(st.lists(st.sampled_from(sorted(set(y.tolist()))), min_size=1, max_size=7, unique=True))
+    rows = slice(draw(ends), draw(ends), draw(st.sampled_from([None, 1, 2, 3])))
+    return x, y, classes, rows
+
+
+@settings(max_examples=60)
+@given(class_selections())
+def test_select_classes_keeps_the_rows_of_each_class_in_order_and_relabels_them(selection):
+    x, y, classes, rows = selection
+    x_subset, y_subset = select_classes(x, y, classes, rows)
+    kept = x_subset[:, 0]  # the original row index of each kept row
+    assert y_subset.dtype == np.int64 and len(x_subset) == len(y_subset)
+    assert np.all((0 <= y_subset) & (y_subset < len(classes)))
+    np.testing.assert_array_equal(y[kept], np.array(classes)[y_subset])  # every kept row has its class
+    assert np.all(np.diff(y_subset) >= 0)  # the classes come in the order of `classes`
+    for j, c in enumerate(classes):
+        occurrences = np.flatnonzero(y == c)
+        mine = kept[y_subset == j]
+        assert len(mine) == len(range(len(occurrences))[rows])  # min(len(rows), occurrences) for a plain slice
+        np.testing.assert_array_equal(mine, occurrences[rows])  # the slice of the class's rows, in order
+
+
+def test_select_classes_takes_the_first_and_last_rows_of_each_class():
+    y = np.array([5, 7, 5, 5, 7, 5])
+    x = np.arange(6) * 10
+    np.testing.assert_array_equal(select_classes(x, y, [7, 5], slice(0, 2))[0], [10, 40, 0, 20])
+    np.testing.assert_array_equal(select_classes(x, y, [7, 5], slice(-1, None))[0], [40, 50])
+    np.testing.assert_array_equal(select_classes(x, y, [7, 5], slice(0, 2))[1], [0, 0, 1, 1])
+
+
+LABELS = [0, 1, 0, 1]
+
+
+@pytest.mark.parametrize("x, y, classes, rows, error, words", [
+    (np.zeros(4), LABELS, [2], slice(None), ValueError, "classes [2] do not occur in y, whose labels are [0, 1]"),
+    (np.zeros(4), LABELS, [1, 0, 1], slice(None), ValueError, "[1, 0, 1] with [1] repeated"),
+    (np.zeros(3), LABELS, [0], slice(None), ValueError, "x of shape (3,) and 4 labels"),
+    (np.zeros(4), [0.0, 1.0, 0.0, 1.0], [0], slice(None), TypeError,
+     "y must be a 1-D array of ints, got dtype float64"),
+    (np.zeros(4), LABELS, [], slice(None), TypeError, "classes must be a non-empty list of int labels, got []"),
+    (np.zeros(4), LABELS, 0, slice(None), TypeError, "classes must be a non-empty list of int labels, got 0"),
+    (np.zeros(4), LABELS, [0], 2, TypeError, "rows must be a slice of each class's rows"),
+])
+def test_select_classes_names_what_is_wrong_and_changes_nothing(x, y, classes, rows, error, words):
+    y = np.array(y)
+    before = (x.copy(), y.copy())
+    with pytest.raises(error) as raised:
+        select_classes(x, y, classes, rows)
+    assert words in str(raised.value)
+    np.testing.assert_array_equal(x, before[0])
+    np.testing.assert_array_equal(y, before[1])

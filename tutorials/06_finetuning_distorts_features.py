@@ -49,7 +49,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minift import course, nn
-from minift.data import ArrayDataset, DataLoader, load_dataset
+from minift.data import ArrayDataset, DataLoader, load_dataset, select_classes
 from minift.finetune import evaluate_accuracy, lp_ft
 from minift.models import SmallCNN
 from minift.train import Learner
@@ -92,8 +92,7 @@ fashion = load_dataset("fashion-mnist-bundled")
 def task(classes, split, per_class=None):
     """Images and labels (0..len(classes)-1) of ``classes`` in ``split`` ("train" or "test")."""
     images, labels = getattr(fashion, f"x_{split}"), getattr(fashion, f"y_{split}")
-    keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in classes])
-    return images[keep], np.array([classes.index(label) for label in labels[keep]])
+    return select_classes(images, labels, classes, slice(per_class))
 
 
 def negative(images):

@@ -47,10 +47,9 @@ import copy
 import time
 
 import matplotlib.pyplot as plt
-import numpy as np
 
 from minift import course, nn
-from minift.data import ArrayDataset, DataLoader, load_dataset
+from minift.data import ArrayDataset, DataLoader, load_dataset, select_classes
 from minift.finetune import L2SP, evaluate_accuracy, set_trainable
 from minift.models import SmallCNN
 from minift.train import Learner
@@ -80,8 +79,7 @@ fashion = load_dataset("fashion-mnist-bundled")
 def task(classes, split, per_class=None):
     """The images of ``classes`` in ``split`` ("train" or "test"), labelled 0..len(classes)-1."""
     images, labels = getattr(fashion, f"x_{split}"), getattr(fashion, f"y_{split}")
-    keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in classes])
-    return ArrayDataset(images[keep], np.array([classes.index(label) for label in labels[keep]]))
+    return ArrayDataset(*select_classes(images, labels, classes, slice(per_class)))
 
 
 source_test = DataLoader(task(A_CLASSES, "test"), batch_size=500)

@@ -46,7 +46,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minift import course
-from minift.data import ArrayDataset, DataLoader, load_dataset
+from minift.data import ArrayDataset, DataLoader, load_dataset, select_classes
 from minift.finetune import evaluate_accuracy, layer_groups, transplant
 from minift.models import SmallCNN
 from minift.train import Learner, UpdateToWeightRatio
@@ -79,8 +79,7 @@ fashion = load_dataset("fashion-mnist-bundled")
 def task_a(split, rows=slice(None)):
     """Images and labels (0..4) of task A in ``split``; ``rows`` picks images within each class."""
     images, labels = getattr(fashion, f"x_{split}"), getattr(fashion, f"y_{split}")
-    keep = np.concatenate([np.flatnonzero(labels == c)[rows] for c in A_CLASSES])
-    return images[keep], np.array([A_CLASSES.index(label) for label in labels[keep]])
+    return select_classes(images, labels, A_CLASSES, rows)
 
 
 pretrain_set = task_a("train", slice(0, PRETRAIN_PER_CLASS))

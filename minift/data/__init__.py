@@ -13,7 +13,7 @@ A typical few-shot fine-tuning set-up::
         ...
 
 The files, one concept each: ``dataset.py`` (Dataset, ArrayDataset, Subset),
-``splits.py`` (random_split, take_per_class), ``dataloader.py``, ``transforms.py``,
+``splits.py`` (random_split, take_per_class, select_classes), ``dataloader.py``, ``transforms.py``,
 ``idx.py`` (the MNIST file format), ``files.py`` (finding and checksumming files),
 ``images.py`` (ImageData), ``sources.py`` (installed datasets), ``bundled.py`` (datasets
 shipped in the wheel, rebuilt by ``make_bundled.py``), ``registry.py`` (by name).
@@ -25,11 +25,11 @@ from .files import ChecksumError, DatasetNotFoundError, data_home
 from .idx import IdxFormatError, encode_idx, parse_idx
 from .images import ImageData
 from .registry import DATASETS, available_datasets, load_dataset
-from .splits import random_split, take_per_class
+from .splits import random_split, select_classes, take_per_class
 
 __all__ = [
     "ArrayDataset", "ChecksumError", "DATASETS", "DataLoader", "Dataset", "DatasetNotFoundError",
     "IdxFormatError", "ImageData", "Subset", "TensorDataset", "available_datasets", "data_home",
-    "default_collate", "encode_idx", "load_dataset", "parse_idx", "random_split", "stack_samples",
-    "take_per_class",
+    "default_collate", "encode_idx", "load_dataset", "parse_idx", "random_split", "select_classes",
+    "stack_samples", "take_per_class",
 ]
