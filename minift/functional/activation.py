@@ -45,6 +45,7 @@ class GELU(Function):
 
     exact ("none"):  Phi(x) = (1 + erf(x / sqrt 2)) / 2,
                      dz/dx = Phi(x) + x * exp(-x**2 / 2) / sqrt(2 pi)
+                     (Phi(x) is saved for backward: erf is the costly part, worth its memory)
     "tanh":          z = x/2 * (1 + tanh(u)),  u = sqrt(2/pi) * (x + 0.044715 x**3),
                      dz/dx = (1 + tanh u)/2 + x/2 * (1 - tanh(u)**2) * sqrt(2/pi) * (1 + 3*0.044715 x**2)
     """
@@ -52,22 +53,24 @@ class GELU(Function):
     @staticmethod
     def forward(ctx, x, approximate):
         xp = array_module(x)
-        ctx.save_for_backward(x)
         ctx.approximate = approximate
         if approximate == "tanh":
+            ctx.save_for_backward(x)
             u = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
             return 0.5 * x * (1 + xp.tanh(u))
-        return 0.5 * x * (1 + erf(x / math.sqrt(2)))
+        one_plus_erf = 1 + erf(x / math.sqrt(2))
+        ctx.save_for_backward(x, 0.5 * one_plus_erf)
+        return 0.5 * x * one_plus_erf
 
     @staticmethod
     def backward(ctx, g):
-        (x,) = ctx.saved
+        x = ctx.saved[0]
         xp = array_module(x)
         if ctx.approximate == "tanh":
             c = math.sqrt(2 / math.pi)
             t = xp.tanh(c * (x + 0.044715 * x**3))
             return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x))
-        cdf = 0.5 * (1 + erf(x / math.sqrt(2)))
+        cdf = ctx.saved[1]
         pdf = xp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
         return g * (cdf + x * pdf)
 

@@ -16,7 +16,8 @@ class Dropout(Function):
     def forward(ctx, x, p):
         xp = array_module(x)
         keep = generator().random(x.shape) >= p
-        scale = (xp.asarray(keep) / (1 - p)).astype(x.dtype)
+        scale = xp.asarray(keep).astype(x.dtype)
+        scale *= x.dtype.type(1 / (1 - p))  # in place: one pass, no float64 temporary
         ctx.save_for_backward(scale)
         return x * scale
 
