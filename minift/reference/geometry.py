@@ -49,14 +49,14 @@ def output_size(kernel: str, input_hw, kernel_size, stride, padding, dilation) -
 
 
 @dataclass(frozen=True)
-class ConvGeometry:
-    """Every size of one 2-D convolution: x (n, c, h, w), weight (o, c, kh, kw), y (n, o, ho, wo)."""
+class WindowGeometry:
+    """The sizes every sliding-window op shares: x (n, c, h, w), window (kh, kw), output
+    planes (ho, wo), and the checked stride, padding and dilation pairs."""
 
     n: int
     c: int
     h: int
     w: int
-    o: int
     kh: int
     kw: int
     ho: int
@@ -72,6 +72,13 @@ class ConvGeometry:
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
         return (self.n, self.c, self.h, self.w)
+
+
+@dataclass(frozen=True)
+class ConvGeometry(WindowGeometry):
+    """Every size of one 2-D convolution: x (n, c, h, w), weight (o, c, kh, kw), y (n, o, ho, wo)."""
+
+    o: int
 
     @property
     def weight_shape(self) -> tuple[int, int, int, int]:
@@ -107,32 +114,12 @@ def conv2d_geometry(kernel: str, x_shape, weight_shape, stride, padding, dilatio
     padding = check_pair(kernel, "padding", padding, 0)
     dilation = check_pair(kernel, "dilation", dilation, 1)
     ho, wo = output_size(kernel, (h, w), (kh, kw), stride, padding, dilation)
-    return ConvGeometry(n, c, h, w, o, kh, kw, ho, wo, stride, padding, dilation)
+    return ConvGeometry(n, c, h, w, kh, kw, ho, wo, stride, padding, dilation, o=o)
 
 
 @dataclass(frozen=True)
-class PoolGeometry:
+class PoolGeometry(WindowGeometry):
     """Every size of one 2-D pooling: x (n, c, h, w), window (kh, kw), y (n, c, ho, wo)."""
-
-    n: int
-    c: int
-    h: int
-    w: int
-    kh: int
-    kw: int
-    ho: int
-    wo: int
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
-
-    @property
-    def kernel_size(self) -> tuple[int, int]:
-        return (self.kh, self.kw)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.c, self.h, self.w)
 
     @property
     def output_shape(self) -> tuple[int, int, int, int]:
