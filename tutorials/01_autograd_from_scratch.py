@@ -30,7 +30,7 @@
 #    right with `gradcheck` — and why gradcheck insists on float64;
 # 5. back-propagation learning a hidden representation, as in 1986.
 #
-# **Runtime:** about 6 s of CPU time on a 2-core CPU (3 s with `MINIFT_FAST=1`). Every number
+# **Runtime:** about 5 s on an idle 2-core CPU (2 s with `MINIFT_FAST=1`). Every number
 # in this notebook is recomputed when you run it; the assert cells at the end check its claims.
 
 # %%

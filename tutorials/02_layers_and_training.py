@@ -31,7 +31,7 @@
 # 4. training a CNN with `minift.train.Learner` and reading its training curve;
 # 5. what BatchNorm does for the learning rate you can use.
 #
-# **Runtime:** about 45 s of CPU time on a 2-core CPU (15–20 s with `MINIFT_FAST=1`, which
+# **Runtime:** about 43 s on an idle 2-core CPU (16 s with `MINIFT_FAST=1`, which
 # trains on fewer images: the same conclusions, lower accuracies); `tutorials/README.md`
 # lists the measurements. The assert cells at the end check the claims.
 

@@ -41,7 +41,7 @@
 # bag, ankle boot) with only **10 labelled images per class**. (Tutorial 05 uses a split
 # like this one to measure how transferable each layer is.)
 #
-# **Runtime:** about 30 s of CPU time on a 2-core CPU (about 17 s with `MINIFT_FAST=1`);
+# **Runtime:** about 30 s on an idle 2-core CPU (about 18 s with `MINIFT_FAST=1`);
 # `tutorials/README.md` lists the measurements. The assert cells at the end check the claims.
 
 # %%

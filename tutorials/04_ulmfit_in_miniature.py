@@ -44,7 +44,7 @@
 # group, a schedule stepped per batch, a callback that unfreezes), how to measure
 # forgetting epoch by epoch, and what each technique buys — and costs — at this scale.
 #
-# **Runtime:** about 20 s of CPU time on a 2-core CPU (about 5 s with `MINIFT_FAST=1`);
+# **Runtime:** about 14 s on an idle 2-core CPU (about 4 s with `MINIFT_FAST=1`);
 # `tutorials/README.md` lists the measurements. The assert cells at the end check the claims.
 
 # %%

@@ -33,10 +33,8 @@
 #    are specific;
 # 5. which of the paper's findings appear at this small scale and which do not.
 #
-# **Runtime:** 22 short training runs, about 40 s of CPU time on the 2-core development
-# machine (15 s with `MINIFT_FAST=1`), measured with one thread per pool
-# (`NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`); with the default two threads, on a
-# machine busy with other jobs, it took up to three times as much.
+# **Runtime:** 22 short training runs, about 52 s on an idle 2-core CPU with the default
+# settings (20 s with `MINIFT_FAST=1`); `tutorials/README.md` lists the measurements.
 # Every number is recomputed when you run it; the assert cells at the end check the claims.
 
 # %%

@@ -34,10 +34,8 @@
 # 4. how L2-SP compares with the two other remedies — a lower learning rate for the
 #    pretrained layers, and freezing some of them.
 #
-# **Runtime:** about 35 s of CPU time on the 2-core development machine (10 s with
-# `MINIFT_FAST=1`), measured with one thread per pool (`NUMBA_NUM_THREADS=1
-# OPENBLAS_NUM_THREADS=1`); with the default two threads, on a machine busy with other
-# jobs, it took up to three times as much.
+# **Runtime:** about 35 s on an idle 2-core CPU with the default settings (11 s
+# with `MINIFT_FAST=1`); `tutorials/README.md` lists the measurements.
 # Every number is recomputed when you run it; the assert cells at the end check the claims.
 
 # %%

@@ -30,10 +30,8 @@
 #    choice of learning rate for each;
 # 4. which layers to tune for which shift, and where the rule of thumb breaks.
 #
-# **Runtime:** about 50 s of CPU time on the 2-core development machine (20 s with
-# `MINIFT_FAST=1`), measured with one thread per pool (`NUMBA_NUM_THREADS=1
-# OPENBLAS_NUM_THREADS=1`); with the default two threads, on a machine busy with other
-# jobs, it took up to three times as much.
+# **Runtime:** about 55 s on an idle 2-core CPU with the default settings (24 s
+# with `MINIFT_FAST=1`); `tutorials/README.md` lists the measurements.
 # Every number is recomputed when you run it; the assert cells at the end check the claims.
 
 # %%

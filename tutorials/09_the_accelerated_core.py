@@ -34,10 +34,8 @@
 # Without Numba installed, the parts that need it say why and skip; the rest runs on NumPy.
 # CuPy (an NVIDIA GPU) joins the comparison where it is available.
 #
-# **Runtime:** about 10 s of CPU time on the 2-core development machine (8 s with
-# `MINIFT_FAST=1`), measured with one thread per pool (`NUMBA_NUM_THREADS=1
-# OPENBLAS_NUM_THREADS=1`); with the default two threads, on a machine busy with other
-# jobs, it took up to three times as much.
+# **Runtime:** about 9 s on an idle 2-core CPU with the default settings (7 s
+# with `MINIFT_FAST=1`); `tutorials/README.md` lists the measurements.
 # Every number is recomputed when you run it; the assert cells at the end check the claims.
 # No assert is about speed: timings vary from machine to machine and from minute to minute.
 

