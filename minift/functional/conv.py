@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import numbers
+
 from .. import backend
 from ..autograd import Function
+from ..reference.checks import check_ndim, check_same_shape
+from ..reference.geometry import conv2d_geometry
 
 
-def pair(value, name: str) -> tuple:
-    """``3`` -> ``(3, 3)``; ``(1, 2)`` stays; anything else is a clear error."""
-    if isinstance(value, int):
-        value = (value, value)
-    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value)):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return tuple(value)
+def pair(value):
+    """``3`` -> ``(3, 3)``: an int (not a bool) stands for both height and width.
+
+    Anything else comes back as it came, to be checked by ``check_pair`` (which the
+    geometry functions call): a pair of ints passes; a bool, a float, a string or a pair
+    of anything else is a TypeError that shows the value given.
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value), int(value)
+    return value
 
 
 class Conv2d(Function):
@@ -41,27 +48,16 @@ class Conv2d(Function):
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1):  # noqa: A002
-    """PyTorch's ``F.conv2d`` (groups=1): ``input (N, C, H, W)``, ``weight (O, C, KH, KW)``."""
-    stride, padding, dilation = pair(stride, "stride"), pair(padding, "padding"), pair(dilation, "dilation")
-    if input.ndim != 4 or weight.ndim != 4:
-        raise ValueError(f"conv2d expects input (N, C, H, W) and weight (O, C, KH, KW), got {input.shape} and {weight.shape}")
-    if input.shape[1] != weight.shape[1]:
-        raise ValueError(
-            f"conv2d: input has {input.shape[1]} channels but the weight {weight.shape} expects {weight.shape[1]}"
-        )
-    if bias is not None and bias.shape != (weight.shape[0],):
-        raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},), got {bias.shape}")
-    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
-        raise ValueError(f"conv2d needs stride >= 1, dilation >= 1, padding >= 0; got {stride}, {dilation}, {padding}")
-    for axis, name in ((0, "height"), (1, "width")):
-        padded = input.shape[2 + axis] + 2 * padding[axis]
-        reach = dilation[axis] * (weight.shape[2 + axis] - 1) + 1
-        if reach > padded:
-            raise ValueError(
-                f"conv2d: the kernel reaches {reach} along the {name} but the padded input is only "
-                f"{padded} (input {input.shape}, weight {weight.shape}, padding {padding}, dilation {dilation})"
-            )
-    geometry = dict(stride=stride, padding=padding, dilation=dilation)
+    """PyTorch's ``F.conv2d`` (groups=1): ``input (N, C, H, W)``, ``weight (O, C, KH, KW)``.
+
+    Checked here, before any work, by the checks every backend shares (``minift.reference``).
+    """
+    check_ndim("conv2d", "input", input, 4, "(N, C, H, W)")
+    check_ndim("conv2d", "weight", weight, 4, "(O, C, KH, KW)")
+    g = conv2d_geometry("conv2d", input.shape, weight.shape, pair(stride), pair(padding), pair(dilation))
+    if bias is not None:
+        check_same_shape("conv2d", "bias", bias.shape, (g.o,), "one entry per output channel")
+    geometry = dict(stride=g.stride, padding=g.padding, dilation=g.dilation)
     if bias is None:
         return Conv2d.apply(input, weight, **geometry)
     return Conv2d.apply(input, weight, bias, **geometry)

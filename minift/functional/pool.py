@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-
 from .. import backend
 from ..autograd import Function
 from ..device import array_module
+from ..reference.checks import check_ndim, check_pair
+from ..reference.geometry import pool2d_geometry
 from .conv import pair
 
 
@@ -69,41 +70,31 @@ class AdaptiveAvgPool2d(Function):
         return dx
 
 
-def _check_pool(x, kernel_size, stride, padding, dilation, name):
-    if x.ndim != 4:
-        raise ValueError(f"{name} expects input (N, C, H, W), got shape {x.shape}")
-    if min(kernel_size) < 1 or min(stride) < 1 or min(dilation) < 1:
-        raise ValueError(f"{name} needs kernel_size, stride, dilation >= 1; got {kernel_size}, {stride}, {dilation}")
-    if any(p < 0 or p > k // 2 for p, k in zip(padding, kernel_size)):
-        raise ValueError(f"{name}: padding must be between 0 and half the kernel size, got padding {padding} for kernel {kernel_size}")
-    for axis in (0, 1):
-        if backend.conv_output_size(x.shape[2 + axis], kernel_size[axis], stride[axis], padding[axis], dilation[axis]) < 1:
-            raise ValueError(f"{name}: kernel {kernel_size} (dilation {dilation}) does not fit input {x.shape} with padding {padding}")
+def _pool_geometry(name, x, kernel_size, stride, padding, dilation=1):
+    """Check a pooling call before any work, as every backend's kernel will (same checks,
+    ``name`` in the message); return its ``PoolGeometry``. ``stride`` None: the kernel size."""
+    check_ndim(name, "x", x, 4, "(N, C, H, W)")
+    kernel_size = pair(kernel_size)
+    stride = kernel_size if stride is None else pair(stride)
+    return pool2d_geometry(name, x.shape, kernel_size, stride, pair(padding), pair(dilation))
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
     """PyTorch's ``F.max_pool2d`` (floor mode); ``stride`` defaults to ``kernel_size``."""
-    kernel_size = pair(kernel_size, "kernel_size")
-    stride = kernel_size if stride is None else pair(stride, "stride")
-    padding, dilation = pair(padding, "padding"), pair(dilation, "dilation")
-    _check_pool(x, kernel_size, stride, padding, dilation, "max_pool2d")
-    return MaxPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation)
+    g = _pool_geometry("max_pool2d", x, kernel_size, stride, padding, dilation)
+    return MaxPool2d.apply(x, kernel_size=g.kernel_size, stride=g.stride, padding=g.padding, dilation=g.dilation)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
     """PyTorch's ``F.avg_pool2d`` (floor mode, count_include_pad=True)."""
-    kernel_size = pair(kernel_size, "kernel_size")
-    stride = kernel_size if stride is None else pair(stride, "stride")
-    padding = pair(padding, "padding")
-    _check_pool(x, kernel_size, stride, padding, (1, 1), "avg_pool2d")
-    return AvgPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding)
+    g = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding)
+    return AvgPool2d.apply(x, kernel_size=g.kernel_size, stride=g.stride, padding=g.padding)
 
 
 def adaptive_avg_pool2d(x, output_size):
     """Average over an ``output_size`` grid of bins, whatever the input size."""
-    output_size = pair(output_size, "output_size")
-    if x.ndim != 4 or min(output_size) < 1:
-        raise ValueError(f"adaptive_avg_pool2d expects input (N, C, H, W) and output_size >= 1, got {x.shape}, {output_size}")
+    check_ndim("adaptive_avg_pool2d", "x", x, 4, "(N, C, H, W)")
+    output_size = check_pair("adaptive_avg_pool2d", "output_size", pair(output_size), 1)
     if output_size == (1, 1):
         return global_avg_pool2d(x).reshape(x.shape[0], x.shape[1], 1, 1)
     return AdaptiveAvgPool2d.apply(x, output_size=output_size)

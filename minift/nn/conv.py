@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import functional as F
 from ..creation import empty_parameter
 from ..functional.conv import pair
+from ..reference.checks import check_pair
 from . import init
 from .module import Module
 
@@ -16,8 +17,10 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True, dtype=None):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride, self.padding, self.dilation = pair(stride, "stride"), pair(padding, "padding"), pair(dilation, "dilation")
+        self.kernel_size = check_pair("Conv2d", "kernel_size", pair(kernel_size), 1)
+        self.stride = check_pair("Conv2d", "stride", pair(stride), 1)
+        self.padding = check_pair("Conv2d", "padding", pair(padding), 0)
+        self.dilation = check_pair("Conv2d", "dilation", pair(dilation), 1)
         self.weight = empty_parameter((out_channels, in_channels, *self.kernel_size), dtype)
         self.bias = empty_parameter((out_channels,), dtype) if bias else None
         self.reset_parameters()
