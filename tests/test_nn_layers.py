@@ -220,6 +220,14 @@ def test_max_pool2d_takes_each_window_s_maximum(geometry, seed):
     check_gradients(layer, leaf(x))
 
 
+@pytest.mark.parametrize("layer", [nn.MaxPool2d, nn.AvgPool2d])
+def test_pool_layers_default_stride_to_the_kernel_but_refuse_stride_zero(layer):
+    x = minift.Tensor(np.arange(16.0).reshape(1, 1, 4, 4))
+    assert layer(2)(x).shape == (1, 1, 2, 2)
+    with pytest.raises(ValueError, match=r"stride must be >= 1 .*\(0, 0\)"):
+        layer(2, stride=0)(x)
+
+
 @given(pool_geometry(dilation=False), SEEDS)
 def test_avg_pool2d_takes_each_window_s_mean_counting_padding(geometry, seed):
     kernel, stride, padding, _, size = geometry
