@@ -502,10 +502,11 @@ def _bench(config: TextFinetuneConfig) -> dict:
     for name, (available, _) in backend.available_backends().items():
         if available and name != "cupy":
             with backend.use_backend(name):
-                results[name] = measure_throughput(model, config.batch_size, config.max_length, seed=config.seed)
+                results[name] = measure_throughput(model, config.batch_size, config.max_length, repeats=3,
+                                                   seed=config.seed)
     if importlib.util.find_spec("torch") is not None:
-        results["torch"] = measure_throughput(model, config.batch_size, config.max_length, seed=config.seed,
-                                              implementation="torch")
+        results["torch"] = measure_throughput(model, config.batch_size, config.max_length, repeats=3,
+                                              seed=config.seed, implementation="torch")
     results["peak_rss_mb"] = peak_rss_mb()
     return results
 
