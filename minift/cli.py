@@ -196,7 +196,7 @@ def build_parser() -> Parser:
         prog="minift", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="minift: a fine-tuning engine written from scratch in NumPy, for reading and for courses.",
         epilog="Start with:\n"
-               "  minift demo                 pretrain, transplant, fine-tune five ways, compare (about 2 minutes)\n"
+               "  minift demo                 pretrain, transplant, fine-tune five ways, compare (about 30 s)\n"
                "  minift info                 what this installation has: backends, datasets, threads\n"
                "Each command has its own --help, e.g. 'minift finetune --help'.",
     )
@@ -207,7 +207,7 @@ def build_parser() -> Parser:
     datasets = list(DATASETS)
 
     demo = commands.add_parser(
-        "demo", help="the whole transfer-learning story in about two minutes",
+        "demo", help="the whole transfer-learning story in about 30 seconds",
         description=(
             "Pretrain a small CNN on MNIST digits, save it, put its body under a new head for the UCI optical "
             "digits with 2 labelled images per class, and fine-tune it five ways: from scratch (the baseline), "

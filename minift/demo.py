@@ -1,4 +1,4 @@
-"""``minift demo``: transfer learning from start to finish, on real data, in about two minutes.
+"""``minift demo``: transfer learning from start to finish, on real data, in about half a minute.
 
 The steps (each is a function here, and ``run_demo`` calls them in order):
 
