@@ -14,9 +14,19 @@ its task works on it, and the backward passes of different planes never touch th
 memory, so they add without locks. Plane indices are ``uint64`` once known to be in range:
 Numba then skips its check for negative (Python-style) indices. No fast-math: max pooling
 must compare NaN exactly.
+
+**A window known at compile time.** The max pools CNNs use (``FIXED_WINDOWS``: 2x2 stride
+2, 3x3 stride 2 or 3, unpadded) run a kernel compiled with the window as constants
+(``fixed_window_kernel``): LLVM then unrolls the window and vectorises over the output
+columns. A 2x2 pool of (64, 32, 32, 32) takes 0.6 ms that way, against 4.4 ms in the
+general kernel and 3.1 ms in the NumPy reference (2 threads, interleaved medians). Both
+kernels run the same per-window loop (``window_max``); the general one, for every other
+geometry, is within about 30 % of the reference either way.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -42,33 +52,29 @@ def window_ranges(count, kernel, stride, padding, dilation, size):
     return first, stop
 
 
-@njit(cache=True)
-def _max_pool_plane(x, stride, padding, dilation, rows, columns, maxima, where):
-    """maxima, where (Ho, Wo) = the maximum of each window of x (H, W) and its flat index.
+@njit(cache=False)  # never cached on its own: each caller compiles it in, with its constants
+def window_max(x, plane, top, left, p_first, p_stop, q_first, q_stop, dh, dw):
+    """(maximum, flat index h*W + w) of one window of ``x[plane]`` (H, W).
 
-    rows, columns: ``window_ranges`` of the two axes. The maximum starts at the window's
-    first element; a later one takes over only if strictly larger (or the first NaN), so
-    the first of equal maxima wins. The update is written as two selects rather than an
-    ``if``: the comparison of random data is unpredictable, and a mispredicted branch
-    costs more than computing both sides.
+    The window's element (p, q) sits at ``(top + p*dh, left + q*dw)``; only the offsets
+    p in [p_first, p_stop), q in [q_first, q_stop) are read (those inside the plane).
+    The maximum starts at the window's first element; a later one takes over only if
+    strictly larger (or the first NaN), so the first of equal maxima wins. The update is
+    two selects rather than an ``if``: the comparison of random data is unpredictable,
+    and a mispredicted branch costs more than computing both sides.
     """
-    width = x.shape[1]
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    (p_first, p_stop), (q_first, q_stop) = rows, columns
-    for i in range(maxima.shape[0]):
-        for j in range(maxima.shape[1]):
-            h, w = i * sh + p_first[i] * dh - ph, j * sw + q_first[j] * dw - pw
-            best, best_index = x[uint64(h), uint64(w)], h * width + w
-            for p in range(p_first[i], p_stop[i]):
-                h = i * sh + p * dh - ph
-                for q in range(q_first[j], q_stop[j]):
-                    w = j * sw + q * dw - pw
-                    value = x[uint64(h), uint64(w)]
-                    better = (value > best) | ((value != value) & (best == best))  # NaN wins once
-                    best = value if better else best
-                    best_index = h * width + w if better else best_index
-            maxima[i, j] = best
-            where[i, j] = best_index
+    width = x.shape[2]
+    h, w = top + p_first * dh, left + q_first * dw
+    best, best_index = x[plane, h, w], h * width + w
+    for p in range(p_first, p_stop):
+        h = top + p * dh
+        for q in range(q_first, q_stop):
+            w = left + q * dw
+            value = x[plane, h, w]
+            better = (value > best) | ((value != value) & (best == best))  # NaN wins once
+            best = value if better else best
+            best_index = h * width + w if better else best_index
+    return best, best_index
 
 
 @njit(parallel=True, cache=True)
@@ -76,16 +82,53 @@ def max_pool2d_forward_kernel(x, kernel_size, stride, padding, dilation, out_hw)
     """y = window maximum, indices = its flat position h*W + w in the unpadded plane.
 
     x (P, H, W) planes -> y (P, Ho, Wo), indices (P, Ho, Wo) int64, one plane per task.
-    Every window reaches the input (the contract function checks it).
+    Any geometry: each window is clipped to the plane (``window_ranges``). Every window
+    reaches the input (the contract function checks it).
     """
     planes, height, width = x.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     y = np.empty((planes, out_hw[0], out_hw[1]), dtype=x.dtype)
     indices = np.empty((planes, out_hw[0], out_hw[1]), dtype=np.int64)
-    rows = window_ranges(out_hw[0], kernel_size[0], stride[0], padding[0], dilation[0], height)
-    columns = window_ranges(out_hw[1], kernel_size[1], stride[1], padding[1], dilation[1], width)
+    p_first, p_stop = window_ranges(out_hw[0], kernel_size[0], sh, ph, dh, height)
+    q_first, q_stop = window_ranges(out_hw[1], kernel_size[1], sw, pw, dw, width)
     for plane in prange(planes):
-        _max_pool_plane(x[plane], stride, padding, dilation, rows, columns, y[plane], indices[plane])
+        for i in range(out_hw[0]):
+            for j in range(out_hw[1]):
+                y[plane, i, j], indices[plane, i, j] = window_max(
+                    x, plane, i * sh - ph, j * sw - pw, p_first[i], p_stop[i], q_first[j], q_stop[j], dh, dw)
     return y, indices
+
+
+FIXED_WINDOWS = (((2, 2), (2, 2)), ((3, 3), (2, 2)), ((3, 3), (3, 3)))
+"""(kernel_size, stride) of the poolings CNNs use, compiled with the window as constants
+(``fixed_window_kernel``) when unpadded and undilated."""
+
+
+@functools.lru_cache(maxsize=None)
+def fixed_window_kernel(kernel_size, stride):
+    """``max_pool2d_forward_kernel`` for one unpadded, undilated window, known at compile time.
+
+    The same loops, with ``kernel_size`` and ``stride`` as constants of the compiled code
+    (Numba freezes a closure's variables) instead of arguments: LLVM then unrolls the
+    window and vectorises over the output columns with a known stride -- about 10x faster
+    than the general kernel on a 2x2 pool. Each geometry is compiled once and cached on
+    disk (Numba's cache key includes the closure's values), so only the few in
+    ``FIXED_WINDOWS`` get one; every other geometry runs the general kernel.
+    """
+    (kh, kw), (sh, sw) = kernel_size, stride
+
+    @njit(parallel=True, cache=True)
+    def kernel(x, out_hw):
+        planes = x.shape[0]
+        y = np.empty((planes, out_hw[0], out_hw[1]), dtype=x.dtype)
+        indices = np.empty((planes, out_hw[0], out_hw[1]), dtype=np.int64)
+        for plane in prange(planes):
+            for i in range(out_hw[0]):
+                for j in range(out_hw[1]):
+                    y[plane, i, j], indices[plane, i, j] = window_max(x, plane, i * sh, j * sw, 0, kh, 0, kw, 1, 1)
+        return y, indices
+
+    return kernel
 
 
 @njit(parallel=True, cache=True)
@@ -165,7 +208,10 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
     g = pool2d_geometry(kernel, x.shape, kernel_size, stride, padding, dilation)
     planes = np.ascontiguousarray(x).reshape(g.n * g.c, g.h, g.w)
-    y, indices = max_pool2d_forward_kernel(planes, g.kernel_size, g.stride, g.padding, g.dilation, (g.ho, g.wo))
+    if (g.kernel_size, g.stride) in FIXED_WINDOWS and g.padding == (0, 0) and g.dilation == (1, 1):
+        y, indices = fixed_window_kernel(g.kernel_size, g.stride)(planes, (g.ho, g.wo))
+    else:
+        y, indices = max_pool2d_forward_kernel(planes, g.kernel_size, g.stride, g.padding, g.dilation, (g.ho, g.wo))
     return y.reshape(g.output_shape), indices.reshape(g.output_shape)
 
 

@@ -30,7 +30,7 @@ pytest.importorskip("numba")
 import minift.backend as backend  # noqa: E402
 import minift.reference as ref  # noqa: E402
 from minift import threads  # noqa: E402
-from minift.kernels import numba_cpu, numba_gemm  # noqa: E402
+from minift.kernels import numba_cpu, numba_gemm, numba_pool  # noqa: E402
 
 SETTINGS = settings(max_examples=30, deadline=None)  # deadline=None: the first call compiles
 DTYPES = (np.float32, np.float64)
@@ -236,6 +236,25 @@ def test_max_pool2d_forward_and_backward_match_reference(case):
     assert_same_result(
         numba_cpu.max_pool2d_backward(grad_y, indices, x.shape), ref.max_pool2d_backward(grad_y, indices, x.shape)
     )
+
+
+@SETTINGS
+@given(st.sampled_from(numba_pool.FIXED_WINDOWS), st.integers(3, 11), st.integers(3, 11), SEEDS,
+       st.sampled_from(("distinct", "ties", "-inf", "nan")), st.sampled_from(DTYPES))
+def test_max_pool2d_with_a_compile_time_window_matches_reference(window, height, width, seed, kind, dtype):
+    """The FIXED_WINDOWS geometries run a kernel of their own (``fixed_window_kernel``)."""
+    kernel_size, stride = window
+    assume(height >= kernel_size[0] and width >= kernel_size[1])
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(2, 3, height, width)) if kind == "nan" else pool_values(rng, (2, 3, height, width), kind)
+    if kind == "nan":
+        values[values > 1.0] = np.nan
+    x = values.astype(dtype)
+    y, indices = numba_cpu.max_pool2d_forward(x, kernel_size, stride, (0, 0), (1, 1))
+    expected_y, expected_indices = ref.max_pool2d_forward(x, kernel_size, stride, (0, 0), (1, 1))
+    np.testing.assert_array_equal(y, expected_y)  # NaN == NaN here
+    np.testing.assert_array_equal(indices, expected_indices)
+    assert y.dtype == x.dtype and indices.dtype == np.int64
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
