@@ -123,11 +123,12 @@ def layer_names(model, index):
     return {name for name, _ in model.named_parameters() if name.startswith(f"encoder.encoder.layer.{index}.")}
 
 
-@pytest.mark.parametrize("strategy", ["top_k", "gradual", "lora"])
-def test_frozen_weights_stay_bit_identical_and_trainable_ones_move(strategy):
+@pytest.mark.parametrize("strategy, head_trained", [("top_k", False), ("gradual", False), ("gradual", True),
+                                                    ("lora", False)])
+def test_frozen_weights_stay_bit_identical_and_trainable_ones_move(strategy, head_trained):
     model = tiny_classifier()
     config = TextFinetuneConfig(epochs=2, top_k=1, lora_r=2, batch_size=4)
-    plan = prepare(strategy, model, config)
+    plan = prepare(strategy, model, config, head_trained=head_trained)
     expected = {
         "top_k": head_names() | layer_names(model, 2),
         "gradual": head_names(),
@@ -141,8 +142,8 @@ def test_frozen_weights_stay_bit_identical_and_trainable_ones_move(strategy):
     ids, labels = padded_ids(lengths, 8), rng.integers(0, CLASSES, 12)
     fit(model, plan, SortishLoader(ArrayDataset(ids, labels), lengths, 4, shuffle=True, seed=0))
     trained = trainable_names(model)
-    if strategy == "gradual":  # two epochs: the head, then the head and the top layer
-        assert trained == head_names() | layer_names(model, 2)
+    if strategy == "gradual":  # two epochs, one layer more each: from the head, or from the top layer if probed
+        assert trained == head_names() | layer_names(model, 2) | (layer_names(model, 1) if head_trained else set())
     after = model.state_dict()
     for name, value in after.items():
         moved = name in before and not (value == before[name]).all()
@@ -252,7 +253,8 @@ def test_tiny_end_to_end_run_of_every_strategy(tmp_path):
     layer = sum(p.numel() for p in BertModel(config, add_pooling_layer=False).encoder.layer[0].parameters())
     lora = config.num_hidden_layers * 2 * 8 * (hidden + hidden)
     assert {name: r["trainable"] for name, r in results.items()} == {
-        "frozen": head, "top_k": head + 2 * layer, "gradual": head, "lora": head + lora}
+        "frozen": head, "top_k": head + 2 * layer, "lora": head + lora,
+        "gradual": head + layer}  # one epoch: the probed head and the top layer (LP-FT skips the head-only stage)
     for result in results.values():
         assert 0 <= result["accuracy"] <= 1 and result["seconds"] > 0 and result["peak_rss_mb"] > 0
         assert result["losses"] and np.isfinite(result["losses"]).all()

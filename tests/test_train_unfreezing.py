@@ -17,17 +17,17 @@ from test_train_learner import reference_lrs
 
 
 @settings(max_examples=20)
-@given(every=st.integers(1, 3), epochs=st.integers(1, 7))
-def test_one_more_group_from_the_head_down_every_few_epochs(every, epochs):
+@given(every=st.integers(1, 3), epochs=st.integers(1, 7), start=st.integers(1, 4))
+def test_one_more_group_from_the_head_down_every_few_epochs(every, epochs, start):
     log = TrainableLog()
     learner = make_learner(train_samples=8, callbacks=[log], bn_policy="keras")
     learner.unfreeze()
-    unfreezing = GradualUnfreezing(every=every)
+    unfreezing = GradualUnfreezing(every=every, start=start)
     learner.fit(epochs, 1e-3, unfreeze_schedule=unfreezing)
     for epoch, trainable in enumerate(log.per_epoch):
-        count = min(3, 1 + epoch // every)
+        count = min(3, start + epoch // every)
         assert trainable == [index >= 3 - count for index in range(3)]
-    assert [count for _, count in unfreezing.unfrozen_at] == sorted({min(3, 1 + e // every) for e in range(epochs)})
+    assert [count for _, count in unfreezing.unfrozen_at] == sorted({min(3, start + e // every) for e in range(epochs)})
 
 
 class FirstStepCheck(Callback):
@@ -110,7 +110,9 @@ def test_composes_with_discriminative_lrs_and_schedules(schedule, lr):
     assert not same_bytes(snapshots[2][0], initial[0]) and not same_bytes(snapshots[1][1], initial[1])
 
 
-def test_every_must_be_a_positive_int():
-    for every in (0, -1, 1.5, True):
-        with pytest.raises(ValueError, match="positive int"):
-            GradualUnfreezing(every=every)
+def test_every_and_start_must_be_positive_ints():
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=r"every=.*positive int"):
+            GradualUnfreezing(every=bad)
+        with pytest.raises(ValueError, match=r"start=.*positive int"):
+            GradualUnfreezing(start=bad)

@@ -5,7 +5,11 @@ reach every pretrained layer at the same time. ULMFiT instead trains the last la
 group first, then unfreezes one more group (the next one down) each epoch, so that each
 layer starts learning only once the layers above it have settled::
 
-    stage s (epochs s·every .. (s+1)·every − 1):  the last s + 1 groups are trainable
+    stage s (epochs s·every .. (s+1)·every − 1):  the last start + s groups are trainable
+
+``start`` (default 1: the head alone) is how many groups train from the first epoch. When
+the head has already been trained on frozen features (LP-FT's linear probe), ULMFiT's
+first stage is done: ``start=2`` begins with the head and the group below it.
 
 ``GradualUnfreezing(every=1)`` is a callback for one ``fit`` call:
 ``learner.fit(n, lr, unfreeze_schedule=GradualUnfreezing(every=1))``. It composes with
@@ -29,23 +33,24 @@ from ..train.callbacks import Callback
 
 
 class GradualUnfreezing(Callback):
-    """Start with only the last layer group trainable; unfreeze one more group, from the
-    head down, every ``every`` epochs. Newly unfrozen parameters get fresh optimizer state.
+    """Start with the last ``start`` layer groups trainable; unfreeze one more group, from
+    the head down, every ``every`` epochs. Newly unfrozen parameters get fresh optimizer state.
 
     ``unfrozen_at`` records ``(epoch, number of trainable groups)`` at each change.
     """
 
     order = 5  # before the History and the schedule-driven callbacks look at the groups
 
-    def __init__(self, every: int = 1):
-        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-            raise ValueError(f"GradualUnfreezing(every=...) must be a positive int number of epochs, got {every!r}")
-        self.every = every
+    def __init__(self, every: int = 1, start: int = 1):
+        for name, value in (("every", every), ("start", start)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"GradualUnfreezing({name}=...) must be a positive int, got {value!r}")
+        self.every, self.start = every, start
         self.unfrozen_at: list[tuple[int, int]] = []
 
     def trainable_groups(self, epoch: int, n_groups: int) -> int:
         """How many groups, counted from the head, are trainable during ``epoch``."""
-        return min(n_groups, 1 + epoch // self.every)
+        return min(n_groups, self.start + epoch // self.every)
 
     def before_fit(self, learner):
         self.unfrozen_at = []
@@ -70,4 +75,4 @@ class GradualUnfreezing(Callback):
         self.unfrozen_at = [tuple(change) for change in state["unfrozen_at"]]
 
     def __repr__(self) -> str:
-        return f"GradualUnfreezing(every={self.every})"
+        return f"GradualUnfreezing(every={self.every}, start={self.start})"

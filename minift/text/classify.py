@@ -12,8 +12,9 @@ and the question is what to train. Four answers, from the cheapest:
 ``top_k``    the top ``k`` encoder layers and the head train, the rest is frozen; the
              learning rate decays layer by layer going down (``layerwise_lrs``), so the
              layers nearest the input, whose features are the most general, move least.
-``gradual``  gradual unfreezing (ULMFiT): the first epoch trains the head alone, each
-             following epoch unfreezes one more layer from the top
+``gradual``  gradual unfreezing (ULMFiT): the first epoch trains the head alone (or,
+             when LP-FT's probe has trained it already, the head and the top layer),
+             each following epoch unfreezes one more layer from the top
              (``GradualUnfreezing``), with the same per-layer rates as ``top_k``.
 ``lora``     every pretrained weight is frozen; low-rank adapters on the attention query
              and value projections of every layer (``minift.finetune.lora``) and the head
@@ -281,12 +282,13 @@ class TrainingPlan:
     unfreeze_schedule: object = None
 
 
-def prepare(name: str, model: SentenceClassifier, config: TextFinetuneConfig) -> TrainingPlan:
+def prepare(name: str, model: SentenceClassifier, config: TextFinetuneConfig, head_trained: bool = False) -> TrainingPlan:
     """Make ``model`` ready for strategy ``name`` (freeze, add adapters) and say how to train it.
 
     ``frozen``: only the head is trainable (``run_strategy`` trains it on stored vectors);
     ``top_k``: the head and the top ``config.top_k`` layers, rates ``layerwise_lrs``;
-    ``gradual``: the head; ``GradualUnfreezing`` unfreezes one more layer each epoch;
+    ``gradual``: the head; ``GradualUnfreezing`` unfreezes one more layer each epoch,
+    starting with the top layer at once if ``head_trained`` (the head came from a probe);
     ``lora``: adapters on every query and value projection, and the head.
     """
     n_groups = len(model.layer_groups())
@@ -302,7 +304,7 @@ def prepare(name: str, model: SentenceClassifier, config: TextFinetuneConfig) ->
     if name == "gradual":
         freeze(model)
         return TrainingPlan(layerwise_lrs(config.head_lr, n_groups, config.layer_decay), config.epochs,
-                            GradualUnfreezing(every=1))
+                            GradualUnfreezing(every=1, start=2 if head_trained else 1))
     if name == "lora":
         apply_lora(model.encoder, ("query", "value"), r=config.lora_r, alpha=config.lora_alpha)
         set_trainable(model, "head.*", True)
@@ -327,7 +329,7 @@ def run_strategy(name: str, data: EncodedText, config: TextFinetuneConfig, start
     model = load_pretrained_classifier(config.model_dir, len(data.classes), config.dropout)
     if start_head is not None:
         model.head.load_state_dict(start_head)
-    plan = prepare(name, model, config)
+    plan = prepare(name, model, config, head_trained=start_head is not None)
     train_lengths, test_lengths = data.lengths(data.train_ids), data.lengths(data.test_ids)
     if name == "frozen":  # embed once, then train the head alone on the stored vectors
         train_vectors = embed_all(model, data.train_ids, train_lengths, config.batch_size)
