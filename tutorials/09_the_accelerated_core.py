@@ -296,6 +296,34 @@ else:
 # check for Python's negative indexing and vectorise the inner loop — one of the
 # tricks each kernel file explains in its docstring.
 #
+# One more trick, from max pooling in the same file: **constants at compile time**.
+# `max_pool2d_forward_kernel` takes the window and the stride as arguments, so the
+# compiled code loops over a window of unknown size. `fixed_window_kernel((2, 2), (2, 2))`
+# builds the same loops (both call one per-window function, `window_max`) with the 2s
+# frozen into the code — Numba compiles a closure's variables as constants — and LLVM can
+# then unroll the window and vectorise across the output columns. Same numbers, another
+# speed:
+
+# %%
+if numba_ok:
+    pool_planes = rng.standard_normal((BATCH * 32, 32, 32)).astype(np.float32)
+    window = ((2, 2), (2, 2))
+    fixed_pool = numba_pool.fixed_window_kernel(*window)
+    pool_kernels = {
+        "general kernel (window as arguments)":
+            lambda: numba_pool.max_pool2d_forward_kernel(pool_planes, *window, (0, 0), (1, 1), (16, 16)),
+        "fixed_window_kernel (window as constants)": lambda: fixed_pool(pool_planes, (16, 16)),
+    }
+    pool_results = [kernel() for kernel in pool_kernels.values()]
+    same_pooling = all(np.array_equal(a, b) for a, b in zip(*pool_results))
+    course.print_table([(name, f"{1e3 * bench.measure(kernel, repeat, warmup):.2f}")
+                        for name, kernel in pool_kernels.items()],
+                       [f"max_pool2d 2x2, {BATCH * 32} planes of 32x32", "ms"])
+    print("same maxima and indices:", same_pooling)
+else:
+    print("numba is not available; read kernels/numba_pool.py instead")
+
+# %% [markdown]
 # **To debug a kernel**, set `NUMBA_DISABLE_JIT=1` before Numba is imported: every `@njit`
 # function is then the plain Python function it was written as (`prange` becomes
 # `range`), so `print`, `pdb` and tracebacks with line numbers all work inside it — at
@@ -335,6 +363,7 @@ if numba_ok:
         "float64 agrees far more closely than float32: the differences are rounding"
     assert jit_difference < 1e-5, "the direct convolution computes the reference's numbers"
     assert kernel_kind == {"0": "CPUDispatcher", "1": "function"}, kernel_kind
+    assert same_pooling, "a window compiled in as constants computes the same maxima and indices"
 assert python_difference < 1e-5, "the pure-Python kernel computes the reference's numbers"
 assert {cell["row"] for cell in cells} == {row.name for row in rows}, "every bench row was measured"
 print("all checks passed")
