@@ -92,10 +92,11 @@ def max_pool2d_forward_kernel(x, kernel_size, stride, padding, dilation, out_hw)
     p_first, p_stop = window_ranges(out_hw[0], kernel_size[0], sh, ph, dh, height)
     q_first, q_stop = window_ranges(out_hw[1], kernel_size[1], sw, pw, dw, width)
     for plane in prange(planes):
+        maxima, where = y[plane], indices[plane]
         for i in range(out_hw[0]):
+            top, p0, p1 = i * sh - ph, p_first[i], p_stop[i]
             for j in range(out_hw[1]):
-                y[plane, i, j], indices[plane, i, j] = window_max(
-                    x, plane, i * sh - ph, j * sw - pw, p_first[i], p_stop[i], q_first[j], q_stop[j], dh, dw)
+                maxima[i, j], where[i, j] = window_max(x, plane, top, j * sw - pw, p0, p1, q_first[j], q_stop[j], dh, dw)
     return y, indices
 
 
