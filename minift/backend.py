@@ -99,7 +99,7 @@ BACKEND_MODULES = {
 INSTALL_HINTS = {
     "numpy": "numpy is minift's only hard dependency; reinstall minift",
     "numba": "pip install 'minift[numba]'   (or: pip install numba)",
-    "cupy": "pip install 'minift[cuda]'    (needs an NVIDIA GPU and driver)",
+    "cupy": "pip install 'minift[cuda]'    (an NVIDIA GPU and a CUDA 12 driver; 'minift[cuda13]' for CUDA 13)",
 }
 
 
