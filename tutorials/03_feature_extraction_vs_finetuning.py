@@ -53,7 +53,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minift import course, io, nn
-from minift.data import ArrayDataset, DataLoader, Subset, load_dataset, take_per_class
+from minift.data import ArrayDataset, DataLoader, Subset, load_dataset, select_classes, take_per_class
 from minift.finetune import evaluate_accuracy, keras_recipe, set_trainable, transplant, trainable_report
 from minift.models import SmallCNN
 from minift.train import Learner
@@ -63,25 +63,24 @@ print("backend:", minift.backend.get_backend(), "| fast mode:", course.fast_mode
 # %% [markdown]
 # ## 1. Two tasks from one dataset
 #
-# `split` keeps the images of some classes and renumbers their labels `0..4`.
+# `task` keeps the images of some classes (`minift.data.select_classes`) and renumbers
+# their labels `0..4`.
 
 # %%
 fashion = load_dataset("fashion-mnist-bundled")
 SOURCE_CLASSES, TARGET_CLASSES = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
 
 
-def split(x, y, classes, limit=None):
-    """The images of ``classes`` (the first ``limit`` of them), labels renumbered 0..len(classes)-1."""
-    rows = np.flatnonzero(np.isin(y, classes))[:limit]
-    renumber = np.full(10, -1)
-    renumber[classes] = np.arange(len(classes))
-    return ArrayDataset(x[rows], renumber[y[rows]])
+def task(classes, split, per_class=None):
+    """The images of ``classes`` in ``split`` ("train" or "test"), labelled 0..len(classes)-1."""
+    images, labels = getattr(fashion, f"x_{split}"), getattr(fashion, f"y_{split}")
+    return ArrayDataset(*select_classes(images, labels, classes, slice(per_class)))
 
 
-source_train = split(fashion.x_train, fashion.y_train, SOURCE_CLASSES, limit=course.pick(None, 2500))
-source_test = split(fashion.x_test, fashion.y_test, SOURCE_CLASSES, limit=course.pick(None, 500))
-target_pool = split(fashion.x_train, fashion.y_train, TARGET_CLASSES)
-target_test = split(fashion.x_test, fashion.y_test, TARGET_CLASSES, limit=course.pick(None, 500))
+source_train = task(SOURCE_CLASSES, "train", per_class=course.pick(None, 500))
+source_test = task(SOURCE_CLASSES, "test", per_class=course.pick(None, 100))
+target_pool = task(TARGET_CLASSES, "train")
+target_test = task(TARGET_CLASSES, "test", per_class=course.pick(None, 100))
 SHOTS = 10
 target_train = Subset(target_pool, take_per_class(target_pool.arrays[1], SHOTS, seed=0))
 print("source:", [fashion.classes[c] for c in SOURCE_CLASSES], f"{len(source_train)} train / {len(source_test)} test")

@@ -56,7 +56,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minift import course, nn
-from minift.data import ArrayDataset, DataLoader, Subset, load_dataset, take_per_class
+from minift.data import ArrayDataset, DataLoader, Subset, load_dataset, select_classes, take_per_class
 from minift.finetune import GradualUnfreezing, evaluate_accuracy, layer_groups, transplant, ulmfit, ulmfit_lrs
 from minift.models import MLP
 from minift.train import Callback, Learner
@@ -72,19 +72,17 @@ fashion = load_dataset("fashion-mnist-bundled")
 SOURCE_CLASSES, TARGET_CLASSES = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
 
 
-def split(x, y, classes, limit=None):
-    """The images of ``classes`` (the first ``limit`` of them), labels renumbered 0..len(classes)-1."""
-    rows = np.flatnonzero(np.isin(y, classes))[:limit]
-    renumber = np.full(10, -1)
-    renumber[classes] = np.arange(len(classes))
-    return ArrayDataset(x[rows], renumber[y[rows]])
+def task(classes, split, per_class=None):
+    """The images of ``classes`` in ``split`` ("train" or "test"), labelled 0..len(classes)-1."""
+    images, labels = getattr(fashion, f"x_{split}"), getattr(fashion, f"y_{split}")
+    return ArrayDataset(*select_classes(images, labels, classes, slice(per_class)))
 
 
-eval_size = course.pick(None, 500)
-source_train = split(fashion.x_train, fashion.y_train, SOURCE_CLASSES)
-source_test_loader = DataLoader(split(fashion.x_test, fashion.y_test, SOURCE_CLASSES, eval_size), batch_size=1000)
-target_pool = split(fashion.x_train, fashion.y_train, TARGET_CLASSES)
-target_test_loader = DataLoader(split(fashion.x_test, fashion.y_test, TARGET_CLASSES, eval_size), batch_size=1000)
+test_per_class = course.pick(None, 100)
+source_train = task(SOURCE_CLASSES, "train")
+source_test_loader = DataLoader(task(SOURCE_CLASSES, "test", test_per_class), batch_size=1000)
+target_pool = task(TARGET_CLASSES, "train")
+target_test_loader = DataLoader(task(TARGET_CLASSES, "test", test_per_class), batch_size=1000)
 SIZES = [784, 256, 128, 64]
 
 minift.manual_seed(0)
