@@ -211,6 +211,11 @@ def test_measure_throughput_reports_both_steps(implementation):
     assert all(set(rates) == {"tokens_per_s", "tokens_per_cpu_s"} and min(rates.values()) > 0 for rates in timings.values())
 
 
+def test_measure_throughput_refuses_an_unknown_implementation():
+    with pytest.raises(ValueError, match="'minift' or 'torch', got 'jax'"):
+        measure_throughput(tiny_classifier().encoder, batch_size=2, length=6, implementation="jax")
+
+
 @pytest.mark.parametrize("lp_ft", [True, False])
 def test_with_lp_ft_the_probe_runs_first_and_hands_its_head_on(monkeypatch, lp_ft):
     calls = []

@@ -391,6 +391,8 @@ def measure_throughput(model: BertModel, batch_size: int = 16, length: int = 128
     under the current backend; ``"torch"`` runs the same weights through the PyTorch
     reference (``minift.text.torch_bert``). Tokens per CPU-second (all threads) is the
     figure that survives a machine shared with other jobs."""
+    if implementation not in ("minift", "torch"):
+        raise ValueError(f"implementation must be 'minift' or 'torch', got {implementation!r}")
     ids = np.random.default_rng(seed).integers(1, model.config.vocab_size, (batch_size, length))  # never [PAD] (0)
     steps = _torch_steps(model, ids) if implementation == "torch" else _minift_steps(model, ids)
     timings = {}
