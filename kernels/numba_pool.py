@@ -11,9 +11,11 @@ input is made: each window is clipped to the plane, with ranges computed once pe
 Loop order: planes (``prange`` over the N*C planes, independent tasks) > output rows i >
 output columns j > window rows > window columns. A plane (H*W values) stays in L1/L2 while
 its task works on it, and the backward passes of different planes never touch the same
-memory, so they add without locks. Plane indices are ``uint64`` once known to be in range:
-Numba then skips its check for negative (Python-style) indices. No fast-math: max pooling
-must compare NaN exactly.
+memory, so they add without locks. Average pooling and the max-pool backward index with
+``uint64`` once an index is known to be in range: Numba then skips its check for negative
+(Python-style) indices. (The max-pool forward keeps signed indices: with them its
+compile-time-window kernel vectorises, measured.) No fast-math: max pooling must compare
+NaN exactly.
 
 **A window known at compile time.** The max pools CNNs use (``FIXED_WINDOWS``: 2x2 stride
 2, 3x3 stride 2 or 3, unpadded) run a kernel compiled with the window as constants
