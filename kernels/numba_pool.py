@@ -98,7 +98,8 @@ def max_pool2d_forward_kernel(x, kernel_size, stride, padding, dilation, out_hw)
         for i in range(out_hw[0]):
             top, p0, p1 = i * sh - ph, p_first[i], p_stop[i]
             for j in range(out_hw[1]):
-                maxima[i, j], where[i, j] = window_max(x, plane, top, j * sw - pw, p0, p1, q_first[j], q_stop[j], dh, dw)
+                left = j * sw - pw
+                maxima[i, j], where[i, j] = window_max(x, plane, top, left, p0, p1, q_first[j], q_stop[j], dh, dw)
     return y, indices
 
 
