@@ -12,18 +12,18 @@ The pieces, in the order a reader meets them:
 
 __version__ = "0.1.0"
 
-from . import threads
+from .backend import threads
 
 threads.configure_thread_pools()  # before NumPy starts OpenBLAS's threads (see threads.py)
 
 from . import functional  # noqa: E402
-from .autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
-from .creation import (arange, eye, full, full_like, ones, ones_like, rand, rand_like, randn,
+from .engine.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
+from .engine.creation import (arange, eye, full, full_like, ones, ones_like, rand, rand_like, randn,
                        randn_like, tensor, zeros, zeros_like)
 from .functional import cat, concatenate, maximum, minimum, stack, where
-from .gradcheck import gradcheck, gradcheck_directional
-from .random import get_rng_state, manual_seed, set_rng_state
-from .tensor import Tensor, bool_, float32, float64, int32, int64
+from .engine.gradcheck import gradcheck, gradcheck_directional
+from .engine.random import get_rng_state, manual_seed, set_rng_state
+from .engine.tensor import Tensor, bool_, float32, float64, int32, int64
 
 __all__ = [
     "Tensor", "tensor", "zeros", "ones", "full", "eye", "arange", "randn", "rand",

@@ -1,7 +1,7 @@
-"""``python -m minift``: the same as the ``minift`` command (see ``minift.cli``)."""
+"""``python -m minift``: the same as the ``minift`` command (see ``minift.apps.cli``)."""
 
 import sys
 
-from .cli import main
+from .apps.cli import main
 
 sys.exit(main())

@@ -16,7 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minift
-from minift import cli, demo, io
+from minift import io
+from minift.apps import cli, demo
 from minift.data import DATASETS
 
 

@@ -1,4 +1,4 @@
-"""The demo pipeline (minift.demo), end to end at a tiny size, and its parts.
+"""The demo pipeline (minift.apps.demo), end to end at a tiny size, and its parts.
 
 The tiny run keeps every step of the real one -- pretrain, save, reload, transplant, five
 fine-tuning runs, table, JSON, plot -- on 64 random images per split and a few batches
@@ -16,7 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minift
-from minift import demo, io
+from minift import io
+from minift.apps import demo
 from minift.finetune import evaluate_accuracy
 
 _DIGITS = demo.load_dataset("digits")

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 
 import minift
 import minift.io as mio
-from minift import io_checkpoint, io_npz, io_safetensors
+from minift.io import checkpoint as io_checkpoint, npz as io_npz, safetensors as io_safetensors
 from minift.io import CheckpointError
 
 FORMATS = [".safetensors", ".npz"]
@@ -428,7 +428,7 @@ def test_checkpoint_round_trip_is_exact(tmp_path, extension, parts):
 @pytest.mark.parametrize("extension", FORMATS)
 def test_a_training_checkpoint_restores_optimizer_state_and_random_stream(tmp_path, extension):
     minift.manual_seed(7)
-    minift.random.generator().random(5)  # move the stream somewhere
+    minift.engine.random.generator().random(5)  # move the stream somewhere
     optimizer = {
         "state": {0: {"momentum_buffer": np.ones((3, 2), np.float32), "step": 12}, 1: {"step": 12}},
         "param_groups": [{"lr": 0.1, "momentum": 0.9, "betas": (0.9, 0.999), "params": [0, 1]}],
@@ -436,12 +436,12 @@ def test_a_training_checkpoint_restores_optimizer_state_and_random_stream(tmp_pa
     path = tmp_path / f"checkpoint{extension}"
     mio.save_checkpoint(path, model={"fc.weight": minift.randn(3, 2)}, optimizer=optimizer, epoch=4,
                         rng=minift.get_rng_state())
-    expected_draws = minift.random.generator().random(4)
+    expected_draws = minift.engine.random.generator().random(4)
     checkpoint = mio.load_checkpoint(path)
     assert_identical(checkpoint["optimizer"], optimizer)
     assert checkpoint["epoch"] == 4
     minift.set_rng_state(checkpoint["rng"])
-    np.testing.assert_array_equal(minift.random.generator().random(4), expected_draws)
+    np.testing.assert_array_equal(minift.engine.random.generator().random(4), expected_draws)
     assert "optimizer/state/0/momentum_buffer" in mio.load(path)
 
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import minift.io as mio
-from minift import io_checkpoint, io_safetensors
+from minift.io import checkpoint as io_checkpoint, safetensors as io_safetensors
 from minift.io import CheckpointError
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -29,8 +29,9 @@ pytest.importorskip("numba")
 
 import minift.backend as backend  # noqa: E402
 import minift.reference as ref  # noqa: E402
-from minift import threads  # noqa: E402
-from minift.kernels import numba_cpu, numba_gemm, numba_pool  # noqa: E402
+from minift.backend import threads  # noqa: E402
+from minift.kernels import numba as numba_cpu  # noqa: E402
+from minift.kernels.numba import gemm as numba_gemm, pool as numba_pool  # noqa: E402
 
 SETTINGS = settings(max_examples=30, deadline=None)  # deadline=None: the first call compiles
 DTYPES = (np.float32, np.float64)
@@ -110,7 +111,7 @@ def conv_cases(draw):
 @settings(max_examples=60, deadline=None)
 @given(st.integers(-8, 8), st.integers(1, 4), st.integers(0, 8), st.integers(0, 8))
 def test_valid_range_is_exactly_the_positions_inside_the_input(offset, stride, size, count):
-    from minift.kernels.numba_conv import valid_range
+    from minift.kernels.numba.conv import valid_range
 
     first, stop = valid_range(offset, stride, size, count)
     inside = [j for j in range(count) if 0 <= j * stride + offset < size]
@@ -156,7 +157,7 @@ def test_conv2d_backward_weight_matches_reference(case):
 
 
 def test_conv2d_batches_larger_than_one_chunk_match_reference(monkeypatch):
-    from minift.kernels import numba_conv
+    from minift.kernels.numba import conv as numba_conv
 
     monkeypatch.setattr(numba_conv, "CHUNK_BYTES", 1)  # one image per chunk
     rng = np.random.default_rng(3)
@@ -413,7 +414,7 @@ def clean_environment(**extra):
 
 SMALL_POOL = """
 import numpy as np
-from minift.kernels import numba_cpu
+from minift.kernels import numba as numba_cpu
 x = np.arange(16.0).reshape(1, 1, 4, 4)
 print(numba_cpu.avg_pool2d_forward(x, (2, 2), (2, 2), (0, 0)).sum())
 """
@@ -460,8 +461,8 @@ def test_jit_cache_goes_to_a_writable_folder_when_the_install_and_home_are_read_
 
 POLICY_REPORT = """
 import numpy as np
-from minift import threads
-from minift.kernels import numba_cpu
+from minift.backend import threads
+from minift.kernels import numba as numba_cpu
 import numba
 x = np.arange(16.0).reshape(1, 1, 4, 4)
 numba_cpu.avg_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
@@ -493,7 +494,8 @@ def test_every_kernel_runs_as_plain_python_with_numba_disable_jit():
     code = """
 import numpy as np
 import minift.reference as ref
-from minift.kernels import numba_cpu, numba_gemm
+from minift.kernels import numba as numba_cpu
+from minift.kernels.numba import gemm as numba_gemm
 rng = np.random.default_rng(0)
 x, w, g = rng.standard_normal((2, 2, 5, 4)), rng.standard_normal((3, 2, 2, 3)), rng.standard_normal((2, 3, 3, 2))
 geometry = ((2, 1), (1, 0), (1, 1))

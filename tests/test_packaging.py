@@ -35,9 +35,9 @@ def wheel_names(tmp_path_factory):
 
 def test_kernels_are_a_subpackage_of_minift(wheel_names):
     assert "minift/kernels/__init__.py" in wheel_names
-    assert "minift/kernels/numba_cpu.py" in wheel_names
-    assert "minift/kernels/cupy_gpu.py" in wheel_names
-    assert any(n.startswith("minift/kernels/") and n.endswith(".cu") for n in wheel_names)
+    assert "minift/kernels/numba/__init__.py" in wheel_names
+    assert "minift/kernels/cupy/__init__.py" in wheel_names
+    assert any(n.startswith("minift/kernels/cupy/") and n.endswith(".cu") for n in wheel_names)
     top_level = {n.split("/")[0] for n in wheel_names}
     assert "kernels" not in top_level
     assert top_level <= {"minift", next(n for n in top_level if n.endswith(".dist-info"))}
@@ -45,6 +45,7 @@ def test_kernels_are_a_subpackage_of_minift(wheel_names):
 
 def test_every_subpackage_and_the_bundled_data_ship(wheel_names):
     source_packages = {str(p.parent.relative_to(ROOT)) for p in (ROOT / "minift").rglob("__init__.py")}
+    source_packages |= {"minift/" + str(p.parent.relative_to(ROOT)) for p in (ROOT / "kernels").rglob("__init__.py")}
     for package in source_packages:
         assert f"{package}/__init__.py" in wheel_names, f"{package} is missing from the wheel (pyproject packages list)"
     assert any(n.startswith("minift/data/bundled/") and n.endswith(".npz") for n in wheel_names)

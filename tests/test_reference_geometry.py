@@ -1,4 +1,4 @@
-"""``minift.reference.geometry``: the output sizes and argument checks every backend shares.
+"""``minift.contract.geometry``: the output sizes and argument checks every backend shares.
 
 Output sizes are checked against a brute-force count of the windows that fit, and the
 pooling rule "no window wholly on padding" against a walk over every tap of every window.
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from minift.reference.geometry import conv2d_geometry, pool2d_geometry
+from minift.contract.geometry import conv2d_geometry, pool2d_geometry
 
 
 def windows_that_fit(size, kernel, stride, padding, dilation):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minift
-from minift.tensor import DTYPES
+from minift.engine.tensor import DTYPES
 from strategies import Sides, arrays, shapes
 
 SHAPES = shapes(Sides(0, 4))

@@ -69,10 +69,10 @@ def test_tutorial_is_a_percent_format_notebook(path):
     assert not empty, f"{path.name}: empty cells at {empty}"
 
 
-# ---------------------------------------------------------------- the helpers in minift.course
+# ---------------------------------------------------------------- the helpers in minift.apps.course
 
 def test_fast_mode_and_pick_follow_the_environment(monkeypatch):
-    from minift import course
+    from minift.apps import course
 
     monkeypatch.delenv("MINIFT_FAST", raising=False)
     assert not course.fast_mode() and course.pick("full", "fast") == "full"
@@ -84,7 +84,7 @@ def test_fast_mode_and_pick_follow_the_environment(monkeypatch):
 
 
 def test_output_dir_prefers_the_environment_then_the_tutorials_folder(monkeypatch, tmp_path):
-    from minift import course
+    from minift.apps import course
 
     monkeypatch.setenv("MINIFT_OUT", str(tmp_path / "figures" / "here"))
     assert course.output_dir() == tmp_path / "figures" / "here" and course.output_dir().is_dir()
@@ -101,7 +101,7 @@ def test_savefig_refuses_a_path_and_writes_a_file(monkeypatch, tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from minift import course
+    from minift.apps import course
 
     monkeypatch.setenv("MINIFT_OUT", str(tmp_path))
     fig, ax = plt.subplots()
@@ -123,7 +123,7 @@ cell_values = st.one_of(st.integers(-10**6, 10**6), st.floats(-1e3, 1e3, allow_n
     st.lists(st.text(alphabet="ABC", min_size=1, max_size=8), min_size=width, max_size=width),
     st.lists(st.lists(cell_values, min_size=width, max_size=width), max_size=6))))
 def test_print_table_aligns_every_column(capsys, table):
-    from minift import course
+    from minift.apps import course
 
     headers, rows = table
     course.print_table(rows, headers)
@@ -139,7 +139,7 @@ def test_print_table_aligns_every_column(capsys, table):
 
 
 def test_print_table_refuses_a_row_of_the_wrong_length(capsys):
-    from minift import course
+    from minift.apps import course
 
     with pytest.raises(ValueError, match="row 1 has 1 values for 2 headers"):
         course.print_table([(1, 2), (3,)], ["a", "b"])

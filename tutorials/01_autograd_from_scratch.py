@@ -41,9 +41,9 @@ import itertools
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minift import course
-from minift.autograd import Function, unbroadcast
-from minift.gradcheck import GradcheckError
+from minift.apps import course
+from minift.engine.autograd import Function, unbroadcast
+from minift.engine.gradcheck import GradcheckError
 
 minift.manual_seed(0)
 print("backend:", minift.backend.get_backend(), "| fast mode:", course.fast_mode())

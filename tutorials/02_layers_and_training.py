@@ -43,7 +43,8 @@ from collections import OrderedDict
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minift import course, nn, optim
+from minift import nn, optim
+from minift.apps import course
 from minift.data import DataLoader, Subset, load_dataset
 from minift.optim import lr_scheduler
 from minift.train import Learner

@@ -52,7 +52,8 @@ import copy
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minift import course, io, nn
+from minift import io, nn
+from minift.apps import course
 from minift.data import ArrayDataset, DataLoader, Subset, load_dataset, select_classes, take_per_class
 from minift.finetune import evaluate_accuracy, keras_recipe, set_trainable, transplant, trainable_report
 from minift.models import SmallCNN

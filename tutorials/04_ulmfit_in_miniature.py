@@ -55,7 +55,8 @@ import copy
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minift import course, nn
+from minift import nn
+from minift.apps import course
 from minift.data import ArrayDataset, DataLoader, Subset, load_dataset, select_classes, take_per_class
 from minift.finetune import GradualUnfreezing, evaluate_accuracy, layer_groups, transplant, ulmfit, ulmfit_lrs
 from minift.models import MLP

@@ -46,7 +46,8 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minift import course, nn
+from minift import nn
+from minift.apps import course
 from minift.data import ArrayDataset, DataLoader, load_dataset, select_classes
 from minift.finetune import evaluate_accuracy, lp_ft
 from minift.models import SmallCNN

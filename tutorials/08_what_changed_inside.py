@@ -43,7 +43,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minift import course
+from minift.apps import course
 from minift.data import ArrayDataset, DataLoader, load_dataset, select_classes
 from minift.finetune import evaluate_accuracy, layer_groups, transplant
 from minift.models import SmallCNN

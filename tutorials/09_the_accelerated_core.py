@@ -51,7 +51,8 @@ import time
 
 import numpy as np
 
-from minift import bench, course
+from minift import bench
+from minift.apps import course
 from minift import functional as F
 from minift import reference
 from minift.backend import available_backends, use_backend
@@ -256,7 +257,7 @@ if conv2d_direct_jit is not None:
 repeat, warmup = course.pick(7, 3), 1
 contenders = {"numpy reference (im2col + BLAS)": lambda: reference.conv2d_forward(x, weight, None, *geometry)}
 if numba_ok:
-    from minift.kernels import numba_cpu
+    from minift.kernels import numba as numba_cpu
 
     contenders["our direct loops (Numba)"] = lambda: conv2d_direct_jit(x, weight, 1)
     contenders["minift numba (im2col + GEMM)"] = lambda: numba_cpu.conv2d_forward(x, weight, None, *geometry)
@@ -285,7 +286,7 @@ course.print_table([(name, f"{1e3 * t:.2f}", f"{flops / t / 1e9:.1f}") for name,
 
 # %%
 if numba_ok:
-    from minift.kernels import numba_pool
+    from minift.kernels.numba import pool as numba_pool
 
     print(inspect.getsource(numba_pool.avg_pool2d_forward_kernel.py_func))
 else:
@@ -331,7 +332,7 @@ else:
 # above with the undecorated `conv2d_direct`.) A fresh interpreter shows the difference:
 
 # %%
-probe = "from minift.kernels import numba_pool; print(type(numba_pool.avg_pool2d_forward_kernel).__name__)"
+probe = "from minift.kernels.numba import pool as numba_pool; print(type(numba_pool.avg_pool2d_forward_kernel).__name__)"
 kernel_kind = {}
 if numba_ok:
     for setting in ("0", "1"):
@@ -381,5 +382,5 @@ print("all checks passed")
 #    where kernels go wrong.
 # 4. Put a `print(plane)` inside the `prange` loop and run with `NUMBA_DISABLE_JIT=1`. In
 #    what order do the planes come? And with the JIT on (Numba can print, too)?
-# 5. Run `python -m minift.bench` for the full table, and `python -m minift.kernels.cupy_bench`
+# 5. Run `python -m minift.bench` for the full table, and `python -m minift.bench.cupy`
 #    on a machine with an NVIDIA GPU.

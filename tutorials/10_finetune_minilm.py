@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 
 import minift  # noqa: E402
 import minift.nn.functional as F  # noqa: E402
-from minift import course  # noqa: E402
+from minift.apps import course  # noqa: E402
 from minift.data import ArrayDataset, DataLoader  # noqa: E402
 from minift.finetune import evaluate_accuracy, set_trainable  # noqa: E402
 from minift.finetune.lora import apply_lora, lora_state_dict, merge_lora  # noqa: E402

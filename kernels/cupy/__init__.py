@@ -13,7 +13,7 @@ same semantics as the NumPy reference ``minift.reference``) for arrays on an NVI
 Each ``.cu`` file is written once for ``scalar_t`` and compiled by NVRTC (through
 ``cupy.RawModule``) twice, for float32 and float64, the first time a kernel is needed;
 CuPy caches the result on disk. Shapes and windows are checked, and the outputs sized,
-by the reference's own functions (``minift.reference.checks`` and ``geometry``), so a
+by the reference's own functions (``minift.contract.checks`` and ``geometry``), so a
 bad shape or window fails with the same message as on the CPU; launch geometry lives in
 ``cuda_launch`` (plain Python, tested without a GPU).
 
@@ -30,8 +30,8 @@ import math
 import cupy
 import numpy as np
 
-from minift.reference.checks import check_ndim, check_same_shape, check_shape
-from minift.reference.geometry import (
+from minift.contract.checks import check_ndim, check_same_shape, check_shape
+from minift.contract.geometry import (
     ConvGeometry,
     PoolGeometry,
     conv2d_geometry,
@@ -39,7 +39,7 @@ from minift.reference.geometry import (
     pool2d_geometry,
 )
 
-from . import cuda_launch as launch
+from . import launch
 
 
 def check_available() -> None:

@@ -8,7 +8,7 @@ plain Python that never imports CuPy, so it is tested on machines without a GPU:
   launch cover every output element exactly once);
 * the 32-bit index limits of the convolution and pooling kernels, and how a large batch
   is cut into chunks whose im2col fits a workspace (the output sizes and the argument
-  checks are ``minift.reference.geometry``'s, shared by every backend);
+  checks are ``minift.contract.geometry``'s, shared by every backend);
 * how broadcast batch dimensions of a matmul become one batch stride;
 * which text the CUDA compiler sees for each ``.cu`` file.
 """
@@ -135,7 +135,7 @@ def check_int32_planes(op: str, **shapes) -> None:
     """Raise unless the kernels' 32-bit ``int`` arithmetic can index every named (N, C, H, W) shape.
 
     The kernels count planes, N * C, and index within one (H, W) plane with ``int``. The
-    shapes have passed the contract's checks (``minift.reference.geometry``) already;
+    shapes have passed the contract's checks (``minift.contract.geometry``) already;
     this is the GPU's own limit.
     """
     for name, shape in shapes.items():

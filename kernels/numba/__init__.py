@@ -19,7 +19,7 @@ non-contiguous input once where a kernel wants unit-stride rows.
 - ``blas`` (default): NumPy's ``matmul``, i.e. OpenBLAS (hand-tuned assembly; fastest);
 - ``blocked``: ``numba_gemm.matmul_blocked``, the Numba GEMM you can read.
 
-**Threads**: importing this module applies ``minift.threads``' policy, so that BLAS's and
+**Threads**: importing this module applies ``minift.backend.threads``' policy, so that BLAS's and
 Numba's thread pools take turns on the cores; if BLAS was started before minift could
 configure it, Numba's kernels run on the cores BLAS's spinning threads leave free (set for
 the thread that loads the backend, normally the main thread).
@@ -33,21 +33,21 @@ from __future__ import annotations
 
 import math
 
-from minift import threads
+from minift.backend import threads
 
 threads.configure_thread_pools()  # before Numba starts its thread pool
 
 import numpy as np  # noqa: E402
 
-from minift.kernels.numba_conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: E402
-from minift.kernels.numba_gemm import gemm_implementation, matmul_blocked  # noqa: E402
-from minift.kernels.numba_pool import (  # noqa: E402
+from minift.kernels.numba.conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: E402
+from minift.kernels.numba.gemm import gemm_implementation, matmul_blocked  # noqa: E402
+from minift.kernels.numba.pool import (  # noqa: E402
     avg_pool2d_backward,
     avg_pool2d_forward,
     max_pool2d_backward,
     max_pool2d_forward,
 )
-from minift.reference.checks import check_float_arrays  # noqa: E402
+from minift.contract.checks import check_float_arrays  # noqa: E402
 from numba import config, njit, set_num_threads  # noqa: E402
 
 set_num_threads(min(config.NUMBA_NUM_THREADS, threads.numba_thread_count()))

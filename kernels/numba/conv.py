@@ -22,7 +22,7 @@ What this file does differently from the reference, and why it is faster:
 3. **One GEMM per chunk of images.** The columns of a chunk of B images are laid side by
    side, ``cols (C*KH*KW, B, Ho*Wo)``, so each pass is ONE large product per chunk
    instead of one small product per image. Every BLAS call wakes BLAS's threads, which
-   go back to sleep right after (``minift.threads``): fewer, larger calls waste less time
+   go back to sleep right after (``minift.backend.threads``): fewer, larger calls waste less time
    handing work over, and a large GEMM runs closer to the machine's peak. The price is a
    reordering of y (and of dL/dy) between (B, O, Ho*Wo) and (O, B, Ho*Wo), one NumPy
    copy, small next to the products. (A parallel Numba copy measured no faster: it adds
@@ -45,10 +45,10 @@ import threading
 
 import numpy as np
 
-from minift.kernels import numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
-from minift.kernels.numba_gemm import matmul_into
-from minift.reference.checks import check_float_arrays, check_ndim, check_same_shape, check_shape
-from minift.reference.geometry import conv2d_geometry
+from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
+from minift.kernels.numba.gemm import matmul_into
+from minift.contract.checks import check_float_arrays, check_ndim, check_same_shape, check_shape
+from minift.contract.geometry import conv2d_geometry
 from numba import njit, prange, uint64
 
 CHUNK_BYTES = 2 * 2**20  # columns of one chunk of images: about the L2 caches of two cores (measured best)

@@ -41,7 +41,7 @@ import os
 
 import numpy as np
 
-from minift.kernels import numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
+from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
 from numba import njit, prange
 
 # Safe fast-math: allow fused multiply-add ("contract") and reordering sums ("reassoc"),

@@ -32,10 +32,10 @@ import functools
 
 import numpy as np
 
-from minift.kernels import numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
-from minift.kernels.numba_conv import valid_range
-from minift.reference.checks import check_float_arrays, check_ndim, check_same_shape, check_shape
-from minift.reference.geometry import max_pool2d_backward_shape, pool2d_geometry
+from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
+from minift.kernels.numba.conv import valid_range
+from minift.contract.checks import check_float_arrays, check_ndim, check_same_shape, check_shape
+from minift.contract.geometry import max_pool2d_backward_shape, pool2d_geometry
 from numba import njit, prange, uint64
 
 

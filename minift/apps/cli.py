@@ -20,8 +20,8 @@ import argparse
 import math
 import sys
 
-from . import __version__, backend
-from .data import DATASETS
+from .. import __version__, backend
+from ..data import DATASETS
 
 BACKENDS = (*backend.BACKEND_MODULES, "auto")
 
@@ -82,9 +82,9 @@ def run_demo_command(args) -> None:
 
 
 def run_pretrain_command(args) -> None:
-    from . import io
+    from .. import io
     from .demo import DemoConfig, check_output_file, load_images, pretrain, test_loader
-    from .finetune import evaluate_accuracy
+    from ..finetune import evaluate_accuracy
 
     config = DemoConfig(source=args.dataset, model=args.model, width=args.width, pretrain_epochs=args.epochs,
                         pretrain_lr=args.lr, batch_size=args.batch_size, seed=args.seed).check()
@@ -99,7 +99,7 @@ def run_pretrain_command(args) -> None:
 
 
 def run_finetune_command(args) -> None:
-    from . import io
+    from .. import io
     from .demo import (DemoConfig, DemoRun, InputError, build_model, check_output_file, few_shot_indices,
                        finetune_run, load_checkpoint, load_images, load_pretrained_body, strategy)
 
@@ -127,7 +127,7 @@ def run_finetune_command(args) -> None:
 
 
 def run_info_command(args) -> None:
-    from .data import available_datasets
+    from ..data import available_datasets
 
     print(f"minift {__version__} (Python {sys.version.split()[0]})")
     print(f"backend in use: {backend.get_backend()}   (choose with --backend or MINIFT_BACKEND)")
@@ -142,24 +142,24 @@ def run_info_command(args) -> None:
 
 
 def thread_settings() -> str:
-    """How minift's thread pools are set up (see ``minift.threads``)."""
+    """How minift's thread pools are set up (see ``minift.backend.threads``)."""
     import os
 
-    from . import threads
+    from ..backend import threads
 
     settings = ", ".join(f"{name}={os.environ.get(name, 'unset')}" for name in threads.POLICY)
     return f"{settings}; BLAS and Numba pools take turns: {threads.pools_take_turns()}; {os.cpu_count()} CPUs"
 
 
 def run_bench_command(args) -> None:
-    from .bench import run_benchmarks
+    from ..bench import run_benchmarks
 
     run_benchmarks(repeat=args.repeat, warmup=args.warmup)
 
 
 def run_finetune_text_command(args) -> int:
     from .demo import InputError
-    from .text.classify import finetune_text
+    from ..text.classify import finetune_text
 
     try:
         return finetune_text(args)
@@ -294,7 +294,7 @@ def build_parser() -> Parser:
     _common(bench, seed=False)
     bench.set_defaults(run=run_bench_command)
 
-    from .text import classify
+    from ..text import classify
 
     text = commands.add_parser(
         "finetune-text", help="fine-tune a pretrained sentence encoder (MiniLM) to classify news texts (R8)",
@@ -322,9 +322,9 @@ def choose_backend(args) -> None:
 
 def main(argv=None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
-    from .data import DatasetNotFoundError
+    from ..data import DatasetNotFoundError
     from .demo import InputError
-    from .train import NonFiniteLossError
+    from ..train import NonFiniteLossError
 
     parser = build_parser()
     try:

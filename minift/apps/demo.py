@@ -42,17 +42,17 @@ from typing import Callable
 
 import numpy as np
 
-from . import io, nn
-from .data import DataLoader, DatasetNotFoundError, Subset, load_dataset, take_per_class
-from .data.images import ImageData, resize_images
-from .data.transforms import RandomCrop
-from .finetune import L2SP, evaluate_accuracy, fine_tune, lp_ft, transplant, ulmfit
-from .io import CheckpointError
-from .io_atomic import atomic_write
-from .models import SmallCNN, TinyResNet
-from .random import manual_seed
-from .train import Learner
-from .train.plots import moving_average
+from .. import io, nn
+from ..data import DataLoader, DatasetNotFoundError, Subset, load_dataset, take_per_class
+from ..data.images import ImageData, resize_images
+from ..data.transforms import RandomCrop
+from ..finetune import L2SP, evaluate_accuracy, fine_tune, lp_ft, transplant, ulmfit
+from ..io import CheckpointError
+from ..io.atomic import atomic_write
+from ..models import SmallCNN, TinyResNet
+from ..engine.random import manual_seed
+from ..train import Learner
+from ..train.plots import moving_average
 
 IMAGE_SIZE = 28  # every model here takes MNIST-sized images (1, 28, 28)
 AUGMENT = RandomCrop(IMAGE_SIZE, padding=2)  # shift each image by up to 2 pixels
@@ -89,7 +89,7 @@ MODELS: dict[str, Callable[[int, int], nn.Module]] = {
 
 
 def build_model(name: str, num_classes: int, width: int) -> nn.Module:
-    """A fresh model from ``MODELS``, initialised from ``minift.random``."""
+    """A fresh model from ``MODELS``, initialised from ``minift.engine.random``."""
     if name not in MODELS:
         raise InputError(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
     return MODELS[name](num_classes, width)

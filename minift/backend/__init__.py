@@ -8,8 +8,8 @@ below, which dispatch to one *backend* — a module that implements every entry 
 backend           module                                       arrays
 ================  ==========================================  =========================
 ``numpy``         ``minift.reference`` (the oracle)            NumPy
-``numba``         ``minift.kernels.numba_cpu`` (@njit)         NumPy
-``cupy``          ``minift.kernels.cupy_gpu`` (CUDA C)         CuPy (on an NVIDIA GPU)
+``numba``         ``minift.kernels.numba`` (@njit)         NumPy
+``cupy``          ``minift.kernels.cupy`` (CUDA C)         CuPy (on an NVIDIA GPU)
 ================  ==========================================  =========================
 
 Choose with the environment variable ``MINIFT_BACKEND=numpy|numba|cupy|auto`` (read at
@@ -92,8 +92,8 @@ CONTRACT = (
 
 BACKEND_MODULES = {
     "numpy": "minift.reference",
-    "numba": "minift.kernels.numba_cpu",
-    "cupy": "minift.kernels.cupy_gpu",
+    "numba": "minift.kernels.numba",
+    "cupy": "minift.kernels.cupy",
 }
 
 INSTALL_HINTS = {
@@ -107,7 +107,7 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation
     """Output length of a convolution or pooling window along one axis (floor mode).
 
     ``(size + 2*padding - dilation*(kernel-1) - 1) // stride + 1``; every backend uses this,
-    through ``minift.reference.geometry``, which also checks the window arguments.
+    through ``minift.contract.geometry``, which also checks the window arguments.
     """
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 

@@ -44,7 +44,7 @@ def to_device(array, device: str):
         return array
     if device == "cpu":
         return array.get()
-    from .backend import BackendUnavailableError, available_backends
+    from . import BackendUnavailableError, available_backends
 
     ok, reason = available_backends()["cupy"]
     if not ok:

@@ -32,7 +32,7 @@ applies it again on import (for Numba, which it loads later).
 
 Other BLAS libraries (MKL, Accelerate) are not configured here.
 
-Measured on the 2-core development machine with ``python -m minift.threads`` (a loop of
+Measured on the 2-core development machine with ``python -m minift.backend.threads`` (a loop of
 two 256 x 256 matmuls and two small Numba kernels, alternating; median per loop):
 
     library defaults               40.7 ms
@@ -144,10 +144,10 @@ def main() -> None:
     """
     import subprocess
 
-    measure = "from minift.threads import _alternation_benchmark as b; print(f'{b():.2f}')"
+    measure = "from minift.backend.threads import _alternation_benchmark as b; print(f'{b():.2f}')"
     numpy_first = (
         "import numpy, numba\n"
-        "from minift import threads\n"
+        "from minift.backend import threads\n"
         "threads.configure_thread_pools()\n"
         "numba.set_num_threads(threads.numba_thread_count())\n"
     )

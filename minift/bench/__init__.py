@@ -16,7 +16,7 @@ operations, and its speed relative to the ``numpy`` and ``torch`` cells of the s
 (``2.0`` = twice as fast, ``0.5`` = half as fast). Speed is measured here, never asserted by
 a test. Timings on a machine shared with other work are noisy: the header reports the load.
 
-To add a row, append to ``ROWS`` or to ``minift.bench_steps.STEP_ROWS`` (or pass ``rows=``):
+To add a row, append to ``ROWS`` or to ``minift.bench.steps.STEP_ROWS`` (or pass ``rows=``):
 ``Row(name, flops, make_step, make_torch_step)``, where ``make_step()`` builds the data and returns a function of no
 arguments that runs one step through ``minift`` (it runs under each backend in turn), and
 ``make_torch_step(torch)`` does the same with PyTorch.
@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minift import backend, threads
+from minift import backend
+from minift.backend import threads
 
 Step = Callable[[], object]
 
@@ -146,8 +147,8 @@ ROWS: list[Row] = [
 
 
 def default_rows() -> list[Row]:
-    """The kernel rows above, then the whole training steps of ``minift.bench_steps``."""
-    from minift.bench_steps import STEP_ROWS  # imports minift.nn and minift.optim
+    """The kernel rows above, then the whole training steps of ``minift.bench.steps``."""
+    from minift.bench.steps import STEP_ROWS  # imports minift.nn and minift.optim
 
     return [*ROWS, *STEP_ROWS]
 
@@ -248,7 +249,7 @@ def run_benchmarks(rows: Sequence[Row] | None = None, repeat: int = 7, warmup: i
 def _header(torch, load_before: float, load_after: float) -> str:
     lines = [f"minift bench: {threads.cores()} cores, load average {load_before:.1f} before / {load_after:.1f} after"]
     if backend.available_backends()["numba"][0]:
-        from minift.kernels import numba_cpu
+        from minift.kernels import numba as numba_cpu
 
         import numba
 
@@ -291,6 +292,3 @@ def format_table(cells) -> str:
         )
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    run_benchmarks()

@@ -2,8 +2,8 @@
 
 Run on a machine with an NVIDIA GPU and CuPy::
 
-    python -m minift.kernels.cupy_bench                      # GEMM 1024..8192, four convolutions
-    python -m minift.kernels.cupy_bench --gemm-sizes 1024 --skip-conv
+    python -m minift.bench.cupy                      # GEMM 1024..8192, four convolutions
+    python -m minift.bench.cupy --gemm-sizes 1024 --skip-conv
 
 What is measured:
 
@@ -86,7 +86,7 @@ def bench_gemm(sizes=GEMM_SIZES, repeats: int = 10, warmup: int = 3) -> list[dic
     """The tiled GEMM against cuBLAS on ``n x n`` float32 matrices; one dict per size."""
     import cupy
 
-    from minift.kernels import cupy_gpu
+    from minift.kernels import cupy as cupy_gpu
 
     rows = []
     for n in sizes:
@@ -129,7 +129,7 @@ def bench_conv(cases=CONV_CASES, repeats: int = 10, warmup: int = 3) -> list[dic
     """minift's im2col + GEMM convolution against cuDNN (when available), float32."""
     import cupy
 
-    from minift.kernels import cupy_gpu
+    from minift.kernels import cupy as cupy_gpu
 
     torch = _torch_cuda()
     rows = []
@@ -192,7 +192,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m minift.kernels.cupy_bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m minift.bench.cupy", description=__doc__.split("\n")[0])
     parser.add_argument("--gemm-sizes", type=int, nargs="+", default=list(GEMM_SIZES))
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
     try:
         import cupy
 
-        from minift.kernels import cupy_gpu
+        from minift.kernels import cupy as cupy_gpu
 
         cupy_gpu.check_available()
     except Exception as exc:  # no CuPy, no driver, no GPU, no NVRTC: say which

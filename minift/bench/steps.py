@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import functional as F
-from . import nn, optim
-from .bench import Row
-from .random import manual_seed
-from .tensor import Tensor
+from .. import functional as F
+from .. import nn, optim
+from . import Row
+from ..engine.random import manual_seed
+from ..engine.tensor import Tensor
 
 
 def _batch(shape, classes: int):

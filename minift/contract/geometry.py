@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from minift.backend import conv_output_size
-from minift.reference.checks import check_ndim, check_pair, check_same_shape, check_shape
+from minift.contract.checks import check_ndim, check_pair, check_same_shape, check_shape
 
 
 def output_size(kernel: str, input_hw, kernel_size, stride, padding, dilation) -> tuple[int, int]:

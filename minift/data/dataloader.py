@@ -65,7 +65,7 @@ class DataLoader:
     """Iterate over ``dataset`` in batches of ``batch_size`` samples.
 
     - ``shuffle``: a new permutation each epoch, reproducible from ``seed`` (an int; ``None``
-      draws one from ``minift.random``, so ``manual_seed`` fixes it).
+      draws one from ``minift.engine.random``, so ``manual_seed`` fixes it).
     - ``drop_last``: drop the final batch when it would be smaller than ``batch_size``.
     - ``transform``: applied to the first field (the images, ``(N, C, H, W)``) of every
       batch, with a generator that is a function of ``(seed, epoch, batch)``; see

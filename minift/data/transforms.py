@@ -35,7 +35,7 @@ def _pair(size, what: str) -> tuple[int, int]:
 def _generator_or_global(generator) -> np.random.Generator:
     if generator is not None:
         return generator
-    from .. import random
+    from ..engine import random
 
     return random.generator()
 

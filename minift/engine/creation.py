@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import default_device
-from .device import check_device, to_device
+from ..backend import default_device
+from ..backend.device import check_device, to_device
 from .random import generator
 from .tensor import Tensor, as_dtype
 
@@ -31,7 +31,7 @@ def _make(array, dtype, requires_grad, device) -> Tensor:
 
 def empty_parameter(shape, dtype=None):
     """A zero-filled ``Parameter`` for a layer to initialise (``torch.empty``'s role)."""
-    from .nn.module import Parameter
+    from ..nn.module import Parameter
 
     return Parameter(_make(np.zeros(_shape((shape,))), dtype, False, None))
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .autograd import no_grad
-from .device import array_module
+from ..backend.device import array_module
 from .tensor import Tensor
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import autograd
 from .autograd import FREED, unbroadcast
-from .device import array_module, check_device, device_of, to_device
+from ..backend.device import array_module, check_device, device_of, to_device
 
 DTYPES = {
     "float16": np.float16,
@@ -92,7 +92,7 @@ class Tensor:
         if device is not None:
             array = to_device(array, device)
         elif from_python:
-            from .backend import default_device
+            from ..backend import default_device
 
             array = to_device(array, default_device())
         self.data = array
@@ -175,7 +175,7 @@ class Tensor:
 
         Both are differentiable: the gradient flows back to the original tensor.
         """
-        from .functional.elementwise import Cast, ToDevice
+        from ..functional.elementwise import Cast, ToDevice
 
         if isinstance(target, str) and target.split(":")[0] in ("cpu", "cuda"):
             device = check_device(target)
@@ -353,7 +353,7 @@ def _install_methods() -> None:
     Done after the class so that ``functional`` (which builds Tensors) can import this
     module; the methods are listed here in one table instead of forty one-line defs.
     """
-    from . import functional as F
+    from .. import functional as F
 
     def compare(op):
         return lambda self, other: Tensor._from_array(op(self.data, getattr(other, "data", other)))

@@ -33,10 +33,10 @@ import numpy as np
 
 from .. import functional as F
 from .. import io
-from ..autograd import no_grad
-from ..device import device_of, to_device
+from ..engine.autograd import no_grad
+from ..backend.device import device_of, to_device
 from ..nn import Module
-from ..tensor import Tensor
+from ..engine.tensor import Tensor
 
 
 class L2SP:

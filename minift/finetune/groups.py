@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ..nn import Module, Sequential
-from ..tensor import Tensor
+from ..engine.tensor import Tensor
 
 
 class LayerGroup:

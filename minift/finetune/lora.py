@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..creation import empty_parameter
+from ..engine.creation import empty_parameter
 from ..nn import Dropout, Linear, Module, init
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import io
 from ..nn import Module
-from ..tensor import Tensor
+from ..engine.tensor import Tensor
 
 
 @dataclass

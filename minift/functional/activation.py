@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 
-from ..autograd import Function
-from ..device import array_module
+from ..engine.autograd import Function
+from ..backend.device import array_module
 from .special import erf
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numbers
 
 from .. import backend
-from ..autograd import Function
-from ..reference.checks import check_ndim, check_same_shape
-from ..reference.geometry import conv2d_geometry
+from ..engine.autograd import Function
+from ..contract.checks import check_ndim, check_same_shape
+from ..contract.geometry import conv2d_geometry
 
 
 def pair(value):

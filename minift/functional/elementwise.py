@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Function
-from ..device import array_module, to_device
+from ..engine.autograd import Function
+from ..backend.device import array_module, to_device
 
 
 class Add(Function):
@@ -252,7 +252,7 @@ class ToDevice(Function):
 
 def _lift(value, like):
     """A constant operand as a Tensor: Python numbers take ``like``'s dtype and device."""
-    from ..tensor import Tensor
+    from ..engine.tensor import Tensor
 
     if isinstance(value, Tensor):
         return value
@@ -263,7 +263,7 @@ def _lift(value, like):
 
 def _operands(x, y):
     """Both operands as Tensors; a number takes the dtype and device of the other."""
-    from ..tensor import Tensor
+    from ..engine.tensor import Tensor
 
     if isinstance(x, Tensor):
         return x, _lift(y, x)
@@ -362,7 +362,7 @@ clamp = clip
 
 def where(condition, x, y):
     """``x`` where ``condition`` is true, else ``y`` (condition: bool Tensor or array)."""
-    from ..tensor import Tensor
+    from ..engine.tensor import Tensor
 
     x, y = _operands(x, y)
     cond = condition.data if isinstance(condition, Tensor) else array_module(x.data).asarray(condition)

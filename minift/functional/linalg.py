@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from .. import backend
-from ..autograd import Function
+from ..engine.autograd import Function
 
 
 class MatMul(Function):

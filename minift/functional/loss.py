@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..autograd import Function
-from ..device import array_module
+from ..engine.autograd import Function
+from ..backend.device import array_module
 from .elementwise import _lift, maximum
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -70,7 +70,7 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoo
     ``input`` is ``(N, C)`` or ``(N, C, d1, ...)`` logits; ``target`` is ``(N,)`` or
     ``(N, d1, ...)`` int64 classes in ``[0, C)`` or ``ignore_index``.
     """
-    from ..tensor import Tensor
+    from ..engine.tensor import Tensor
 
     _check_reduction(reduction)
     target = target if isinstance(target, Tensor) else Tensor(target)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..autograd import Function
-from ..device import array_module
+from ..engine.autograd import Function
+from ..backend.device import array_module
 
 
 def _normalise_backward(g_hat, x_hat, rstd, axes):
@@ -118,7 +118,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     ``running_mean``/``running_var`` are arrays (or Tensors) of shape ``(C,)`` updated in
     place when ``training``; they may be None in training (no running statistics).
     """
-    from ..tensor import Tensor
+    from ..engine.tensor import Tensor
 
     if x.ndim < 2:
         raise ValueError(f"batch_norm expects input (N, C, ...), got shape {x.shape}")

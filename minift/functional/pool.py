@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from .. import backend
-from ..autograd import Function
-from ..device import array_module
-from ..reference.checks import check_ndim, check_pair
-from ..reference.geometry import pool2d_geometry
+from ..engine.autograd import Function
+from ..backend.device import array_module
+from ..contract.checks import check_ndim, check_pair
+from ..contract.geometry import pool2d_geometry
 from .conv import pair
 
 

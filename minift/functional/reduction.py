@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import builtins  # this module defines sum / max / min, shadowing the built-ins
 
-from ..autograd import Function
-from ..device import array_module
+from ..engine.autograd import Function
+from ..backend.device import array_module
 
 
 def _axes(axis, ndim: int) -> tuple:

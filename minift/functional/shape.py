@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Function
-from ..device import array_module, scatter_add
+from ..engine.autograd import Function
+from ..backend.device import array_module, scatter_add
 
 
 class Reshape(Function):
@@ -168,7 +168,7 @@ def transpose(x, dim0=-2, dim1=-1):
 
 
 def getitem(x, index):
-    from ..tensor import Tensor
+    from ..engine.tensor import Tensor
 
     def raw(part):
         if isinstance(part, Tensor):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..autograd import Function
-from ..device import array_module, scatter_add
-from ..random import generator
+from ..engine.autograd import Function
+from ..backend.device import array_module, scatter_add
+from ..engine.random import generator
 
 
 class Dropout(Function):
@@ -61,7 +61,7 @@ def dropout(x, p=0.5, training=True):
 
 def embedding(indices, weight, padding_idx=None):
     """Look up rows of ``weight (V, D)``; ``indices`` is an int Tensor or array."""
-    from ..tensor import Tensor
+    from ..engine.tensor import Tensor
 
     idx = indices.data if isinstance(indices, Tensor) else array_module(weight.data).asarray(indices)
     if idx.dtype.kind not in "iu":

@@ -10,7 +10,7 @@ five coefficients and one exponential::
 
 from __future__ import annotations
 
-from ..device import array_module, is_cuda_array
+from ..backend.device import array_module, is_cuda_array
 
 try:
     from scipy.special import erf as _scipy_erf

@@ -21,7 +21,7 @@ cannot run code. (``numpy.load`` is always called with ``allow_pickle=False``.)
 ``load(path)`` returns ``{name: numpy array}``.
 
 **Training checkpoints**: ``save_checkpoint(path, model=..., optimizer=..., epoch=3,
-rng=minift.random.get_rng_state())`` stores nested state (see ``io_checkpoint``): the
+rng=minift.get_rng_state())`` stores nested state (see ``io_checkpoint``): the
 arrays in the file's tensor table under path-like names (``optimizer/state/0/momentum_buffer``),
 everything else in a JSON tree — in the safetensors ``__metadata__`` under the key
 ``"minift_checkpoint"``, or in the npz as a uint8 array of that name holding the UTF-8
@@ -40,11 +40,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from minift import io_checkpoint, io_npz, io_safetensors
-from minift.device import check_device, to_device
-from minift.io_atomic import atomic_write
-from minift.io_common import CheckpointError, to_numpy
-from minift.io_safetensors import safetensors_header
+from minift.io import checkpoint as io_checkpoint, npz as io_npz, safetensors as io_safetensors
+from minift.backend.device import check_device, to_device
+from minift.io.atomic import atomic_write
+from minift.io.common import CheckpointError, to_numpy
+from minift.io.safetensors import safetensors_header
 
 __all__ = ["save", "load", "save_checkpoint", "load_checkpoint", "safetensors_header", "CheckpointError"]
 
@@ -122,7 +122,7 @@ def load(path, device: str = "cpu") -> dict:
 def save_checkpoint(path, /, **parts) -> None:
     """Save nested training state atomically, e.g.
     ``save_checkpoint("ckpt.safetensors", model=model.state_dict(),
-    optimizer=optimizer.state_dict(), epoch=3, rng=minift.random.get_rng_state())``.
+    optimizer=optimizer.state_dict(), epoch=3, rng=minift.get_rng_state())``.
 
     Parts may nest dicts (str or int keys), lists, tuples, arrays, numpy scalars, and JSON
     values (None, bool, int of any size, float including nan/inf, str). Anything else

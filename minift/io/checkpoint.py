@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from minift.io_common import CheckpointError, to_numpy
+from minift.io.common import CheckpointError, to_numpy
 
 TREE_KEY = "minift_checkpoint"  # safetensors metadata key / npz array name of the JSON tree
 FORMAT = "minift.checkpoint"

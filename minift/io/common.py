@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from minift.tensor import Tensor
+from minift.engine.tensor import Tensor
 
 # numpy cannot hold an array of more than 64 dimensions, or of more bytes than an intp counts.
 MAX_NDIM = 64

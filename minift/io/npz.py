@@ -32,7 +32,7 @@ import zlib
 
 import numpy as np
 
-from minift.io_common import CheckpointError, check_bool_values, check_shape
+from minift.io.common import CheckpointError, check_bool_values, check_shape
 
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # an archive with members, an empty archive
 NUMERIC_KINDS = "biufc"  # bool, signed, unsigned, float, complex

@@ -37,7 +37,7 @@ import os
 
 import numpy as np
 
-from minift.io_common import CheckpointError, check_bool_values, check_shape
+from minift.io.common import CheckpointError, check_bool_values, check_shape
 
 # safetensors dtype code -> numpy dtype, little-endian as stored; in the reference
 # implementation's ranking, which its writer sorts by (highest first).

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numbers
 from collections import OrderedDict
 
-from . import nn
+from .. import nn
 
 
 class BodyHeadClassifier(nn.Module):

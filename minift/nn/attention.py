@@ -7,9 +7,9 @@ import math
 import numpy as np
 
 from .. import functional as F
-from ..creation import empty_parameter
-from ..device import array_module
-from ..tensor import Tensor
+from ..engine.creation import empty_parameter
+from ..backend.device import array_module
+from ..engine.tensor import Tensor
 from . import init
 from .linear import Linear
 from .module import Module

@@ -44,9 +44,9 @@ import numpy as np
 
 from .. import functional as F
 from .. import io
-from ..creation import arange
-from ..device import array_module
-from ..tensor import Tensor
+from ..engine.creation import arange
+from ..backend.device import array_module
+from ..engine.tensor import Tensor
 from . import init
 from .activation import Dropout
 from .attention import attention_bias, scaled_dot_product_attention

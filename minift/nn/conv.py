@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..creation import empty_parameter
+from ..engine.creation import empty_parameter
 from ..functional.conv import pair
-from ..reference.checks import check_pair
+from ..contract.checks import check_pair
 from . import init
 from .module import Module
 

@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from ..device import to_device
-from ..random import generator
+from ..backend.device import to_device
+from ..engine.random import generator
 
 
 def calculate_gain(nonlinearity: str, param=None) -> float:

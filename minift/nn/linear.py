@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..creation import empty_parameter
+from ..engine.creation import empty_parameter
 from . import init
 from .module import Module
 

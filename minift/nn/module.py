@@ -17,8 +17,8 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from ..device import check_device, to_device
-from ..tensor import DTYPES, Tensor, as_dtype
+from ..backend.device import check_device, to_device
+from ..engine.tensor import DTYPES, Tensor, as_dtype
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..device import array_module
+from ..backend.device import array_module
 from .optimizer import Optimizer, is_real_number, check_nonnegative
 
 

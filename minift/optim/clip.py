@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
-from ..device import array_module
-from ..tensor import Tensor
+from ..backend.device import array_module
+from ..engine.tensor import Tensor
 
 
 def _gradients(parameters) -> list:

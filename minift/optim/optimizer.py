@@ -25,9 +25,9 @@ import numbers
 
 import numpy as np
 
-from ..autograd import enable_grad
-from ..device import array_module, device_of, is_cuda_array, to_device
-from ..tensor import Tensor
+from ..engine.autograd import enable_grad
+from ..backend.device import array_module, device_of, is_cuda_array, to_device
+from ..engine.tensor import Tensor
 
 
 class _Required:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..device import array_module
+from ..backend.device import array_module
 from .optimizer import Optimizer, check_nonnegative
 
 

@@ -15,8 +15,8 @@ a broadcast batch of the matmul, so every product is a handful of large BLAS GEM
 
 from __future__ import annotations
 
-from minift.reference.checks import check_float_arrays, check_ndim, check_same_shape, check_shape
-from minift.reference.geometry import conv2d_geometry
+from minift.contract.checks import check_float_arrays, check_ndim, check_same_shape, check_shape
+from minift.contract.geometry import conv2d_geometry
 from minift.reference.im2col import col2im, im2col
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minift.reference.geometry import output_size
+from minift.contract.geometry import output_size
 
 
 def pad_planes(x, padding, value=0.0):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minift.reference.checks import check_float_arrays
+from minift.contract.checks import check_float_arrays
 
 
 def matmul(a, b):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minift.reference.checks import check_float_arrays, check_ndim, check_same_shape, check_shape
-from minift.reference.geometry import max_pool2d_backward_shape, pool2d_geometry
+from minift.contract.checks import check_float_arrays, check_ndim, check_same_shape, check_shape
+from minift.contract.geometry import max_pool2d_backward_shape, pool2d_geometry
 from minift.reference.im2col import col2im, offset_slices, pad_planes
 
 

@@ -45,8 +45,9 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from .. import backend, threads
-from ..autograd import no_grad
+from .. import backend
+from ..backend import threads
+from ..engine.autograd import no_grad
 from ..data import ArrayDataset, DataLoader
 from ..finetune.freezing import freeze, freeze_to, set_trainable, trainable_report
 from ..finetune.forgetting import evaluate_accuracy
@@ -55,8 +56,8 @@ from ..finetune.lrs import layerwise_lrs
 from ..finetune.unfreezing import GradualUnfreezing
 from ..nn import Dropout, Linear, Module, Sequential
 from ..nn.bert import BertModel, mean_pool
-from ..random import manual_seed
-from ..tensor import Tensor
+from ..engine.random import manual_seed
+from ..engine.tensor import Tensor
 from ..train import Learner
 from .datasets import TextClassificationData, load_r8
 from .pretrained import locate_minilm_l6_v2

@@ -35,7 +35,7 @@ import math
 import time
 
 from .. import functional as F
-from ..autograd import no_grad
+from ..engine.autograd import no_grad
 from ..finetune.batchnorm import BN_POLICIES, set_bn_policy
 from ..finetune.freezing import freeze_to
 from ..finetune.groups import layer_groups
@@ -43,7 +43,7 @@ from ..finetune.lrs import discriminative_lrs, param_groups
 from ..io import save_checkpoint
 from ..nn import Module
 from ..optim import SGD, Adam, AdamW, Optimizer
-from ..tensor import Tensor
+from ..engine.tensor import Tensor
 from .callbacks import Callback, Checkpointing, ProgressBar, TerminateOnNaN, event_handlers
 from .history import History
 from .metrics import resolve_metrics

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..random import get_rng_state, set_rng_state
+from ..engine.random import get_rng_state, set_rng_state
 
 
 @dataclass

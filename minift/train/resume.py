@@ -30,7 +30,7 @@ run ``before_epoch`` again. The file is read and checked before anything is chan
 from __future__ import annotations
 
 from .. import io
-from ..random import get_rng_state, set_rng_state
+from ..engine.random import get_rng_state, set_rng_state
 
 FORMAT = "minift.train/1"
 
