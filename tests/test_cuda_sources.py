@@ -1,7 +1,7 @@
 """The CUDA sources compile, and agree with the host code that launches them.
 
 No GPU is needed: the sources are compiled ahead of time, exactly as ``cupy_gpu`` hands them
-to the compiler (``cuda_launch.cuda_source``: headers inlined; ``compile_options``:
+to the compiler (``launch.cuda_source``: headers inlined; ``compile_options``:
 ``-Dscalar_t=float`` or ``double``), for every architecture minift supports:
 
 * with ``nvcc`` down to machine code (cubin, through ptxas), checking that no kernel spills
@@ -21,7 +21,7 @@ import sys
 
 import pytest
 
-from minift.kernels import cuda_launch as launch
+from minift.kernels.cupy import launch
 
 SOURCES = ("gemm.cu", "conv.cu", "pool.cu")
 DTYPES = ("float32", "float64")
@@ -126,7 +126,7 @@ def test_gemm_tiling_constants_match_the_python_model():
 
 
 def test_every_kernel_the_host_launches_is_defined_in_its_source():
-    host = (launch.KERNELS_DIR / "__init__.py").read_text()
+    host = (launch.KERNELS_DIR / "backend.py").read_text()
     launched = set(re.findall(r'_kernel\("(\w+\.cu)", "(\w+)"', host))
     assert {filename for filename, _ in launched} == set(SOURCES)
     for filename, name in launched:

@@ -4,7 +4,7 @@ The first half tests ``minift.kernels.cupy.launch``, plain Python, on any machin
 GEMM's threads cover every output exactly once, that grids respect CUDA's limits, and that
 shapes, strides and bad arguments are handled as the reference handles them.
 
-The second half runs every kernel of ``minift.kernels.cupy`` against the NumPy
+The second half runs every kernel of ``minift.kernels.cupy.backend`` against the NumPy
 reference ``minift.reference`` on hypothesis-drawn shapes, strides, padding and dilation;
 it is skipped, with the reason, unless ``minift.backend`` reports the cupy backend usable.
 """
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 from minift import backend
-from minift.kernels import cuda_launch as launch
+from minift.kernels.cupy import launch
 from minift.contract.geometry import pool2d_geometry
 
 CUPY_OK, CUPY_REASON = backend.available_backends()["cupy"]
@@ -26,7 +26,7 @@ if CUPY_OK:
     import cupy
 
     from minift import reference
-    from minift.kernels import cupy as cupy_gpu
+    from minift.kernels.cupy import backend as cupy_gpu
 
 needs_gpu = pytest.mark.skipif(not CUPY_OK, reason=f"cupy backend unavailable: {CUPY_REASON}")
 

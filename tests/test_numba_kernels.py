@@ -30,7 +30,7 @@ pytest.importorskip("numba")
 import minift.backend as backend  # noqa: E402
 import minift.reference as ref  # noqa: E402
 from minift.backend import threads  # noqa: E402
-from minift.kernels import numba as numba_cpu  # noqa: E402
+from minift.kernels.numba import backend as numba_cpu  # noqa: E402
 from minift.kernels.numba import gemm as numba_gemm, pool as numba_pool  # noqa: E402
 
 SETTINGS = settings(max_examples=30, deadline=None)  # deadline=None: the first call compiles
@@ -414,7 +414,7 @@ def clean_environment(**extra):
 
 SMALL_POOL = """
 import numpy as np
-from minift.kernels import numba as numba_cpu
+from minift.kernels.numba import backend as numba_cpu
 x = np.arange(16.0).reshape(1, 1, 4, 4)
 print(numba_cpu.avg_pool2d_forward(x, (2, 2), (2, 2), (0, 0)).sum())
 """
@@ -462,7 +462,7 @@ def test_jit_cache_goes_to_a_writable_folder_when_the_install_and_home_are_read_
 POLICY_REPORT = """
 import numpy as np
 from minift.backend import threads
-from minift.kernels import numba as numba_cpu
+from minift.kernels.numba import backend as numba_cpu
 import numba
 x = np.arange(16.0).reshape(1, 1, 4, 4)
 numba_cpu.avg_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
@@ -494,7 +494,7 @@ def test_every_kernel_runs_as_plain_python_with_numba_disable_jit():
     code = """
 import numpy as np
 import minift.reference as ref
-from minift.kernels import numba as numba_cpu
+from minift.kernels.numba import backend as numba_cpu
 from minift.kernels.numba import gemm as numba_gemm
 rng = np.random.default_rng(0)
 x, w, g = rng.standard_normal((2, 2, 5, 4)), rng.standard_normal((3, 2, 2, 3)), rng.standard_normal((2, 3, 3, 2))

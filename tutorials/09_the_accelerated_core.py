@@ -257,7 +257,7 @@ if conv2d_direct_jit is not None:
 repeat, warmup = course.pick(7, 3), 1
 contenders = {"numpy reference (im2col + BLAS)": lambda: reference.conv2d_forward(x, weight, None, *geometry)}
 if numba_ok:
-    from minift.kernels import numba as numba_cpu
+    from minift.kernels.numba import backend as numba_cpu
 
     contenders["our direct loops (Numba)"] = lambda: conv2d_direct_jit(x, weight, 1)
     contenders["minift numba (im2col + GEMM)"] = lambda: numba_cpu.conv2d_forward(x, weight, None, *geometry)

@@ -15,7 +15,7 @@ Each ``.cu`` file is written once for ``scalar_t`` and compiled by NVRTC (throug
 CuPy caches the result on disk. Shapes and windows are checked, and the outputs sized,
 by the reference's own functions (``minift.contract.checks`` and ``geometry``), so a
 bad shape or window fails with the same message as on the CPU; launch geometry lives in
-``cuda_launch`` (plain Python, tested without a GPU).
+``launch`` (plain Python, tested without a GPU).
 
 Kernels read the inputs' own strides where that saves a copy (the GEMM reads transposed
 views directly); the convolution and pooling kernels read C-contiguous arrays, so the

@@ -1,7 +1,7 @@
 // Helpers shared by minift's CUDA sources (gemm.cu, conv.cu, pool.cu).
 //
 // Every source is written once for `scalar_t`, which the loader defines on the
-// compiler's command line: cupy_gpu compiles each file twice, with
+// compiler's command line: backend.py compiles each file twice, with
 // -Dscalar_t=float and -Dscalar_t=double, so one text serves float32 and float64
 // with plain (non-template) extern "C" kernels that CuPy finds by name.
 //
@@ -9,12 +9,12 @@
 // nothing here includes <cmath>, <cstdio> or the CUDA runtime headers.
 
 #ifndef scalar_t
-#error "compile with -Dscalar_t=float or -Dscalar_t=double (minift.kernels.cupy_gpu does)"
+#error "compile with -Dscalar_t=float or -Dscalar_t=double (minift.kernels.cupy.backend does)"
 #endif
 
 // The elementwise kernels use a grid-stride loop: thread t of the whole grid handles
 // elements t, t + T, t + 2T, ... where T is the number of threads in the grid. Any grid
-// size is then correct, so the host can cap the grid (cuda_launch.elementwise_launch).
+// size is then correct, so the host can cap the grid (launch.elementwise_launch).
 // Consecutive threads take consecutive elements, so a warp's 32 loads or stores of a
 // contiguous array fall in one 128-byte line: the accesses coalesce.
 __device__ __forceinline__ long long grid_thread_index()

@@ -1,11 +1,11 @@
 // Batched GEMM, C[z] = A[z] @ B[z], with shared-memory tiling and register blocking.
 //
-// Implements the contract's `matmul` (see minift/backend.py); cupy_gpu.matmul is the host
+// Implements the contract's `matmul` (see minift/backend.py); backend.matmul is the host
 // side. A is (M, K) and B is (K, N), read through element strides, so transposed views
 // need no copy; C is C-contiguous (batch, M, N). Batch z starts at z * a_batch_stride in
 // A and z * b_batch_stride in B (a stride of 0 broadcasts one matrix over the batch).
 //
-// The tiling, for the constants below (cuda_launch.GEMM_TILING mirrors them):
+// The tiling, for the constants below (launch.GEMM_TILING mirrors them):
 //
 //   * A block of 256 threads computes one 128 x 128 tile of C. The grid is
 //     (ceil(N / 128), ceil(M / 128), batch): blockIdx.x picks the column tile,
@@ -147,7 +147,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) gemm_tiled(
         }
 
         // acc[i][j] belongs to row (i / 4) * 64 + ty * 4 + i % 4 of the tile, and
-        // column (j / 4) * 64 + tx * 4 + j % 4 (cuda_launch.gemm_thread_outputs).
+        // column (j / 4) * 64 + tx * 4 + j % 4 (launch.gemm_thread_outputs).
 #pragma unroll
         for (int i = 0; i < THREAD_M; ++i) {
             const int row = row0 + (i / RUN) * THREADS_M * RUN + ty * RUN + i % RUN;

@@ -8,8 +8,8 @@ below, which dispatch to one *backend* — a module that implements every entry 
 backend           module                                       arrays
 ================  ==========================================  =========================
 ``numpy``         ``minift.reference`` (the oracle)            NumPy
-``numba``         ``minift.kernels.numba`` (@njit)         NumPy
-``cupy``          ``minift.kernels.cupy`` (CUDA C)         CuPy (on an NVIDIA GPU)
+``numba``         ``minift.kernels.numba.backend`` (@njit)  NumPy
+``cupy``          ``minift.kernels.cupy.backend`` (CUDA C)   CuPy (on an NVIDIA GPU)
 ================  ==========================================  =========================
 
 Choose with the environment variable ``MINIFT_BACKEND=numpy|numba|cupy|auto`` (read at
@@ -92,8 +92,8 @@ CONTRACT = (
 
 BACKEND_MODULES = {
     "numpy": "minift.reference",
-    "numba": "minift.kernels.numba",
-    "cupy": "minift.kernels.cupy",
+    "numba": "minift.kernels.numba.backend",
+    "cupy": "minift.kernels.cupy.backend",
 }
 
 INSTALL_HINTS = {

@@ -249,7 +249,7 @@ def run_benchmarks(rows: Sequence[Row] | None = None, repeat: int = 7, warmup: i
 def _header(torch, load_before: float, load_after: float) -> str:
     lines = [f"minift bench: {threads.cores()} cores, load average {load_before:.1f} before / {load_after:.1f} after"]
     if backend.available_backends()["numba"][0]:
-        from minift.kernels import numba as numba_cpu
+        from minift.kernels.numba import backend as numba_cpu
 
         import numba
 

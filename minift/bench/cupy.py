@@ -86,7 +86,7 @@ def bench_gemm(sizes=GEMM_SIZES, repeats: int = 10, warmup: int = 3) -> list[dic
     """The tiled GEMM against cuBLAS on ``n x n`` float32 matrices; one dict per size."""
     import cupy
 
-    from minift.kernels import cupy as cupy_gpu
+    from minift.kernels.cupy import backend as cupy_gpu
 
     rows = []
     for n in sizes:
@@ -129,7 +129,7 @@ def bench_conv(cases=CONV_CASES, repeats: int = 10, warmup: int = 3) -> list[dic
     """minift's im2col + GEMM convolution against cuDNN (when available), float32."""
     import cupy
 
-    from minift.kernels import cupy as cupy_gpu
+    from minift.kernels.cupy import backend as cupy_gpu
 
     torch = _torch_cuda()
     rows = []
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
     try:
         import cupy
 
-        from minift.kernels import cupy as cupy_gpu
+        from minift.kernels.cupy import backend as cupy_gpu
 
         cupy_gpu.check_available()
     except Exception as exc:  # no CuPy, no driver, no GPU, no NVRTC: say which
