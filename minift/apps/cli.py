@@ -159,7 +159,7 @@ def run_bench_command(args) -> None:
 
 def run_finetune_text_command(args) -> int:
     from .demo import InputError
-    from ..text.classify import finetune_text
+    from .finetune_text import finetune_text
 
     try:
         return finetune_text(args)
@@ -176,9 +176,10 @@ def _common(parser, *, model: bool = False, seed: bool = True) -> None:
     if model:
         from .demo import MODELS
 
-        parser.add_argument("--model", choices=list(MODELS), default="small-cnn",
-                            help="architecture (default %(default)s: SmallCNN whose head reads the whole 7x7 "
-                                 "feature map; small-cnn-gap keeps SmallCNN's global average pooling)")
+        parser.add_argument("--model", choices=list(MODELS), default="digit-cnn",
+                            help="architecture, a class of minift.models (default %(default)s: DigitCNN, whose "
+                                 "head reads the whole 7x7 feature map; small-cnn: SmallCNN, global average "
+                                 "pooling; tiny-resnet: TinyResNet)")
         parser.add_argument("--width", type=positive_int, default=16, metavar="W",
                             help="channels of the first convolution (default %(default)s); "
                                  "pretrain and finetune must use the same --model and --width")
@@ -208,7 +209,7 @@ def build_parser() -> Parser:
     demo = commands.add_parser(
         "demo", help="the whole transfer-learning story in about 30 seconds",
         description=(
-            "Pretrain a small CNN on MNIST digits, save it, put its body under a new head for the UCI optical "
+            "Pretrain a DigitCNN (minift.models) on MNIST digits, save it, put its body under a new head for the UCI optical "
             "digits with 2 labelled images per class, and fine-tune it five ways: from scratch (the baseline), "
             "feature extraction, full fine-tuning, full fine-tuning with too high a learning rate, and gradual "
             "unfreezing with discriminative learning rates. Prints a table (target accuracy, source accuracy "
@@ -294,12 +295,12 @@ def build_parser() -> Parser:
     _common(bench, seed=False)
     bench.set_defaults(run=run_bench_command)
 
-    from ..text import classify
+    from . import finetune_text
 
     text = commands.add_parser(
         "finetune-text", help="fine-tune a pretrained sentence encoder (MiniLM) to classify news texts (R8)",
-        description=classify.__doc__.split("\n")[0] + " Compares the strategies in one table.")
-    classify.add_arguments(text)  # its own --backend, --seed and the rest
+        description=finetune_text.DESCRIPTION + " Compares the strategies in one table.")
+    finetune_text.add_arguments(text)  # its own --backend, --seed and the rest
     text.set_defaults(run=run_finetune_text_command)
     return parser
 
