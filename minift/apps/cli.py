@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 from .. import __version__, backend
@@ -83,16 +84,17 @@ def run_demo_command(args) -> None:
 
 def run_pretrain_command(args) -> None:
     from .. import io
-    from .demo import DemoConfig, check_output_file, load_images, pretrain, test_loader
+    from .demo import DemoConfig, check_output_file, load_images, output_directory, pretrain, test_loader
     from ..finetune import evaluate_accuracy
 
     config = DemoConfig(source=args.dataset, model=args.model, width=args.width, pretrain_epochs=args.epochs,
                         pretrain_lr=args.lr, batch_size=args.batch_size, seed=args.seed).check()
     out = check_output_file(args.out)
     source = load_images(args.dataset)
-    model, _ = pretrain(config, source)
-    accuracy = evaluate_accuracy(model, test_loader(source))
-    io.save(model.state_dict(), out)
+    with output_directory(out.parent):
+        model, _ = pretrain(config, source)
+        accuracy = evaluate_accuracy(model, test_loader(source))
+        io.save(model.state_dict(), out)
     print(f"{source.name} test accuracy {accuracy:.3f}; saved {out}")
     print(f"next: minift finetune --checkpoint {out} --model {args.model} --width {args.width} "
           f"--source-dataset {args.dataset} --dataset digits")
@@ -101,7 +103,7 @@ def run_pretrain_command(args) -> None:
 def run_finetune_command(args) -> None:
     from .. import io
     from .demo import (DemoConfig, DemoRun, InputError, build_model, check_output_file, few_shot_indices,
-                       finetune_run, load_checkpoint, load_images, load_pretrained_body, strategy)
+                       finetune_run, load_checkpoint, load_images, load_pretrained_body, output_directory, strategy)
 
     run = DemoRun(args.strategy, args.strategy, args.lr)
     config = DemoConfig(target=args.dataset, labels_per_class=args.labels_per_class, model=args.model,
@@ -119,8 +121,9 @@ def run_finetune_command(args) -> None:
     print(f"{target.name}: training on {len(indices)} labelled images, testing on {len(target.y_test)}")
     if pretrained:
         print(load_pretrained_body(build_model(args.model, target.num_classes, args.width), state, args.model))
-    result = finetune_run(run, config, target, indices, state, source)
-    io.save(result.model.state_dict(), out)
+    with output_directory(out.parent):
+        result = finetune_run(run, config, target, indices, state, source)
+        io.save(result.model.state_dict(), out)
     kept = "" if result.source_accuracy is None else f"; {source.name} accuracy kept {result.source_accuracy:.3f}"
     print(f"{target.name} test accuracy {result.target_accuracy:.3f}{kept}; "
           f"{result.trainable:,} of {result.total:,} parameters trainable at the end; saved {out}")
@@ -308,10 +311,19 @@ def build_parser() -> Parser:
 def choose_backend(args) -> None:
     """Apply the backend asked for after the command (``args.backend``) or before it
     (``args.global_backend``). finetune-text has its own ``--backend`` whose default is
-    ``auto``: a backend named before the command replaces that default."""
+    ``auto``: a backend named before the command replaces that default. Without either,
+    ``$MINIFT_BACKEND`` is checked here, so that a bad value is one line that says it came
+    from the environment."""
     command_choice = getattr(args, "backend", None)
     if args.global_backend is not None and command_choice in (None, "auto"):
         command_choice = args.global_backend
+    if command_choice is None and os.environ.get("MINIFT_BACKEND"):
+        value = os.environ["MINIFT_BACKEND"]
+        try:
+            backend.set_backend(value)
+        except (ValueError, backend.BackendUnavailableError) as error:
+            raise UsageError(f"minift {args.command}: error: the environment variable MINIFT_BACKEND={value!r}: "
+                             f"{error} (unset it, or choose with --backend)") from None
     if command_choice is not None:
         try:
             backend.set_backend(command_choice)
