@@ -81,7 +81,7 @@ class Pow(Function):
 
     @staticmethod
     def forward(ctx, x, y):
-        z = x**y
+        z = (x**y).astype(x.dtype, copy=False)  # NumPy makes bool ** bool int8
         ctx.save_for_backward(x, y, z)
         return z
 
