@@ -5,6 +5,7 @@
     minift finetune             put a saved model's body under a new head and fine-tune it
     minift info                 version, backends, datasets, threading
     minift bench                time the kernels on every backend
+    minift course student OUT   write a student edition (exercise bodies removed); ``grade DIR`` grades one
 
 ``minift COMMAND --help`` explains each command's options. ``--backend`` (before or after
 the command) chooses the kernels: ``numpy``, ``numba``, ``cupy`` or ``auto``.
@@ -301,6 +302,13 @@ def build_parser() -> Parser:
         description=classify.__doc__.split("\n")[0] + " Compares the strategies in one table.")
     classify.add_arguments(text)  # its own --backend, --seed and the rest
     text.set_defaults(run=run_finetune_text_command)
+
+    from .course import commands as course_commands
+
+    course = commands.add_parser("course", help="the course kit: write a student edition, grade one",
+                                 description=course_commands.__doc__.split("\n")[0])
+    course_commands.add_arguments(course)
+    course.set_defaults(run=course_commands.run)
     return parser
 
 
