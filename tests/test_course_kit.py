@@ -28,12 +28,12 @@ PLANTED_BUGS = {
     "1.1": ("dy = g * x", "dy = g * y"),                                     # a swapped factor
     "1.2": ("-g * x / (y * y)", "-g * x / y"),                               # d(1/y) forgotten
     "1.3": ("return g / x", "return g * x"),
-    "1.4": ("dx = backend.matmul(g, y2.swapaxes(-1, -2))", "dx = backend.matmul(g, y2)"),  # no transpose
-    "1.5": ("_keep(g, ctx.shape, ctx.axes)", "g"),                           # axes not re-inserted
+    "1.4": ("dx = contract.matmul(g, y2.swapaxes(-1, -2))", "dx = contract.matmul(g, y2)"),  # no transpose
+    "1.5": ("_keep(g, ctx.shape, ctx.axes)", "_keep(g * 0 + 1, ctx.shape, ctx.axes)"),  # "the gradient of a sum is ones"
     "1.6": ("/ builtins.max(n, 1)", ""),                                      # not divided by the count
     "1.7": ("axes = tuple(range(leading)) + stretched", "axes = tuple(range(leading))"),  # size-1 axes kept
     "1.8": ("if parent.requires_grad and id(parent) not in visited:", "if id(parent) not in visited and False:"),
-    "1.9": ("tensor.grad.data = tensor.grad.data + grad", "tensor.grad.data = grad"),  # overwrite, not accumulate
+    "1.9": ("tensor.grad.data + grad.astype(", "0 + grad.astype("),          # overwrite, not accumulate
     "1.10": ("(g * z).sum(", "(g).sum("),
     "1.11": ("g.sum(axis=ctx.axis, keepdims=True)", "g"),
     "2.1": ("g_rows.sum(axis=0)", "g_rows.sum(axis=0) * 2"),
@@ -173,3 +173,11 @@ def test_a_planted_bug_loses_exactly_its_exercise(exercise_id, tmp_path):
         if other is not exercise:
             theirs = source.function_text(source_path(student, other.module).read_text(), other.qualname)
             assert theirs == source.function_text(reference_text(other), other.qualname)
+
+
+def test_the_tutorials_readme_links_every_exercise_to_its_tutorial():
+    table = (ROOT / "tutorials" / "README.md").read_text(encoding="utf-8")
+    for exercise in EXERCISES:
+        row = next((line for line in table.splitlines() if f"`{Path(exercise.taught).name}`" in line
+                    and line.startswith("|") and f"{exercise.id} {exercise.title}" in line), None)
+        assert row is not None, f"tutorials/README.md does not list exercise {exercise.id} beside {exercise.taught}"
