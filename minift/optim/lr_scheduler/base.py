@@ -3,8 +3,7 @@
 A scheduler owns a step count, ``last_epoch`` (PyTorch's name; every schedule in minift
 counts batches in it), and one base lr per param group, ``base_lrs``. Each ``step()``
 advances the count and writes ``get_lr()`` -- the schedule's value for every group at
-the new count -- into ``group["lr"]``. The schedules themselves are in
-``minift.optim.lr_scheduler``.
+the new count -- into ``group["lr"]``.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import copy
 import numbers
 
-from .optimizer import Optimizer
+from ..optimizer import Optimizer
 
 
 def param_groups_of(optimizer) -> list:
@@ -42,6 +41,15 @@ def per_group(name: str, value, groups: list) -> list:
             )
         return list(value)
     return [value] * len(groups)
+
+
+def write_momentum(groups: list, momenta: list, use_beta1: bool) -> None:
+    """Set each group's momentum: SGD's ``momentum``, or Adam's ``β1`` (``betas[0]``)."""
+    for group, momentum in zip(groups, momenta):
+        if use_beta1:
+            group["betas"] = (momentum, *group["betas"][1:])
+        else:
+            group["momentum"] = momentum
 
 
 class LRScheduler:
