@@ -4,7 +4,7 @@ from . import functional, init, utils
 from .activation import (GELU, Dropout, Hardsigmoid, Hardswish, LeakyReLU, Mish, ReLU, ReLU6, Sigmoid, SiLU, Softmax,
                          Softplus, Tanh)
 from .attention import MultiheadAttention, scaled_dot_product_attention
-from .container import ModuleDict, ModuleList, Sequential
+from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .conv import AdaptiveAvgPool2d, AvgPool2d, Conv2d, MaxPool2d
 from .embedding import Embedding
 from .linear import Flatten, Identity, Linear
@@ -21,5 +21,5 @@ __all__ = [
     "ResidualBlock", "MultiheadAttention", "scaled_dot_product_attention", "TransformerEncoderLayer",
     "TransformerEncoder",
     "ReLU6", "Hardsigmoid", "Hardswish", "SiLU", "Mish", "Softplus", "GroupNorm", "RMSNorm",
-    "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "BCEWithLogitsLoss",
+    "ParameterList", "ParameterDict", "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "BCEWithLogitsLoss",
 ]

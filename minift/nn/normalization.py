@@ -50,6 +50,14 @@ class _BatchNorm(Module):
             init.ones_(self.weight)
             init.zeros_(self.bias)
 
+    def _complete_state_dict(self, state_dict: dict, prefix: str, metadata: dict) -> None:
+        """PyTorch's BatchNorm version rule: a checkpoint written before ``num_batches_tracked``
+        existed (no version, or version < 2) loads with this layer's current count."""
+        key = prefix + "num_batches_tracked"
+        version = metadata.get("version")
+        if self.track_running_stats and key not in state_dict and (version is None or version < 2):
+            state_dict[key] = self.num_batches_tracked.data.copy()
+
     def frozen(self) -> bool:
         """True when this layer's affine parameters do not require gradients."""
         return self.affine and not self.weight.requires_grad
