@@ -483,6 +483,12 @@ def _groups_without_params(optimizer):
         (lambda o: OneCycleLR(o, [0.1, 0.2, 0.3], total_steps=10), "max_lr must have the same length"),
         (lambda o: OneCycleLR(o, 0.1, epochs=2, steps_per_epoch=0), "steps_per_epoch"),
         (lambda o: SlantedTriangularLR(o, 50, ratio=0.5), "ratio"),
+        (lambda o: PolynomialLR(o, total_iters=0), "total_iters"),
+        (lambda o: CosineAnnealingWarmRestarts(o, T_0=0), "T_0"),
+        (lambda o: CosineAnnealingWarmRestarts(o, T_0=2, T_mult=0), "T_mult"),
+        (lambda o: CyclicLR(o, 0.01, 0.1, mode="sine"), "mode"),
+        (lambda o: CyclicLR(o, [0.01] * 3, 0.1), "base_lr must have the same length"),
+        (lambda o: CyclicLR(o, 0.01, 0.1, step_size_up=0), "step_size_up"),
         (lambda o: CosineWarmupLR(o, 10, 10), "total_steps"),
     ],
 )
@@ -545,3 +551,23 @@ def test_one_cycle_momentum_needs_an_optimizer_with_momentum():
         OneCycleLR(optimizer, 0.1, total_steps=10)
     scheduler = OneCycleLR(optimizer, 0.1, total_steps=10, cycle_momentum=False)
     assert scheduler.get_last_lr() == [pytest.approx(0.1 / 25)]
+
+
+@settings(max_examples=15, deadline=None)
+@given(lrs=base_lrs, steps=st.integers(1, 30), use_adam=st.booleans(), mode=st.sampled_from(["triangular", "triangular2", "exp_range"]))
+def test_cyclic_lr_cycles_momentum_as_torch(lrs, steps, use_adam, mode):
+    torch = pytest.importorskip("torch")
+    optimizer = adam(lrs) if use_adam else sgd(lrs)
+    params = [{"params": [torch.zeros(1, requires_grad=True)], "lr": lr} for lr in lrs]
+    torch_optimizer = torch.optim.Adam(params, lr=0.1) if use_adam else torch.optim.SGD(params, lr=0.1, momentum=0.9)
+    settings_ = dict(base_lr=0.01, max_lr=0.1, step_size_up=3, step_size_down=2, mode=mode, gamma=0.95)
+    scheduler = CyclicLR(optimizer, **settings_)
+    torch_scheduler = torch.optim.lr_scheduler.CyclicLR(torch_optimizer, **settings_)
+    key = "betas" if use_adam else "momentum"
+    for _ in range(steps):
+        for group, torch_group in zip(optimizer.param_groups, torch_optimizer.param_groups):
+            np.testing.assert_allclose(group[key], torch_group[key], rtol=1e-12)
+            assert group["lr"] == pytest.approx(torch_group["lr"], rel=1e-12)
+        torch_optimizer.step()
+        torch_scheduler.step()
+        scheduler.step()

@@ -147,3 +147,12 @@ def test_the_learn_the_basics_script_runs_unchanged_and_matches_torch():
     trained = minift_namespace["model"].state_dict()
     for key, value in torch_namespace["model"].state_dict().items():
         np.testing.assert_allclose(trained[key], value.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_type_casts_as_in_pytorch():
+    import minift
+
+    hits = minift.tensor([1, 2, 3]) == minift.tensor([1, 0, 3])
+    as_float = hits.type(minift.float)
+    assert as_float.dtype == minift.float32 and as_float.sum().item() == 2.0
+    assert hits.type() == "minift.bool" and minift.long is minift.int64 and minift.double is minift.float64
