@@ -8,6 +8,13 @@ from ..backend.device import array_module
 from .optimizer import Optimizer, check_betas, check_nonnegative, decayed_gradient
 
 
+def check_adam_group(group: dict) -> None:
+    """The hyperparameters every Adam variant has: ``eps``, ``weight_decay`` (>= 0), ``betas``."""
+    check_nonnegative(group, "eps")
+    check_nonnegative(group, "weight_decay")
+    check_betas(group)
+
+
 def update_moments(state: dict, grad, beta1: float, beta2: float) -> tuple:
     """Adam's moving averages, in place: ``m ← β1 m + (1 - β1) g``, ``v ← β2 v + (1 - β2) g²``.
     Returns ``(m, v)``, ``state["exp_avg"]`` and ``state["exp_avg_sq"]``."""
@@ -64,9 +71,7 @@ class Adam(Optimizer):
 
     def _validate(self, group: dict) -> None:
         super()._validate(group)
-        check_nonnegative(group, "eps")
-        check_nonnegative(group, "weight_decay")
-        check_betas(group)
+        check_adam_group(group)
 
     def _update(self, param, grad, group: dict) -> None:
         lr, eps = group["lr"], group["eps"]

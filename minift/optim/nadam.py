@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..backend.device import array_module
-from .adam import update_moments
-from .optimizer import Optimizer, check_betas, check_nonnegative, decayed_gradient
+from .adam import check_adam_group, update_moments
+from .optimizer import Optimizer, check_nonnegative, decayed_gradient
 
 
 class NAdam(Optimizer):
@@ -32,9 +32,8 @@ class NAdam(Optimizer):
 
     def _validate(self, group: dict) -> None:
         super()._validate(group)
-        for name in ("eps", "weight_decay", "momentum_decay"):
-            check_nonnegative(group, name)
-        check_betas(group)
+        check_adam_group(group)
+        check_nonnegative(group, "momentum_decay")
 
     def _update(self, param, grad, group: dict) -> None:
         lr, (beta1, beta2), psi = group["lr"], group["betas"], group["momentum_decay"]

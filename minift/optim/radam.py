@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from ..backend.device import array_module
-from .adam import update_moments
-from .optimizer import Optimizer, check_betas, check_nonnegative, decayed_gradient
+from .adam import check_adam_group, update_moments
+from .optimizer import Optimizer, decayed_gradient
 
 
 class RAdam(Optimizer):
@@ -33,9 +33,7 @@ class RAdam(Optimizer):
 
     def _validate(self, group: dict) -> None:
         super()._validate(group)
-        check_nonnegative(group, "eps")
-        check_nonnegative(group, "weight_decay")
-        check_betas(group)
+        check_adam_group(group)
 
     def _update(self, param, grad, group: dict) -> None:
         lr, (beta1, beta2) = group["lr"], group["betas"]

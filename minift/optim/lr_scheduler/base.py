@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import numbers
 
-from ..optimizer import Optimizer
+from ..optimizer import Optimizer, is_real_number
 
 
 def param_groups_of(optimizer) -> list:
@@ -41,6 +41,20 @@ def per_group(name: str, value, groups: list) -> list:
             )
         return list(value)
     return [value] * len(groups)
+
+
+def momentum_range(optimizer, base_momentum, max_momentum) -> tuple:
+    """For a schedule that cycles the momentum: ``(use_beta1, base_momentums, max_momentums)``,
+    one bound per group, each checked to be in [0, 1); the momentum is Adam's ``β1`` when
+    the optimizer has ``betas``, else SGD's ``momentum``."""
+    groups = param_groups_of(optimizer)
+    if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+        raise ValueError("optimizer must support momentum or beta1 with `cycle_momentum` option enabled")
+    base_momentums = per_group("base_momentum", base_momentum, groups)
+    max_momentums = per_group("max_momentum", max_momentum, groups)
+    for value in base_momentums + max_momentums:
+        check(is_real_number(value) and 0 <= value < 1, "base_momentum and max_momentum", "numbers in [0, 1)", value)
+    return "betas" in optimizer.defaults, base_momentums, max_momentums
 
 
 def write_momentum(groups: list, momenta: list, use_beta1: bool) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from ..optimizer import is_real_number
-from .base import LRScheduler, check, is_int, param_groups_of, per_group, write_momentum
+from .base import LRScheduler, check, is_int, momentum_range, param_groups_of, per_group, write_momentum
 
 
 class CyclicLR(LRScheduler):
@@ -49,11 +49,7 @@ class CyclicLR(LRScheduler):
             check(callable(scale_fn), "scale_fn", "a function of the cycle or step", scale_fn)
             check(scale_mode in ("cycle", "iterations"), "scale_mode", "'cycle' or 'iterations'", scale_mode)
         if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError("optimizer must support momentum or beta1 with `cycle_momentum` option enabled")
-            self.use_beta1 = "betas" in optimizer.defaults
-            self.base_momentums = per_group("base_momentum", base_momentum, groups)
-            self.max_momentums = per_group("max_momentum", max_momentum, groups)
+            self.use_beta1, self.base_momentums, self.max_momentums = momentum_range(optimizer, base_momentum, max_momentum)
         if last_epoch == -1:
             for group, lr in zip(groups, base_lrs):
                 group["lr"] = group["initial_lr"] = lr

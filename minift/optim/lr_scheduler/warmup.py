@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from ..optimizer import is_real_number
-from .base import LRScheduler, check, is_int, param_groups_of, per_group, write_momentum
+from .base import LRScheduler, check, is_int, momentum_range, param_groups_of, per_group, write_momentum
 
 
 class OneCycleLR(LRScheduler):
@@ -77,13 +77,7 @@ class OneCycleLR(LRScheduler):
             check(is_real_number(value) and value >= 0, "max_lr", "a number >= 0 or one per group", max_lr)
         phases = self._phases(total_steps, pct_start, three_phase)
         if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError("optimizer must support momentum or beta1 with `cycle_momentum` option enabled")
-            self.use_beta1 = "betas" in optimizer.defaults
-            self.max_momentums = per_group("max_momentum", max_momentum, groups)
-            self.base_momentums = per_group("base_momentum", base_momentum, groups)
-            for value in self.max_momentums + self.base_momentums:
-                check(is_real_number(value) and 0 <= value < 1, "base_momentum and max_momentum", "numbers in [0, 1)", value)
+            self.use_beta1, self.base_momentums, self.max_momentums = momentum_range(optimizer, base_momentum, max_momentum)
         self.total_steps = total_steps
         self.anneal_strategy = anneal_strategy
         self.cycle_momentum = cycle_momentum
