@@ -72,8 +72,8 @@ class Hardsigmoid(Function):
 class Hardswish(Function):
     """z = x * relu6(x + 3) / 6 (MobileNetV3's cheap swish).
 
-    dL/dx = g * 0 (x < -3),   g * (2x + 3) / 6 (-3 <= x <= 3),   g (x > 3)   -- PyTorch's
-    choice at the kinks.
+    dL/dx = g * 0 (x <= -3),   g * (2x + 3) / 6 (-3 < x < 3),   g (x >= 3)   -- PyTorch's
+    values at the kinks.
     """
 
     @staticmethod
@@ -85,7 +85,7 @@ class Hardswish(Function):
     def backward(ctx, g):
         (x,) = ctx.saved
         xp = array_module(x)
-        return g * xp.where(x < -3, 0.0, xp.where(x <= 3, (2 * x + 3) / 6, 1.0)).astype(x.dtype)
+        return g * xp.where(x <= -3, 0.0, xp.where(x < 3, (2 * x + 3) / 6, 1.0)).astype(x.dtype)
 
 
 def _sigmoid(xp, x):
