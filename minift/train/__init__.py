@@ -19,10 +19,10 @@ from .history import History, UpdateToWeightRatio
 from .learner import OPTIMIZERS, Learner, build_optimizer
 from .lr_find import LRFindResult, lr_find
 from .metrics import accuracy, error_rate
-from .schedules import SCHEDULES, CosineWithWarmup, OneCycle, SlantedTriangular
+from .schedules import SCHEDULES
 
 __all__ = [
     "Learner", "build_optimizer", "OPTIMIZERS", "Callback", "EVENTS", "EarlyStopping", "Checkpointing",
     "TerminateOnNaN", "NonFiniteLossError", "ProgressBar", "History", "UpdateToWeightRatio", "lr_find",
-    "LRFindResult", "accuracy", "error_rate", "SCHEDULES", "OneCycle", "SlantedTriangular", "CosineWithWarmup",
+    "LRFindResult", "accuracy", "error_rate", "SCHEDULES",
 ]
