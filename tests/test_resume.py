@@ -23,9 +23,8 @@ from hypothesis import strategies as st
 
 import minift
 from minift.backend import use_backend
-from minift.finetune import GradualUnfreezing
 from minift.io import load, load_checkpoint
-from minift.train import Callback, Checkpointing, EarlyStopping
+from minift.train import Callback, Checkpointing, EarlyStopping, GradualUnfreezing
 from test_train_helpers import make_learner, same_bytes, weights
 
 EPOCHS = 3  # of 6 batches each
