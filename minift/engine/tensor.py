@@ -311,6 +311,8 @@ class Tensor:
             self.requires_grad or any(getattr(a, "requires_grad", False) for a in args))
         if records and self.requires_grad and self.is_leaf:
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+        if records and self._views_a_leaf_that_requires_grad():
+            raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place operation.")
         if records:
             before = Tensor._from_array(self.data)
             before.requires_grad, before._node = self.requires_grad, self._node
@@ -329,6 +331,16 @@ class Tensor:
         if records:
             self.requires_grad, self._node = result.requires_grad, result._node
         return self
+
+    def _views_a_leaf_that_requires_grad(self) -> bool:
+        """Whether this tensor was made by view ops (reshape, basic indexing ...) from a leaf
+        that requires grad: writing into it would change that leaf's memory."""
+        owner, t = autograd.memory_owner(self.data), self
+        while t._node is not None:
+            t = next((i for i in t._node.inputs if autograd.memory_owner(i.data) is owner), None)
+            if t is None:
+                return False
+        return t.is_leaf and t.requires_grad and t is not self
 
     def add_(self, other, *, alpha=1) -> "Tensor":
         return self._inplace(lambda x, y: F.add(x, y if alpha == 1 else F.mul(y, alpha)), other)
