@@ -247,3 +247,17 @@ def test_grad_fn_names_the_op_that_made_the_tensor():
     assert x.grad_fn is None and y.grad_fn.name() == "Sum" and repr(y.grad_fn) == "<Sum>"
     assert "grad_fn=<Sum>" in repr(y)
     assert y.grad_fn.inputs[0].grad_fn.name() == "Mul"
+
+
+def test_accuracy_idioms_and_mask_logic_match_pytorch():
+    """``(pred.argmax(1) == y).type(torch.float).sum().item()`` and ``~mask & other``."""
+    torch = pytest.importorskip("torch")
+    logits = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    correct = []
+    for lib in (torch, minift):
+        pred, y = lib.tensor(logits), lib.tensor(labels)
+        correct.append((pred.argmax(1) == y).type(lib.float32).sum().item())
+        mask = pred > 0
+        assert ((~mask & (pred < 1)) | (pred > 2)).tolist() == ((~(logits > 0) & (logits < 1)) | (logits > 2)).tolist()
+    assert correct[0] == correct[1]

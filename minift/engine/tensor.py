@@ -238,6 +238,10 @@ class Tensor:
     def long(self) -> "Tensor":
         return Tensor._from_array(self.data.astype(np.int64))
 
+    def type(self, dtype=None):
+        """``t.type(minift.float32)`` casts as ``t.to(dtype)``; ``t.type()`` names the dtype."""
+        return f"minift.{self.dtype}" if dtype is None else self.to(dtype)
+
     # ---------------------------------------------------------------- autograd
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         """Turn gradient tracking on or off for this leaf tensor (in place)."""
@@ -440,8 +444,17 @@ class Tensor:
         return F.getitem(self, index)
 
     def _compare(self, other, compare) -> "Tensor":
-        """Comparisons make a bool tensor and record nothing (they have no gradient)."""
+        """Comparisons and logical ops make a new tensor and record nothing (no gradient)."""
         return Tensor._from_array(compare(self.data, getattr(other, "data", other)))
+
+    def __invert__(self):
+        return Tensor._from_array(~self.data)
+
+    def __and__(self, other):
+        return self._compare(other, np.bitwise_and)
+
+    def __or__(self, other):
+        return self._compare(other, np.bitwise_or)
 
     def __lt__(self, other):
         return self._compare(other, np.less)
