@@ -100,6 +100,25 @@ def test_grid_stride_loop_visits_every_element_once(total, threads):
     assert np.array_equal(np.sort(visited), np.arange(total))
 
 
+@given(outputs=st.integers(1, 5000), terms=st.integers(0, 3000))
+def test_reduction_launch_gives_each_output_a_block_whose_threads_share_every_term_once(outputs, terms):
+    (blocks, _, _), (threads, _, _) = launch.reduction_launch(outputs)
+    assert blocks == outputs and threads == launch.REDUCTION_THREADS
+    visited = np.concatenate([np.arange(t, terms, threads) for t in range(threads)])  # t, t + T, ... (the kernel's loop)
+    assert np.array_equal(np.sort(visited), np.arange(terms))
+    halves = []
+    active = threads
+    while active > 1:  # the shared-memory tree: thread t < half adds t + half
+        active //= 2
+        halves.append(active)
+    assert sum(halves) == threads - 1  # every partial sum but thread 0's is added exactly once
+
+
+def test_reduction_launch_refuses_more_blocks_than_cuda_allows():
+    with pytest.raises(ValueError, match="blocks"):
+        launch.reduction_launch(launch.MAX_GRID_X + 1)
+
+
 # ----------------------------------------------------------------------------------------
 # Index limits and im2col chunks (the output sizes: test_reference_geometry.py)
 # ----------------------------------------------------------------------------------------
