@@ -11,6 +11,12 @@ from . import init
 from .module import Module
 
 
+def _window_pairs(layer: str, kernel_size, stride, padding, dilation) -> tuple:
+    """The (height, width) pairs of a 2-D window, checked: an int stands for both."""
+    return (check_pair(layer, "kernel_size", pair(kernel_size), 1), check_pair(layer, "stride", pair(stride), 1),
+            check_pair(layer, "padding", pair(padding), 0), check_pair(layer, "dilation", pair(dilation), 1))
+
+
 def _check_groups(layer: str, in_channels, out_channels, groups) -> int:
     """``groups`` a positive int dividing both channel counts (PyTorch's rule), else a ValueError."""
     if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
@@ -33,10 +39,8 @@ class Conv2d(Module):
                  dtype=None):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = check_pair("Conv2d", "kernel_size", pair(kernel_size), 1)
-        self.stride = check_pair("Conv2d", "stride", pair(stride), 1)
-        self.padding = check_pair("Conv2d", "padding", pair(padding), 0)
-        self.dilation = check_pair("Conv2d", "dilation", pair(dilation), 1)
+        self.kernel_size, self.stride, self.padding, self.dilation = _window_pairs(
+            "Conv2d", kernel_size, stride, padding, dilation)
         self.groups = _check_groups("Conv2d", in_channels, out_channels, groups)
         self.weight = empty_parameter((out_channels, in_channels // groups, *self.kernel_size), dtype)
         self.bias = empty_parameter((out_channels,), dtype) if bias else None
@@ -91,11 +95,9 @@ class ConvTranspose2d(Module):
                  bias=True, dilation=1, dtype=None):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = check_pair("ConvTranspose2d", "kernel_size", pair(kernel_size), 1)
-        self.stride = check_pair("ConvTranspose2d", "stride", pair(stride), 1)
-        self.padding = check_pair("ConvTranspose2d", "padding", pair(padding), 0)
+        self.kernel_size, self.stride, self.padding, self.dilation = _window_pairs(
+            "ConvTranspose2d", kernel_size, stride, padding, dilation)
         self.output_padding = check_pair("ConvTranspose2d", "output_padding", pair(output_padding), 0)
-        self.dilation = check_pair("ConvTranspose2d", "dilation", pair(dilation), 1)
         self.groups = _check_groups("ConvTranspose2d", in_channels, out_channels, groups)
         self.weight = empty_parameter((in_channels, out_channels // groups, *self.kernel_size), dtype)
         self.bias = empty_parameter((out_channels,), dtype) if bias else None
