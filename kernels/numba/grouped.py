@@ -19,8 +19,10 @@ window reads a shifted (and, with stride, strided) copy of the plane; the rows a
 columns of the output that would read the padding are cut off once per offset
 (``valid_range``), so the innermost loop -- along an output row, over a row of the plane
 -- has no test in it, and with stride 1 both rows are unit-stride and LLVM vectorises it.
-Indices are ``uint64`` (see ``conv.py``: no negative-index check in the loop). Forward and
-backward input share one plane loop, ``correlate_plane``, run one way or its adjoint way.
+Indices are ``uint64`` (see ``conv.py``: no negative-index check in the loop). The forward
+and backward-input loops mirror each other (one the adjoint of the other); they stay two
+functions because Numba types every branch, and the forward pass must accept read-only
+inputs, which one shared loop writing either way would not compile for.
 
 - forward: one (image, output channel) plane per task, ``y[n, o] += w[o, p, q] * shifted x[n, c]``;
 - backward input: one (image, input channel) plane per task -- the adjoint, the shifted
@@ -54,56 +56,48 @@ def _offset_window(p, q, stride, padding, dilation, in_hw, out_hw):
     return i0, i1, j0, j1, row_shift, j0 * stride[1] + column_shift
 
 
-@njit(cache=True, fastmath=FAST_MATH)
-def correlate_plane(image, outputs, taps, stride, padding, dilation, transposed):
-    """outputs (Ho, Wo) += the correlation of image (H, W) with taps (KH, KW): for each offset
-    (p, q), ``outputs[i, j] += taps[p, q] * image[i*sh + p*dh - ph, j*sw + q*dw - pw]``.
-
-    ``transposed``: the adjoint instead, ``image[i*sh + p*dh - ph, j*sw + q*dw - pw] +=
-    taps[p, q] * outputs[i, j]`` (image is then the gradient being accumulated).
-    """
-    kh, kw = taps.shape
-    step = uint64(stride[1])
-    for p in range(kh):
-        for q in range(kw):
-            i0, i1, j0, j1, row_shift, column0 = _offset_window(p, q, stride, padding, dilation, image.shape,
-                                                                outputs.shape)
-            tap = taps[p, q]
-            for i in range(i0, i1):
-                image_row, output_row = image[i * stride[0] + row_shift], outputs[i]
-                if transposed:
-                    for t in range(uint64(j1 - j0)):
-                        image_row[uint64(column0) + t * step] += tap * output_row[uint64(j0) + t]
-                else:
-                    for t in range(uint64(j1 - j0)):
-                        output_row[uint64(j0) + t] += tap * image_row[uint64(column0) + t * step]
-
-
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=FAST_MATH)
 def depthwise_forward_kernel(x, weight, stride, padding, dilation, y):
-    """y (N, O, Ho, Wo) += depthwise conv of x (N, C, H, W) with weight (O, KH, KW); y holds the bias (or 0).
-
-    One (image, output channel) plane per task.
-    """
-    n_images, channels = x.shape[:2]
-    outs = weight.shape[0]
+    """y (N, O, Ho, Wo) += depthwise conv of x (N, C, H, W) with weight (O, KH, KW); y holds the bias (or 0)."""
+    n_images, channels, height, width = x.shape
+    outs, kh, kw = weight.shape
+    ho, wo = y.shape[2], y.shape[3]
+    multiplier = outs // channels
+    step = uint64(stride[1])
     for task in prange(n_images * outs):
         n, o = task // outs, task % outs
-        correlate_plane(x[n, o // (outs // channels)], y[n, o], weight[o], stride, padding, dilation, False)
+        plane, out = x[n, o // multiplier], y[n, o]
+        for p in range(kh):
+            for q in range(kw):
+                i0, i1, j0, j1, row_shift, column0 = _offset_window(p, q, stride, padding, dilation, (height, width), (ho, wo))
+                tap = weight[o, p, q]
+                for i in range(i0, i1):
+                    source, target = plane[i * stride[0] + row_shift], out[i]
+                    for t in range(uint64(j1 - j0)):
+                        target[uint64(j0) + t] += tap * source[uint64(column0) + t * step]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=FAST_MATH)
 def depthwise_backward_input_kernel(grad_y, weight, stride, padding, dilation, grad_x):
-    """grad_x (N, C, H, W), zeroed, += the adjoint of ``depthwise_forward_kernel`` applied to grad_y (N, O, Ho, Wo).
-
-    One (image, input channel) plane per task, over the output channels that read it.
-    """
-    n_images, channels = grad_x.shape[:2]
-    multiplier = weight.shape[0] // channels
+    """grad_x (N, C, H, W), zeroed, += the adjoint of ``depthwise_forward_kernel`` applied to grad_y (N, O, Ho, Wo)."""
+    n_images, channels, height, width = grad_x.shape
+    outs, kh, kw = weight.shape
+    ho, wo = grad_y.shape[2], grad_y.shape[3]
+    multiplier = outs // channels
+    step = uint64(stride[1])
     for task in prange(n_images * channels):
         n, c = task // channels, task % channels
+        plane = grad_x[n, c]
         for o in range(c * multiplier, (c + 1) * multiplier):
-            correlate_plane(grad_x[n, c], grad_y[n, o], weight[o], stride, padding, dilation, True)
+            gradient = grad_y[n, o]
+            for p in range(kh):
+                for q in range(kw):
+                    i0, i1, j0, j1, row_shift, column0 = _offset_window(p, q, stride, padding, dilation, (height, width), (ho, wo))
+                    tap = weight[o, p, q]
+                    for i in range(i0, i1):
+                        source, target = gradient[i], plane[i * stride[0] + row_shift]
+                        for t in range(uint64(j1 - j0)):
+                            target[uint64(column0) + t * step] += tap * source[uint64(j0) + t]
 
 
 @njit(parallel=True, cache=True, fastmath=FAST_MATH)
