@@ -49,22 +49,12 @@ from minift.kernels.numba.pool import (  # noqa: E402
     max_pool2d_backward,
     max_pool2d_forward,
 )
+from minift.contract import CONTRACT  # noqa: E402
 from numba import config, njit, set_num_threads  # noqa: E402
 
 set_num_threads(min(config.NUMBA_NUM_THREADS, threads.numba_thread_count()))
 
-__all__ = [
-    "matmul",
-    "conv2d_forward",
-    "conv2d_backward_input",
-    "conv2d_backward_weight",
-    "max_pool2d_forward",
-    "max_pool2d_backward",
-    "avg_pool2d_forward",
-    "avg_pool2d_backward",
-    "gemm_implementation",
-    "check_available",
-]
+__all__ = [*CONTRACT, "gemm_implementation", "check_available"]
 
 
 @njit(cache=True)
