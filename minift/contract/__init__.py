@@ -17,10 +17,10 @@ backend           module                                       arrays
 A kernel therefore holds only its loops: it may assume what the entry checked. A bad call
 fails here, before any backend runs, with the same message on every backend.
 
-The contract (every entry reads any strided input, never writes to its inputs, and
+Rules every entry keeps: it reads any strided input, never writes to its inputs, and
 returns new C-contiguous arrays of the input's floating dtype, float32 or float64; all
-floating inputs of one call share that dtype and one device, anything else is a
-TypeError, never a silent upcast; an empty batch, N = 0, is allowed).
+floating inputs of one call share that dtype and one device (anything else is a
+TypeError, never a silent upcast); an empty batch, N = 0, is allowed.
 
 Each entry's docstring below is the one definition of what it computes; each backend's
 kernel of that name computes exactly that, from the checked geometry.
