@@ -4,7 +4,8 @@ The pieces, in the order a reader meets them:
 
 - ``minift.Tensor`` and ``backward`` (engine/tensor.py, engine/autograd.py): reverse-mode autodiff;
 - ``minift.functional``: every differentiable op, forward and backward side by side;
-- ``minift.backend``: the kernel contract (NumPy reference, Numba, CuPy);
+- ``minift.contract``: the kernel contract, and ``minift.backend``: which implementation runs it
+  (NumPy reference, Numba, CuPy);
 - ``minift.nn``, ``minift.optim``: layers, optimizers, schedules (PyTorch's names);
 - ``minift.finetune``, ``minift.train``: freezing, layer groups, discriminative learning
   rates, gradual unfreezing, remedies for forgetting, and the Learner that trains.
