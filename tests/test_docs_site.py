@@ -1,0 +1,153 @@
+"""The course website builds with ``mkdocs build --strict`` and reads right in a real browser.
+
+The build (once per run, in a temporary folder) executes every tutorial in fast mode and
+fails on any broken link, missing page, unresolved reference or failing tutorial cell.
+Then headless Chromium (Debian's ``chromium`` + ``chromium-driver``, driven by Selenium
+with no download) opens the site from a local HTTP server and checks that a tutorial page
+shows its figures and that the API page shows a docstring's math typeset by MathJax, with
+every file the pages load coming from the site itself (no CDN: CI has no network).
+
+Skips, with the reason, when the ``docs`` extra is not installed (``pip install -e
+".[docs]"``) or, for the browser tests, when Chromium or its driver is missing;
+``.ci/run`` installs all of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+for _module in ("mkdocs", "material", "mkdocstrings_handlers.python", "mkdocs_jupyter", "mathjax"):
+    pytest.importorskip(_module, reason=f"the docs extra is not installed ({_module}): pip install -e '.[docs]'")
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD_TIMEOUT_S = 1200  # a safety net against a hung kernel, not a speed check
+TAIL_CHARS = 6000
+ASSET = re.compile(r"<(?:script|img|link|iframe)\b[^>]*?\b(?:src|href)=\"(https?:)?//", re.IGNORECASE)
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--window-size=1280,2000")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The site, built by ``mkdocs build --strict`` with the tutorials executed in fast mode."""
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "MINIFT_FAST": "1", "MINIFT_DOCS_CACHE": "false", "NO_MKDOCS_2_WARNING": "1",
+           "MINIFT_OUT": str(tmp_path_factory.mktemp("tutorial-files"))}
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, f"mkdocs build --strict failed; the end of its log:\n{log[-TAIL_CHARS:]}"
+    return out
+
+
+def test_every_page_is_built(site):
+    tutorials = sorted(p.stem for p in (REPO / "tutorials").glob("[0-9][0-9]_*.py"))
+    pages = ["index.html", "getting-started/index.html", "fine-tuning/index.html", "speed/index.html",
+             "architecture/index.html", "pytorch-differences/index.html", "tutorials/index.html",
+             *[f"tutorials/{name}/index.html" for name in tutorials],
+             *[f"api/{name}/index.html" for name in
+               ("engine", "functional", "nn", "optim", "finetune", "train", "io", "data")]]
+    missing = [page for page in pages if not (site / page).is_file()]
+    assert not missing, f"pages not built: {missing}"
+
+
+def test_no_page_loads_anything_from_another_host(site):
+    offenders = {str(page.relative_to(site)): ASSET.findall(page.read_text(encoding="utf-8"))
+                 for page in site.rglob("*.html")}
+    offenders = {page: len(found) for page, found in offenders.items() if found}
+    assert not offenders, f"pages loading scripts, styles or images from other hosts: {offenders}"
+
+
+def test_the_tutorials_are_rendered_with_their_outputs(site):
+    html = (site / "tutorials/01_autograd_from_scratch/index.html").read_text(encoding="utf-8")
+    assert "all checks passed" in html                    # the output of its last code cell
+    assert "data:image/png;base64," in html               # a figure, inline
+
+
+# ---------------------------------------------------------------- in a real browser
+
+@pytest.fixture(scope="module")
+def server(site):
+    """The built site over HTTP on the loopback interface; yields its base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        pytest.skip("Chromium and its driver are not installed (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install -e '.[docs]'")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _wait_for(driver, script: str, what: str, timeout_s: float = 60):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout_s, poll_frequency=0.2).until(lambda d: d.execute_script(script))
+    except TimeoutException:
+        pytest.fail(f"the page at {driver.current_url} never showed {what} within {timeout_s} s")
+
+
+def _foreign_resources(driver, base: str) -> list:
+    names = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    return [name for name in names if not name.startswith(base) and not name.startswith("data:")]
+
+
+def test_a_tutorial_page_shows_its_figures(browser, server):
+    browser.get(server + "tutorials/01_autograd_from_scratch/")
+    figures = _wait_for(
+        browser,
+        "const imgs = [...document.querySelectorAll('.jupyter-wrapper img')];"
+        "return imgs.length && imgs.every(i => i.complete) ? imgs.map(i => [i.naturalWidth, i.naturalHeight]) : null;",
+        "its figures loaded")
+    assert len(figures) >= 2, f"tutorial 01 draws two matplotlib figures, the page shows {figures}"
+    assert all(width > 0 and height > 0 for width, height in figures), f"a figure did not load: {figures}"
+    assert _foreign_resources(browser, server) == []
+
+
+def test_the_api_page_shows_a_docstrings_math_typeset(browser, server):
+    browser.get(server + "api/functional/")
+    rendered = _wait_for(
+        browser,
+        "const m = document.querySelectorAll('.doc-contents .arithmatex mjx-container');"
+        "return m.length ? [m.length, m[0].getBoundingClientRect().width] : null;",
+        "a docstring's math typeset by MathJax")
+    count, width = rendered
+    assert count >= 1 and width > 0, rendered
+    errors = browser.execute_script("return document.querySelectorAll('mjx-merror').length")
+    assert errors == 0, "MathJax reported errors in the page's math"
+    assert _foreign_resources(browser, server) == []
