@@ -27,6 +27,7 @@ import logging
 import os
 import posixpath
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -45,13 +46,14 @@ MATHJAX_FILES = ("tex-chtml-full.js", "output/chtml/fonts/woff-v2/*.woff")
 MINILM_TUTORIAL = "*/tutorials/10_finetune_minilm.py"
 
 _documented_modules: set = set()
+_scratch: dict = {}  # the MINIFT_OUT folder this hook made, removed after the build
 
 
 def on_config(config):
     os.environ.setdefault("MINIFT_FAST", "1")
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    if not os.environ.get("MINIFT_OUT"):
-        os.environ["MINIFT_OUT"] = tempfile.mkdtemp(prefix="minift-docs-out-")
+    if not os.environ.get("MINIFT_OUT") or os.environ["MINIFT_OUT"] == _scratch.get("out"):
+        _scratch["out"] = os.environ["MINIFT_OUT"] = tempfile.mkdtemp(prefix="minift-docs-out-")
     _skip_tutorials_without_their_files(config)
     _documented_modules.clear()
     for page in Path(config["docs_dir"]).glob("api/*.md"):
@@ -68,6 +70,11 @@ def _skip_tutorials_without_their_files(config) -> None:
     except FileNotFoundError as missing:
         log.info("tutorial 10 is shown without outputs: %s", str(missing).splitlines()[0])
         config["plugins"]["mkdocs-jupyter"].config["execute_ignore"].append(MINILM_TUTORIAL)
+
+
+def on_post_build(config):
+    if _scratch.get("out"):
+        shutil.rmtree(_scratch["out"], ignore_errors=True)
 
 
 def on_files(files, config):
