@@ -1,9 +1,9 @@
 """Draw the autograd graph behind a tensor: what micrograd's ``draw_dot`` shows, for minift.
 
-``draw_graph(loss)`` walks the graph that ``loss`` remembers (each op's output points at
-the ``Function`` that made it and at that op's input tensors) and writes it in Graphviz's
-DOT language. One box per tensor, one arrow per use of a tensor as an op's input, data
-flowing left to right::
+``draw_graph(loss)`` walks the graph that ``loss`` remembers (each op's output holds its
+``grad_fn``: the ``Function`` that made it and that op's input tensors) and writes it in
+Graphviz's DOT language. One box per tensor, one arrow per use of a tensor as an op's
+input, data flowing left to right::
 
     x = minift.randn(4, 3, requires_grad=True)
     w = minift.randn(3, 2, requires_grad=True)
@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .engine.autograd import FREED
 from .engine.tensor import Tensor
 from .nn.module import Parameter
 
@@ -105,13 +104,13 @@ def draw_graph(tensor: Tensor, names=None) -> GraphDrawing:
     lines = ["digraph autograd {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];']
     for t in order:
         kind = _kind(t)
-        title = kind if kind != "op" else t._node.fn.__name__
+        title = kind if kind != "op" else t.grad_fn.name()
         label = "\\n".join(_escape(part) for part in (labels.get(id(t)), title, _shape_and_dtype(t)) if part)
         extra = ", peripheries=2" if t is tensor else ""
         lines.append(f'  {ids[id(t)]} [label="{label}", {_STYLES[kind]}{extra}];')
     for t in order:
-        if t._node is not None:
-            for parent in t._node.inputs:
+        if t.grad_fn is not None:
+            for parent in t.grad_fn.inputs:
                 lines.append(f"  {ids[id(parent)]} -> {ids[id(t)]};")
     lines.append("}")
     return GraphDrawing("\n".join(lines) + "\n")
@@ -124,20 +123,20 @@ def _reachable(root: Tensor) -> list:
         t = stack.pop()
         if id(t) in seen:
             continue
-        if t._node is FREED:
+        if t.grad_fn is not None and t.grad_fn.ctx is None:  # backward() emptied the node
             raise RuntimeError(
                 "this graph was freed by backward(): draw it before calling backward(), "
                 "or call backward(retain_graph=True)"
             )
         seen.add(id(t))
         order.append(t)
-        if t._node is not None:
-            stack.extend(reversed(t._node.inputs))
+        if t.grad_fn is not None:
+            stack.extend(reversed(t.grad_fn.inputs))
     return order
 
 
 def _kind(t: Tensor) -> str:
-    if t._node is not None:
+    if t.grad_fn is not None:
         return "op"
     if isinstance(t, Parameter):
         return "parameter" if t.requires_grad else "frozen parameter"
