@@ -151,3 +151,49 @@ def test_the_api_page_shows_a_docstrings_math_typeset(browser, server):
     errors = browser.execute_script("return document.querySelectorAll('mjx-merror').length")
     assert errors == 0, "MathJax reported errors in the page's math"
     assert _foreign_resources(browser, server) == []
+
+
+# ---------------------------------------------------------------- docs/hooks.py: includes by reference
+
+@pytest.fixture
+def hooks(tmp_path, monkeypatch):
+    """docs/hooks.py, reading a small repository made in ``tmp_path``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("minift_docs_hooks", REPO / "docs" / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "tutorials").mkdir()
+    (tmp_path / "tutorials" / "01_first.py").write_text("# %%\n", encoding="utf-8")
+    (tmp_path / "minift" / "engine").mkdir(parents=True)
+    (tmp_path / "minift" / "engine" / "tensor.py").write_text("", encoding="utf-8")
+    (tmp_path / "LICENSE").write_text("MIT", encoding="utf-8")
+    (tmp_path / "README.md").write_text(
+        "# minift\n\nintro\n\n## Two commands\n\nSee [the course](tutorials/01_first.py), "
+        "[the tensor](minift/engine/tensor.py), [the licence](LICENSE) and [PyTorch](https://pytorch.org).\n\n"
+        "### A subsection\n\nkept\n\n## Next\n\nnot included\n", encoding="utf-8")
+    monkeypatch.setattr(module, "REPO", tmp_path)
+    monkeypatch.setattr(module, "_documented_modules", {"minift.engine"})
+    return module
+
+
+def test_an_included_section_runs_to_the_next_section_with_links_made_for_the_page(hooks):
+    text = hooks._included("README.md", "Two commands", page_dir="guide")
+    assert text.startswith("## Two commands\n") and "### A subsection\n\nkept" in text
+    assert "not included" not in text and "intro" not in text
+    assert "[the course](../tutorials/01_first.py)" in text          # a page of the site, from docs/guide/
+    assert "[the tensor][minift.engine.tensor]" in text             # the API reference, by autorefs
+    assert "the licence" in text and "(LICENSE)" not in text         # not on the site: plain text
+    assert "[PyTorch](https://pytorch.org)" in text
+
+
+def test_a_missing_section_or_file_or_link_target_fails_the_build(hooks):
+    from mkdocs.exceptions import PluginError
+
+    with pytest.raises(PluginError, match=r"no section '## Three commands'; its sections: \['Two commands', 'Next'\]"):
+        hooks._included("README.md", "Three commands", page_dir="")
+    with pytest.raises(PluginError, match="ARCHITECTURE.md does not exist"):
+        hooks._included("ARCHITECTURE.md", None, page_dir="")
+    (hooks.REPO / "NOTES.md").write_text("see [gone](gone.md)\n", encoding="utf-8")
+    with pytest.raises(PluginError, match="NOTES.md links to gone.md, which does not exist"):
+        hooks._included("NOTES.md", None, page_dir="")
