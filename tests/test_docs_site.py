@@ -112,10 +112,12 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-def _wait_for(driver, script: str, what: str, timeout_s: float = 60):
+def _open_and_wait_for(driver, url: str, script: str, what: str, timeout_s: float = 60):
+    """Open ``url`` and return ``script``'s first truthy result (polled), failing after ``timeout_s``."""
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    driver.get(url)
     try:
         return WebDriverWait(driver, timeout_s, poll_frequency=0.2).until(lambda d: d.execute_script(script))
     except TimeoutException:
@@ -128,9 +130,8 @@ def _foreign_resources(driver, base: str) -> list:
 
 
 def test_a_tutorial_page_shows_its_figures(browser, server):
-    browser.get(server + "tutorials/01_autograd_from_scratch/")
-    figures = _wait_for(
-        browser,
+    figures = _open_and_wait_for(
+        browser, server + "tutorials/01_autograd_from_scratch/",
         "const imgs = [...document.querySelectorAll('.jupyter-wrapper img')];"
         "return imgs.length && imgs.every(i => i.complete) ? imgs.map(i => [i.naturalWidth, i.naturalHeight]) : null;",
         "its figures loaded")
@@ -140,14 +141,12 @@ def test_a_tutorial_page_shows_its_figures(browser, server):
 
 
 def test_the_api_page_shows_a_docstrings_math_typeset(browser, server):
-    browser.get(server + "api/functional/")
-    rendered = _wait_for(
-        browser,
+    count, width = _open_and_wait_for(
+        browser, server + "api/functional/",
         "const m = document.querySelectorAll('.doc-contents .arithmatex mjx-container');"
         "return m.length ? [m.length, m[0].getBoundingClientRect().width] : null;",
         "a docstring's math typeset by MathJax")
-    count, width = rendered
-    assert count >= 1 and width > 0, rendered
+    assert count >= 1 and width > 0, (count, width)
     errors = browser.execute_script("return document.querySelectorAll('mjx-merror').length")
     assert errors == 0, "MathJax reported errors in the page's math"
     assert _foreign_resources(browser, server) == []
