@@ -1,6 +1,6 @@
 """MkDocs hooks for minift's course website (``mkdocs.yml`` names this file under ``hooks``).
 
-Three jobs, all at build time, all offline:
+Four jobs, all at build time, all offline:
 
 1. **Tutorials run in fast mode.** mkdocs-jupyter executes ``tutorials/NN_*.py`` in a
    Jupyter kernel that inherits this process's environment: ``MINIFT_FAST=1`` unless the
@@ -19,6 +19,8 @@ Three jobs, all at build time, all offline:
    (``tutorials/...``, ``docs/...``, ``ARCHITECTURE.md``), to the API reference for a
    documented module (``minift/engine/tensor.py``), else to plain text; a link to a file
    that does not exist fails the build.
+4. **Docstrings' reST literal blocks read right**: on the API pages a paragraph's closing
+   ``::`` (which introduces the indented code under it) shows as one colon.
 """
 
 from __future__ import annotations
@@ -96,6 +98,14 @@ def on_files(files, config):
 def on_page_markdown(markdown, page, config, files):
     page_dir = posixpath.dirname(page.file.src_uri)
     return INCLUDE.sub(lambda m: _included(m.group(1), m.group(2), page_dir), markdown)
+
+
+def on_page_content(html, page, config, files):
+    """Docstrings follow reST's "literal block" rule: a paragraph ending in ``::`` introduces
+    the indented code below it, and the reader sees a single colon."""
+    if page.file.src_uri.startswith("api/"):
+        html = html.replace("::</p>", ":</p>")
+    return html
 
 
 def _included(name: str, section: str | None, page_dir: str) -> str:
