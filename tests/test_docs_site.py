@@ -19,6 +19,7 @@ import http.server
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -30,7 +31,7 @@ for _module in ("mkdocs", "material", "mkdocstrings_handlers.python", "mkdocs_ju
     pytest.importorskip(_module, reason=f"the docs extra is not installed ({_module}): pip install -e '.[docs]'")
 
 REPO = Path(__file__).resolve().parent.parent
-BUILD_TIMEOUT_S = 1200  # a safety net against a hung kernel, not a speed check
+BUILD_TIMEOUT_S = 2400  # a safety net against a hung kernel, not a speed check (idle: ~4 min)
 TAIL_CHARS = 6000
 ASSET = re.compile(r"<(?:script|img|link|iframe)\b[^>]*?\b(?:src|href)=\"(https?:)?//", re.IGNORECASE)
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -44,10 +45,16 @@ def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "MINIFT_FAST": "1", "MINIFT_DOCS_CACHE": "false", "NO_MKDOCS_2_WARNING": "1",
            "MINIFT_OUT": str(tmp_path_factory.mktemp("tutorial-files"))}
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, f"mkdocs build --strict failed; the end of its log:\n{log[-TAIL_CHARS:]}"
+    build = subprocess.Popen([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)  # its own process group: the kernels go with it
+    try:
+        log, _ = build.communicate(timeout=BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(build.pid, signal.SIGKILL)
+        log, _ = build.communicate()
+        pytest.fail(f"mkdocs build ran longer than {BUILD_TIMEOUT_S} s; the end of its log:\n{log[-TAIL_CHARS:]}")
+    assert build.returncode == 0, f"mkdocs build --strict failed; the end of its log:\n{log[-TAIL_CHARS:]}"
     return out
 
 
