@@ -99,6 +99,21 @@ def gelu_reference(x, approximate):
     return 0.5 * x * (1 + erf(x / math.sqrt(2)))
 
 
+OFF_INTEGERS = OFF_LATTICE.map(lambda value: 4 * value)  # in [-8, 8), never within 0.2 of an integer
+
+
+def hardswish_reference(x):
+    return x * np.minimum(np.maximum(x + 3, 0), 6) / 6
+
+
+def softplus_reference(x, beta, threshold):
+    return np.where(beta * x > threshold, x, np.log1p(np.exp(beta * x)) / beta)
+
+
+def mish_reference(x):
+    return x * np.tanh(np.log1p(np.exp(x)))
+
+
 # ------------------------------------------------------------------ reductions and softmax
 
 @st.composite
@@ -414,6 +429,54 @@ def cross_entropy_reference(x, target, ignore_index, reduction, label_smoothing)
 
 
 @st.composite
+def weighted_class_cases(draw, sides: Sides, smoothing: bool) -> Case:
+    """``cross_entropy_cases`` with a positive class ``weight (C,)`` (and, for cross-entropy,
+    label smoothing), the inputs of ``nll_loss`` and of a weighted cross-entropy."""
+    case = draw(cross_entropy_cases(sides))
+    params = {key: value for key, value in case.params.items() if smoothing or key != "label_smoothing"}
+    params["weight"] = draw(hnp.arrays(np.float64, case.arrays[0].shape[1], elements=POSITIVE))
+    return Case(case.arrays, params)
+
+
+def weighted_nll_reference(logp, target, weight, ignore_index, reduction, label_smoothing=0.0):
+    """PyTorch's rule: ``w[y] (1 - e)(-logp[y]) + e/C sum_c w[c](-logp[c])`` per sample, 0
+    where ignored; the mean divides by the summed ``w[y]`` of the samples kept."""
+    classes = logp.shape[1]
+    flat = np.moveaxis(logp, 1, -1).reshape(-1, classes)
+    t = target.reshape(-1)
+    kept = t != ignore_index
+    safe = np.where(kept, t, 0)
+    picked = flat[np.arange(len(t)), safe]
+    losses = np.where(kept, weight[safe] * (1 - label_smoothing) * -picked
+                      + label_smoothing / classes * -(flat * weight).sum(axis=1), 0.0)
+    if reduction == "none":
+        return losses.reshape(target.shape)
+    return losses.sum() if reduction == "sum" else losses.sum() / np.where(kept, weight[safe], 0).sum()
+
+
+def weighted_cross_entropy_reference(x, **params):
+    shifted = x - x.max(axis=1, keepdims=True)
+    return weighted_nll_reference(shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)), **params)
+
+
+@st.composite
+def difference_cases(draw, sides: Sides, beta: bool) -> Case:
+    """``input`` and ``target`` of one shape whose difference stays off the lattice, so away
+    from the kinks of |d| at 0 and of smooth L1 at |d| = beta (a multiple of the lattice)."""
+    shape = draw(shapes(sides, min_side=1))
+    x, d = draw(arrays(shape)), draw(arrays(shape, OFF_LATTICE))
+    params = {"reduction": draw(st.sampled_from(["mean", "sum", "none"]))}
+    if beta:
+        params["beta"] = draw(st.sampled_from([0.0, 0.25, 0.5, 1.0]))
+    return Case((x, x - d), params)
+
+
+def smooth_l1_reference(x, target, reduction, beta):
+    d = np.abs(x - target)
+    return REDUCE[reduction](np.where(d < beta, 0.5 * d**2 / max(beta, 1e-300), d - 0.5 * beta))
+
+
+@st.composite
 def mse_cases(draw, sides: Sides) -> Case:
     shape = draw(shapes(sides, min_side=1))
     reduction = draw(st.sampled_from(["mean", "sum", "none"]))
@@ -486,6 +549,45 @@ def batch_norm_cases(draw, sides: Sides, training: bool) -> Case:
         params["running_mean"] = draw(hnp.arrays(np.float64, channels, elements=REALS))
         params["running_var"] = draw(hnp.arrays(np.float64, channels, elements=POSITIVE))
     return Case(inputs, params)
+
+
+@st.composite
+def rms_norm_cases(draw, sides: Sides) -> Case:
+    lead = draw(shapes(sides, max_dims=2))
+    normalized = draw(shapes(sides, min_dims=1, max_dims=2, min_side=1))
+    inputs = (draw(arrays(lead + normalized)),)
+    if draw(st.booleans()):
+        inputs += (draw(arrays(normalized)),)
+    # eps large enough to keep the curvature near x = 0 within central differences (eps=None: parity tests)
+    return Case(inputs, {"normalized_shape": normalized, "eps": draw(st.sampled_from([0.1, 1.0]))})
+
+
+def rms_norm_reference(x, weight=None, normalized_shape=(), eps=None):
+    eps = np.finfo(x.dtype).eps if eps is None else eps
+    axes_ = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    y = x / np.sqrt((x * x).mean(axis=axes_, keepdims=True) + eps)
+    return y if weight is None else y * weight
+
+
+@st.composite
+def group_norm_cases(draw, sides: Sides) -> Case:
+    """``x (N, G·c, ...)`` with at least two distinct values per group, and maybe weight and bias."""
+    n, groups, per_group = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    spatial = draw(shapes(sides, max_dims=2, min_side=1))
+    assume(per_group * math.prod(spatial) >= 2)
+    channels = groups * per_group
+    inputs = (draw(arrays((n, channels) + spatial, DISTINCT, unique=True)),)
+    if draw(st.booleans()):
+        inputs += (draw(arrays((channels,))), draw(arrays((channels,))))
+    return Case(inputs, {"num_groups": groups})
+
+
+def group_norm_reference(x, weight=None, bias=None, num_groups=1, eps=1e-5):
+    grouped = x.reshape(x.shape[0], num_groups, -1)
+    y = ((grouped - grouped.mean(axis=2, keepdims=True)) / np.sqrt(grouped.var(axis=2, keepdims=True) + eps))
+    y = y.reshape(x.shape)
+    channel = (1, -1) + (1,) * (x.ndim - 2)
+    return y if weight is None else y * weight.reshape(channel) + bias.reshape(channel)
 
 
 def batch_norm_forward(x, weight=None, bias=None, training=True, running_mean=None, running_var=None):
@@ -704,11 +806,25 @@ OPS = [
        lambda sides: elementwise(sides, REALS, params=st.just({"approximate": "tanh"}))),
     Op("sigmoid", F.sigmoid, lambda x: 1 / (1 + np.exp(-x)), unary(REALS)),
     Op("tanh", F.tanh, np.tanh, unary(REALS)),
+    Op("relu6", F.relu6, lambda x: np.minimum(np.maximum(x, 0), 6), unary(OFF_INTEGERS)),
+    Op("hardsigmoid", F.hardsigmoid, lambda x: np.minimum(np.maximum(x + 3, 0), 6) / 6, unary(OFF_INTEGERS)),
+    Op("hardswish", F.hardswish, hardswish_reference, unary(OFF_INTEGERS)),
+    Op("silu", F.silu, lambda x: x / (1 + np.exp(-x)), unary(REALS)),
+    Op("softplus", F.softplus, softplus_reference,
+       lambda sides: elementwise(sides, REALS, params=st.fixed_dictionaries(
+           {"beta": st.sampled_from([0.5, 1.0, 3.0]), "threshold": st.just(20.0)}))),
+    Op("mish", F.mish, mish_reference, unary(REALS)),
     Op("softmax", F.softmax, softmax_reference, softmax_cases),
     Op("log_softmax", F.log_softmax, log_softmax_reference, softmax_cases),
     # losses
     Op("cross_entropy", F.cross_entropy, cross_entropy_reference, cross_entropy_cases),
+    Op("cross_entropy (weighted)", F.cross_entropy, weighted_cross_entropy_reference,
+       lambda sides: weighted_class_cases(sides, smoothing=True)),
+    Op("nll_loss", F.nll_loss, weighted_nll_reference, lambda sides: weighted_class_cases(sides, smoothing=False)),
     Op("mse_loss", F.mse_loss, mse_reference, mse_cases),
+    Op("l1_loss", F.l1_loss, lambda x, t, reduction: REDUCE[reduction](np.abs(x - t)),
+       lambda sides: difference_cases(sides, beta=False)),
+    Op("smooth_l1_loss", F.smooth_l1_loss, smooth_l1_reference, lambda sides: difference_cases(sides, beta=True)),
     Op("binary_cross_entropy_with_logits",
        lambda x, t, pos_weight=None, reduction="mean": F.binary_cross_entropy_with_logits(x, t, reduction, pos_weight),
        bce_reference, bce_cases),
@@ -718,6 +834,11 @@ OPS = [
     Op("layer_norm",
        lambda x, weight=None, bias=None, normalized_shape=(): F.layer_norm(x, normalized_shape, weight, bias),
        layer_norm_reference, layer_norm_cases),
+    Op("rms_norm",
+       lambda x, weight=None, normalized_shape=(), eps=None: F.rms_norm(x, normalized_shape, weight, eps),
+       rms_norm_reference, rms_norm_cases),
+    Op("group_norm", lambda x, weight=None, bias=None, num_groups=1: F.group_norm(x, num_groups, weight, bias),
+       group_norm_reference, group_norm_cases),
     Op("batch_norm (training)", batch_norm_forward, batch_norm_reference,
        lambda sides: batch_norm_cases(sides, training=True)),
     Op("batch_norm (inference)", batch_norm_forward, batch_norm_reference,

@@ -29,31 +29,13 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 
 from minift import backend, contract
 from minift.backend import threads
+from minift.bench.row import Row, Step
 from minift.contract.geometry import conv_output_size
-
-Step = Callable[[], object]
-
-
-@dataclass(frozen=True)
-class Row:
-    """One workload of the table.
-
-    ``flops``: floating-point operations of one step (None where it is not the measure);
-    ``make_step()`` -> the minift step; ``make_torch_step(torch)`` -> the PyTorch step;
-    ``gemm``: the row is a matrix product, also timed with the blocked Numba GEMM.
-    """
-
-    name: str
-    flops: float | None
-    make_step: Callable[[], Step]
-    make_torch_step: Callable[[object], Step] | None = None
-    gemm: bool = False
 
 
 # --------------------------------------------------------------------------- the rows

@@ -238,6 +238,11 @@ class Tensor:
     def long(self) -> "Tensor":
         return Tensor._from_array(self.data.astype(np.int64))
 
+    def type(self, dtype=None):
+        """PyTorch's ``.type``: ``t.type(minift.float)`` is ``t.to(minift.float32)`` (as in
+        ``(pred.argmax(1) == y).type(torch.float).sum()``); ``t.type()`` names the dtype."""
+        return f"minift.{self.dtype.name}" if dtype is None else self.to(dtype)
+
     # ---------------------------------------------------------------- autograd
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         """Turn gradient tracking on or off for this leaf tensor (in place)."""

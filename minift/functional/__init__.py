@@ -12,13 +12,14 @@ $$\bar x_i = \frac{\partial L}{\partial x_i} = \sum_j \bar z_j \, \frac{\partial
 without ever forming the Jacobian: for $z = x \odot y$ that is $\bar x = \bar z \odot y$.
 """
 
-from .activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
+from .activation import (gelu, hardsigmoid, hardswish, leaky_relu, log_softmax, mish, relu, relu6, sigmoid, silu,
+                         softmax, softplus, tanh)
 from .conv import conv2d
 from .elementwise import (abs, add, clamp, clip, clone, div, exp, log, masked_fill, maximum, minimum,
                           mul, neg, pow, sqrt, sub, where)
 from .linalg import linear, matmul
-from .loss import binary_cross_entropy_with_logits, cross_entropy, mse_loss
-from .normalization import batch_norm, layer_norm
+from .loss import binary_cross_entropy_with_logits, cross_entropy, l1_loss, mse_loss, nll_loss, smooth_l1_loss
+from .normalization import batch_norm, group_norm, layer_norm, rms_norm
 from .pool import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d
 from .reduction import amax, amin, argmax, argmin, logsumexp, max, mean, min, std, sum, var
 from .shape import (broadcast_to, cat, concatenate, copy_into, expand, flatten, gather, getitem, pad,
@@ -34,4 +35,6 @@ __all__ = [
     "min", "minimum", "mse_loss", "mul", "neg", "pad", "permute", "pow", "relu", "reshape", "sigmoid",
     "softmax", "split", "sqrt", "squeeze", "stack", "std", "sub", "sum", "tanh", "transpose",
     "unsqueeze", "var", "where",
+    "relu6", "hardsigmoid", "hardswish", "silu", "softplus", "mish", "nll_loss", "l1_loss", "smooth_l1_loss",
+    "group_norm", "rms_norm",
 ]
