@@ -184,7 +184,7 @@ class TorchUnpickler:
         return items
 
     def make_tuple(self, items) -> tuple:
-        depth = 1 + max((self.tuple_depth.get(id(item), 0) for item in items if isinstance(item, tuple)), default=0)
+        depth = 1 + max((self.tuple_depth.get(id(item), 1) for item in items if isinstance(item, tuple)), default=0)
         if depth > MAX_DEPTH:
             raise self.error(f"tuples nest deeper than {MAX_DEPTH}")
         value = tuple(items)
