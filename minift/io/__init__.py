@@ -61,7 +61,8 @@ def _format_of(path, formats=FORMATS) -> str:
     extension = os.path.splitext(os.fspath(path))[1].lower()
     if extension not in formats:
         raise CheckpointError(
-            f"{path}: unknown checkpoint format {extension!r}; expected a path ending in {', '.join(formats)}"
+            f"{path}: unknown checkpoint format {extension!r}; "
+            f"expected a path ending in {', '.join(formats[:-1])} or {formats[-1]}"
             + ("" if extension not in TORCH_FORMATS else " (PyTorch files are read by minift.io.load, never written)")
         )
     return extension

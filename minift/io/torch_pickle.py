@@ -1,7 +1,7 @@
 """A pickle interpreter that runs nothing: the opcode stream of a PyTorch checkpoint,
 read with a fixed whitelist.
 
-A pickle is a program for a small stack machine. ``pickle.load`` runs it, and two of its
+A pickle is a program for a small stack machine. Python's unpickler runs it, and two of its
 instructions make it dangerous: ``GLOBAL module name`` imports any module and fetches any
 attribute (``os system``, ``builtins eval``), and ``REDUCE`` calls what sits on the stack
 with arguments from the file. ``torch.load(weights_only=False)`` runs that program, so a
