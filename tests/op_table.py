@@ -630,6 +630,7 @@ OPS = [
     Op("flatten", F.flatten, flatten_reference, flatten_cases),
     # activations
     Op("relu", F.relu, lambda x: np.maximum(x, 0), unary(OFF_LATTICE)),
+    Op("relu6", F.relu6, lambda x: np.minimum(np.maximum(x, 0), 6), unary(OFF_LATTICE)),
     Op("leaky_relu", F.leaky_relu, lambda x, negative_slope: np.where(x > 0, x, negative_slope * x),
        lambda sides: elementwise(sides, OFF_LATTICE, params=st.fixed_dictionaries({"negative_slope": UNIT}))),
     Op("gelu (erf)", F.gelu, gelu_reference,

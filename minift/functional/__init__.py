@@ -5,7 +5,7 @@ Grouped by family, one file each; PyTorch's names and argument conventions (NCHW
 forward formula and its gradient.
 """
 
-from .activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
+from .activation import gelu, leaky_relu, log_softmax, relu, relu6, sigmoid, softmax, tanh
 from .conv import conv2d
 from .elementwise import (abs, add, clamp, clip, div, exp, log, maximum, minimum, mul, neg,
                           pow, sqrt, sub, where)
@@ -23,7 +23,7 @@ __all__ = [
     "broadcast_to", "cat", "clamp", "clip", "concatenate", "conv2d", "cross_entropy", "div", "dropout",
     "embedding", "exp", "expand", "flatten", "gelu", "getitem", "global_avg_pool2d", "layer_norm",
     "leaky_relu", "linear", "log", "log_softmax", "logsumexp", "matmul", "max", "max_pool2d", "maximum", "mean",
-    "min", "minimum", "mse_loss", "mul", "neg", "pad", "permute", "pow", "relu", "reshape", "sigmoid",
+    "min", "minimum", "mse_loss", "mul", "neg", "pad", "permute", "pow", "relu", "relu6", "reshape", "sigmoid",
     "softmax", "split", "sqrt", "squeeze", "stack", "std", "sub", "sum", "tanh", "transpose",
     "unsqueeze", "var", "where",
 ]

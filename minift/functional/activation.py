@@ -25,6 +25,22 @@ class ReLU(Function):
         return g * (z > 0)
 
 
+class ReLU6(Function):
+    """z = min(max(x, 0), 6).   dL/dx = g * (0 < x < 6), PyTorch's (hardtanh's) and
+    TensorFlow's rule; ``clamp(x, 0, 6)`` would also pass the gradient at exactly 0 and 6."""
+
+    @staticmethod
+    def forward(ctx, x):
+        z = array_module(x).clip(x, 0, 6)
+        ctx.save_for_backward(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved
+        return g * ((z > 0) & (z < 6))
+
+
 class LeakyReLU(Function):
     """z = x if x > 0 else slope * x.   dL/dx = g * (1 if x > 0 else slope)."""
 
@@ -148,6 +164,10 @@ class LogSoftmax(Function):
 
 def relu(x):
     return ReLU.apply(x)
+
+
+def relu6(x):
+    return ReLU6.apply(x)
 
 
 def leaky_relu(x, negative_slope=0.01):

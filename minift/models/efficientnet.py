@@ -97,13 +97,6 @@ class Conv2dSame(nn.Conv2d):
         return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, None, self.stride, groups=self.groups)
 
 
-class ReLU6(nn.Module):
-    """``min(max(x, 0), 6)``: a ReLU capped at 6 ("for easier quantization"); dL/dx = g on [0, 6]."""
-
-    def forward(self, x):
-        return F.clamp(x, 0.0, 6.0)
-
-
 def batch_norm(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
 
@@ -132,7 +125,7 @@ class MBConvBlock(nn.Module):
         self._bn1 = batch_norm(mid)
         self._project_conv = Conv2dSame(mid, out_channels, 1)
         self._bn2 = batch_norm(out_channels)
-        self._relu6 = ReLU6()
+        self._relu6 = nn.ReLU6()
         self.residual = stride == 1 and in_channels == out_channels
         self.drop_rate = drop_rate
 
@@ -172,7 +165,7 @@ class EfficientNetLite0(nn.Module):
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = Conv2dSame(STAGES[-1][-1], HEAD_CHANNELS, 1)
         self._bn1 = batch_norm(HEAD_CHANNELS)
-        self._relu6 = ReLU6()
+        self._relu6 = nn.ReLU6()
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(HEAD_CHANNELS, num_classes)
 

@@ -13,6 +13,13 @@ class ReLU(Module):
         return F.relu(x)
 
 
+class ReLU6(Module):
+    """min(max(x, 0), 6) (MobileNet's and EfficientNet-Lite's activation)."""
+
+    def forward(self, x):
+        return F.relu6(x)
+
+
 class LeakyReLU(Module):
     """x if x > 0 else negative_slope * x."""
 
