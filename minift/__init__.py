@@ -25,10 +25,12 @@ from .engine.gradcheck import gradcheck, gradcheck_directional
 from .engine.random import get_rng_state, manual_seed, set_rng_state
 from .engine.tensor import Tensor, bool_, float32, float64, int32, int64
 
+float, double, long = float32, float64, int64  # PyTorch's aliases: torch.float is torch.float32
+
 __all__ = [
     "Tensor", "tensor", "zeros", "ones", "full", "eye", "arange", "randn", "rand",
     "zeros_like", "ones_like", "full_like", "randn_like", "rand_like",
     "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "get_rng_state", "set_rng_state",
     "gradcheck", "gradcheck_directional", "functional", "cat", "concatenate", "stack", "where",
-    "maximum", "minimum", "float32", "float64", "int32", "int64", "bool_",
+    "maximum", "minimum", "float32", "float64", "int32", "int64", "bool_", "float", "double", "long",
 ]

@@ -99,6 +99,21 @@ def gelu_reference(x, approximate):
     return 0.5 * x * (1 + erf(x / math.sqrt(2)))
 
 
+OFF_INTEGERS = OFF_LATTICE.map(lambda value: 4 * value)  # in [-8, 8), never within 0.2 of an integer
+
+
+def hardswish_reference(x):
+    return x * np.minimum(np.maximum(x + 3, 0), 6) / 6
+
+
+def softplus_reference(x, beta, threshold):
+    return np.where(beta * x > threshold, x, np.log1p(np.exp(beta * x)) / beta)
+
+
+def mish_reference(x):
+    return x * np.tanh(np.log1p(np.exp(x)))
+
+
 # ------------------------------------------------------------------ reductions and softmax
 
 @st.composite
@@ -321,6 +336,61 @@ def flatten_reference(x, start_dim, end_dim):
     return x.reshape(x.shape[:start] + (math.prod(x.shape[start:end + 1]),) + x.shape[end + 1:])
 
 
+@st.composite
+def along_dim_cases(draw, sides: Sides) -> Case:
+    """One ``dim`` of a tensor with no ties (``max(x, dim)`` / ``min(x, dim)``)."""
+    shape = draw(shapes(sides, min_dims=1, max_dims=3, min_side=1))
+    params = {"dim": draw(st.integers(-len(shape), len(shape) - 1)), "keepdim": draw(st.booleans())}
+    return Case((draw(arrays(shape, DISTINCT, unique=True)),), params)
+
+
+@st.composite
+def gather_cases(draw, sides: Sides) -> Case:
+    """An int64 ``index`` with ``x``'s number of dimensions, no longer than ``x`` on the
+    axes other than ``dim``, and any length (repeats included) along ``dim``."""
+    shape = draw(shapes(sides, min_dims=1, max_dims=3, min_side=1))
+    dim = draw(st.integers(-len(shape), len(shape) - 1))
+    index_shape = tuple(draw(st.integers(0, 4)) if a == dim % len(shape) else draw(st.integers(0, n))
+                        for a, n in enumerate(shape))
+    index = draw(hnp.arrays(np.int64, index_shape, elements=st.integers(0, shape[dim] - 1)))
+    return Case((draw(arrays(shape)),), {"dim": dim, "index": index})
+
+
+def gather_reference(x, dim, index):
+    """out[i_0, ..., i_k] = x[i_0, ..., index[i_0, ..., i_k], ..., i_k] (the index at ``dim``)."""
+    out = np.zeros(index.shape)
+    for position in np.ndindex(*index.shape):
+        source = list(position)
+        source[dim] = index[position]
+        out[position] = x[tuple(source)]
+    return out
+
+
+@st.composite
+def setitem_cases(draw, sides: Sides) -> Case:
+    """A basic index (each element written at most once) and a value of the picked shape,
+    or one that broadcasts to it."""
+    shape = draw(shapes(sides))
+    index = draw(hnp.basic_indices(shape))
+    picked = np.empty(shape)[index].shape
+    value_shape = picked[draw(st.integers(0, len(picked))):]
+    return Case((draw(arrays(shape)), draw(arrays(value_shape))), {"index": index})
+
+
+def setitem_reference(x, value, index):
+    out = x.copy()
+    out[index] = value
+    return out
+
+
+@st.composite
+def masked_fill_cases(draw, sides: Sides) -> Case:
+    shape = draw(shapes(sides))
+    mask_shape = shape[draw(st.integers(0, len(shape))):]
+    mask = draw(hnp.arrays(np.bool_, mask_shape))
+    return Case((draw(arrays(shape)),), {"mask": mask, "value": draw(REALS)})
+
+
 # ------------------------------------------------------------------ losses
 
 @st.composite
@@ -356,6 +426,54 @@ def cross_entropy_reference(x, target, ignore_index, reduction, label_smoothing)
     if reduction == "none":
         return losses.reshape(target.shape)
     return losses.sum() if reduction == "sum" else losses.sum() / kept.sum()
+
+
+@st.composite
+def weighted_class_cases(draw, sides: Sides, smoothing: bool) -> Case:
+    """``cross_entropy_cases`` with a positive class ``weight (C,)`` (and, for cross-entropy,
+    label smoothing), the inputs of ``nll_loss`` and of a weighted cross-entropy."""
+    case = draw(cross_entropy_cases(sides))
+    params = {key: value for key, value in case.params.items() if smoothing or key != "label_smoothing"}
+    params["weight"] = draw(hnp.arrays(np.float64, case.arrays[0].shape[1], elements=POSITIVE))
+    return Case(case.arrays, params)
+
+
+def weighted_nll_reference(logp, target, weight, ignore_index, reduction, label_smoothing=0.0):
+    """PyTorch's rule: ``w[y] (1 - e)(-logp[y]) + e/C sum_c w[c](-logp[c])`` per sample, 0
+    where ignored; the mean divides by the summed ``w[y]`` of the samples kept."""
+    classes = logp.shape[1]
+    flat = np.moveaxis(logp, 1, -1).reshape(-1, classes)
+    t = target.reshape(-1)
+    kept = t != ignore_index
+    safe = np.where(kept, t, 0)
+    picked = flat[np.arange(len(t)), safe]
+    losses = np.where(kept, weight[safe] * (1 - label_smoothing) * -picked
+                      + label_smoothing / classes * -(flat * weight).sum(axis=1), 0.0)
+    if reduction == "none":
+        return losses.reshape(target.shape)
+    return losses.sum() if reduction == "sum" else losses.sum() / np.where(kept, weight[safe], 0).sum()
+
+
+def weighted_cross_entropy_reference(x, **params):
+    shifted = x - x.max(axis=1, keepdims=True)
+    return weighted_nll_reference(shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)), **params)
+
+
+@st.composite
+def difference_cases(draw, sides: Sides, beta: bool) -> Case:
+    """``input`` and ``target`` of one shape whose difference stays off the lattice, so away
+    from the kinks of |d| at 0 and of smooth L1 at |d| = beta (a multiple of the lattice)."""
+    shape = draw(shapes(sides, min_side=1))
+    x, d = draw(arrays(shape)), draw(arrays(shape, OFF_LATTICE))
+    params = {"reduction": draw(st.sampled_from(["mean", "sum", "none"]))}
+    if beta:
+        params["beta"] = draw(st.sampled_from([0.0, 0.25, 0.5, 1.0]))
+    return Case((x, x - d), params)
+
+
+def smooth_l1_reference(x, target, reduction, beta):
+    d = np.abs(x - target)
+    return REDUCE[reduction](np.where(d < beta, 0.5 * d**2 / max(beta, 1e-300), d - 0.5 * beta))
 
 
 @st.composite
@@ -431,6 +549,45 @@ def batch_norm_cases(draw, sides: Sides, training: bool) -> Case:
         params["running_mean"] = draw(hnp.arrays(np.float64, channels, elements=REALS))
         params["running_var"] = draw(hnp.arrays(np.float64, channels, elements=POSITIVE))
     return Case(inputs, params)
+
+
+@st.composite
+def rms_norm_cases(draw, sides: Sides) -> Case:
+    lead = draw(shapes(sides, max_dims=2))
+    normalized = draw(shapes(sides, min_dims=1, max_dims=2, min_side=1))
+    inputs = (draw(arrays(lead + normalized)),)
+    if draw(st.booleans()):
+        inputs += (draw(arrays(normalized)),)
+    # eps large enough to keep the curvature near x = 0 within central differences (eps=None: parity tests)
+    return Case(inputs, {"normalized_shape": normalized, "eps": draw(st.sampled_from([0.1, 1.0]))})
+
+
+def rms_norm_reference(x, weight=None, normalized_shape=(), eps=None):
+    eps = np.finfo(x.dtype).eps if eps is None else eps
+    axes_ = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    y = x / np.sqrt((x * x).mean(axis=axes_, keepdims=True) + eps)
+    return y if weight is None else y * weight
+
+
+@st.composite
+def group_norm_cases(draw, sides: Sides) -> Case:
+    """``x (N, G·c, ...)`` with at least two distinct values per group, and maybe weight and bias."""
+    n, groups, per_group = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    spatial = draw(shapes(sides, max_dims=2, min_side=1))
+    assume(per_group * math.prod(spatial) >= 2)
+    channels = groups * per_group
+    inputs = (draw(arrays((n, channels) + spatial, DISTINCT, unique=True)),)
+    if draw(st.booleans()):
+        inputs += (draw(arrays((channels,))), draw(arrays((channels,))))
+    return Case(inputs, {"num_groups": groups})
+
+
+def group_norm_reference(x, weight=None, bias=None, num_groups=1, eps=1e-5):
+    grouped = x.reshape(x.shape[0], num_groups, -1)
+    y = ((grouped - grouped.mean(axis=2, keepdims=True)) / np.sqrt(grouped.var(axis=2, keepdims=True) + eps))
+    y = y.reshape(x.shape)
+    channel = (1, -1) + (1,) * (x.ndim - 2)
+    return y if weight is None else y * weight.reshape(channel) + bias.reshape(channel)
 
 
 def batch_norm_forward(x, weight=None, bias=None, training=True, running_mean=None, running_var=None):
@@ -601,8 +758,12 @@ OPS = [
     # reductions
     Op("sum", F.sum, np.sum, lambda sides: reduction(sides, min_side=0)),
     Op("mean", F.mean, np.mean, reduction),
-    Op("max", F.max, np.max, lambda sides: reduction(sides, DISTINCT, unique=True)),
-    Op("min", F.min, np.min, lambda sides: reduction(sides, DISTINCT, unique=True)),
+    Op("amax", F.amax, np.max, lambda sides: reduction(sides, DISTINCT, unique=True)),
+    Op("amin", F.amin, np.min, lambda sides: reduction(sides, DISTINCT, unique=True)),
+    Op("max (along dim)", lambda x, dim, keepdim: F.max(x, dim, keepdim).values,
+       lambda x, dim, keepdim: np.max(x, axis=dim, keepdims=keepdim), lambda sides: along_dim_cases(sides)),
+    Op("min (along dim)", lambda x, dim, keepdim: F.min(x, dim, keepdim).values,
+       lambda x, dim, keepdim: np.min(x, axis=dim, keepdims=keepdim), lambda sides: along_dim_cases(sides)),
     Op("var", F.var, lambda x, correction, **kw: np.var(x, ddof=correction, **kw),
        lambda sides: reduction(sides, min_count=2, correction=True)),
     Op("std", F.std, lambda x, correction, **kw: np.std(x, ddof=correction, **kw),
@@ -628,9 +789,15 @@ OPS = [
     Op("squeeze", F.squeeze, squeeze_reference, squeeze_cases),
     Op("unsqueeze", F.unsqueeze, np.expand_dims, unsqueeze_cases),
     Op("flatten", F.flatten, flatten_reference, flatten_cases),
+    Op("gather", lambda x, dim, index: F.gather(x, dim, index), gather_reference, gather_cases),
+    Op("setitem", lambda x, value, index: F.setitem(x, index, value), setitem_reference, setitem_cases),
+    Op("copy_into", lambda src, shape: F.copy_into(minift.zeros(shape, dtype=src.dtype), src),
+       lambda src, shape: np.broadcast_to(src, shape), lambda sides: expand_cases(sides, allow_minus_one=False)
+       .map(lambda case: Case(case.arrays, {"shape": case.params["shape"]}))),
+    Op("clone", F.clone, np.copy, unary(REALS)),
+    Op("masked_fill", F.masked_fill, lambda x, mask, value: np.where(mask, value, x), masked_fill_cases),
     # activations
     Op("relu", F.relu, lambda x: np.maximum(x, 0), unary(OFF_LATTICE)),
-    Op("relu6", F.relu6, lambda x: np.minimum(np.maximum(x, 0), 6), unary(OFF_LATTICE)),
     Op("leaky_relu", F.leaky_relu, lambda x, negative_slope: np.where(x > 0, x, negative_slope * x),
        lambda sides: elementwise(sides, OFF_LATTICE, params=st.fixed_dictionaries({"negative_slope": UNIT}))),
     Op("gelu (erf)", F.gelu, gelu_reference,
@@ -639,11 +806,25 @@ OPS = [
        lambda sides: elementwise(sides, REALS, params=st.just({"approximate": "tanh"}))),
     Op("sigmoid", F.sigmoid, lambda x: 1 / (1 + np.exp(-x)), unary(REALS)),
     Op("tanh", F.tanh, np.tanh, unary(REALS)),
+    Op("relu6", F.relu6, lambda x: np.minimum(np.maximum(x, 0), 6), unary(OFF_INTEGERS)),
+    Op("hardsigmoid", F.hardsigmoid, lambda x: np.minimum(np.maximum(x + 3, 0), 6) / 6, unary(OFF_INTEGERS)),
+    Op("hardswish", F.hardswish, hardswish_reference, unary(OFF_INTEGERS)),
+    Op("silu", F.silu, lambda x: x / (1 + np.exp(-x)), unary(REALS)),
+    Op("softplus", F.softplus, softplus_reference,
+       lambda sides: elementwise(sides, REALS, params=st.fixed_dictionaries(
+           {"beta": st.sampled_from([0.5, 1.0, 3.0]), "threshold": st.just(20.0)}))),
+    Op("mish", F.mish, mish_reference, unary(REALS)),
     Op("softmax", F.softmax, softmax_reference, softmax_cases),
     Op("log_softmax", F.log_softmax, log_softmax_reference, softmax_cases),
     # losses
     Op("cross_entropy", F.cross_entropy, cross_entropy_reference, cross_entropy_cases),
+    Op("cross_entropy (weighted)", F.cross_entropy, weighted_cross_entropy_reference,
+       lambda sides: weighted_class_cases(sides, smoothing=True)),
+    Op("nll_loss", F.nll_loss, weighted_nll_reference, lambda sides: weighted_class_cases(sides, smoothing=False)),
     Op("mse_loss", F.mse_loss, mse_reference, mse_cases),
+    Op("l1_loss", F.l1_loss, lambda x, t, reduction: REDUCE[reduction](np.abs(x - t)),
+       lambda sides: difference_cases(sides, beta=False)),
+    Op("smooth_l1_loss", F.smooth_l1_loss, smooth_l1_reference, lambda sides: difference_cases(sides, beta=True)),
     Op("binary_cross_entropy_with_logits",
        lambda x, t, pos_weight=None, reduction="mean": F.binary_cross_entropy_with_logits(x, t, reduction, pos_weight),
        bce_reference, bce_cases),
@@ -653,6 +834,11 @@ OPS = [
     Op("layer_norm",
        lambda x, weight=None, bias=None, normalized_shape=(): F.layer_norm(x, normalized_shape, weight, bias),
        layer_norm_reference, layer_norm_cases),
+    Op("rms_norm",
+       lambda x, weight=None, normalized_shape=(), eps=None: F.rms_norm(x, normalized_shape, weight, eps),
+       rms_norm_reference, rms_norm_cases),
+    Op("group_norm", lambda x, weight=None, bias=None, num_groups=1: F.group_norm(x, num_groups, weight, bias),
+       group_norm_reference, group_norm_cases),
     Op("batch_norm (training)", batch_norm_forward, batch_norm_reference,
        lambda sides: batch_norm_cases(sides, training=True)),
     Op("batch_norm (inference)", batch_norm_forward, batch_norm_reference,
