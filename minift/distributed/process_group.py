@@ -154,15 +154,20 @@ def _mpi_op(op: str):
     return None if mpi is None else {"sum": mpi.SUM, "product": mpi.PROD, "min": mpi.MIN, "max": mpi.MAX}[op]
 
 
-def _in_place(target, collective) -> None:
-    """Run ``collective(host_array)`` on the array of ``target`` (a Tensor or an array), in place.
+def _array_of(target):
+    """The array of ``target`` (a Tensor, a NumPy or a CuPy array)."""
+    array = target.data if isinstance(target, Tensor) else target
+    if not hasattr(array, "flags"):
+        raise TypeError(f"expected a Tensor or an array, got {type(target).__name__}")
+    return array
+
+
+def _in_place(array, collective) -> None:
+    """Run ``collective(host_array)`` on ``array``, in place.
 
     MPI reads and writes contiguous host memory: a non-contiguous or GPU array is copied
     to a contiguous host array, and the result copied back into the original.
     """
-    array = target.data if isinstance(target, Tensor) else target
-    if not hasattr(array, "flags"):
-        raise TypeError(f"expected a Tensor or an array, got {type(target).__name__}")
     xp = array_module(array)
     if xp is np and array.flags.c_contiguous:
         collective(array)
@@ -179,20 +184,20 @@ def all_reduce(tensor, op: str = ReduceOp.SUM) -> None:
     and dtype. With ``op="sum"`` the result is the same on every rank: MPI sums in one
     order for all of them (not necessarily 0, 1, 2, ...).
     """
-    comm, mpi_op = _comm(), _mpi_op(op)
+    comm, mpi_op, array = _comm(), _mpi_op(op), _array_of(tensor)
     if comm.Get_size() == 1:
         return
     mpi = _world["mpi"]
-    _in_place(tensor, lambda array: comm.Allreduce(mpi.IN_PLACE, array, op=mpi_op))
+    _in_place(array, lambda host: comm.Allreduce(mpi.IN_PLACE, host, op=mpi_op))
 
 
 def broadcast(tensor, src: int = 0) -> None:
     """Replace ``tensor`` (a Tensor or an array) on every rank by rank ``src``'s, in place."""
-    comm = _comm()
+    comm, array = _comm(), _array_of(tensor)
     if not 0 <= src < comm.Get_size():
         raise ValueError(f"src={src} is not a rank of this world of {comm.Get_size()} processes")
     if comm.Get_size() > 1:
-        _in_place(tensor, lambda array: comm.Bcast(array, root=src))
+        _in_place(array, lambda host: comm.Bcast(host, root=src))
 
 
 def all_gather_object(object_list: list, obj) -> None:

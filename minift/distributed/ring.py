@@ -53,8 +53,9 @@ def _chunks(array, world: int) -> list:
 
 def ring_all_reduce(comm, array: np.ndarray) -> None:
     """Sum ``array`` (contiguous, the same shape and dtype on every rank) over the ranks, in place."""
-    if not array.flags.c_contiguous:
-        raise ValueError("ring_all_reduce needs a C-contiguous array (np.ascontiguousarray makes one)")
+    if not (isinstance(array, np.ndarray) and array.flags.c_contiguous):
+        raise ValueError(f"ring_all_reduce needs a C-contiguous NumPy array (np.ascontiguousarray makes one), "
+                         f"got {type(array).__name__}")
     world, rank = comm.Get_size(), comm.Get_rank()
     right, left = (rank + 1) % world, (rank - 1) % world
     chunks = _chunks(array, world)

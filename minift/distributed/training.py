@@ -14,6 +14,8 @@ N - 1 repeated examples, as in PyTorch.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
 from ..data.dataloader import DataLoader
@@ -39,6 +41,13 @@ def data_parallel(model, train_loader, valid_loader=None) -> tuple:
 def is_main_process() -> bool:
     """True on rank 0 (and when running alone): the process that prints and writes files."""
     return dist.get_rank() == 0
+
+
+def progress_stream():
+    """Where a ``ProgressBar`` writes: stderr (``None``) on rank 0; elsewhere a stream that is
+    not a terminal, where it stays quiet. Every rank keeps the same callbacks, so that a
+    checkpoint written by rank 0 resumes on all of them."""
+    return None if is_main_process() else io.StringIO()
 
 
 def sum_over_ranks(*values) -> list[float]:

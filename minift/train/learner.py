@@ -44,7 +44,7 @@ from ..io import save_checkpoint
 from ..nn import Module
 from ..optim import SGD, Adam, AdamW, Optimizer
 from ..engine.tensor import Tensor
-from ..distributed.training import data_parallel, is_main_process, sum_over_ranks
+from ..distributed.training import data_parallel, is_main_process, progress_stream, sum_over_ranks
 from .callbacks import Callback, Checkpointing, ProgressBar, TerminateOnNaN, event_handlers
 from .history import History
 from .metrics import resolve_metrics
@@ -140,8 +140,8 @@ class Learner:
         self.fit_signature = None
         self.history = History()
         callbacks = [self.history, TerminateOnNaN(), *callbacks]
-        if progress and is_main_process():  # under mpiexec only rank 0 prints
-            callbacks.append(ProgressBar(lines=progress == "lines"))
+        if progress:  # under mpiexec, on every rank (the same callbacks), but only rank 0's prints
+            callbacks.append(ProgressBar(lines=progress == "lines", stream=progress_stream()))
         self.checkpoint_dir = checkpoint_dir
         if checkpoint_dir is not None and not any(isinstance(c, Checkpointing) for c in callbacks):
             callbacks.append(Checkpointing(checkpoint_dir))

@@ -2,7 +2,8 @@
 
     mpiexec -n 2 python tests/mpi/worker_script.py equivalence
 
-Each scenario asserts on every rank; rank 0 prints ``OK <scenario>`` at the end.
+Each scenario asserts on every rank; rank 0 prints ``OK <scenario>`` at the end. Several
+scenarios may be given, comma-separated; ``argv[2]`` is a directory for those that write.
 ``tests/test_distributed_mpi.py`` launches them (and the fault scenarios, which must
 end the job with an error instead).
 
@@ -18,6 +19,7 @@ example left out, or a gradient averaged twice, moves the weights by more than 1
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import numpy as np
@@ -204,6 +206,70 @@ def scenario_learner():
         np.savez(os.path.join(directory, "final.npz"), **got, **metrics)
 
 
+class KillAt:
+    """Rank 1 kills itself (SIGKILL: no cleanup, no excepthook) after optimizer step ``iteration``."""
+
+    def __new__(cls, iteration):
+        from minift.train import Callback
+
+        class KillAtStep(Callback):
+            order = 95  # after Checkpointing
+
+            def after_batch(self, learner):
+                if learner.iteration == iteration and dist.get_rank() == 1:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        return KillAtStep()
+
+
+def scenario_resume():
+    """``argv[3]`` = "kill": checkpoints every 3 steps, rank 1 is killed after step 7.
+    "resume": the same fit from the checkpoint, to the end; rank 0 saves final.npz."""
+    from minift.train import Checkpointing
+
+    directory, phase = sys.argv[2], sys.argv[3]
+    learner = learner_for(make_model(), DataLoader(make_data(), PER_RANK_BATCH, shuffle=True, seed=5))
+    checkpoints = Checkpointing(directory, every_n_steps=3)
+    learner.callbacks += [checkpoints, KillAt(7 if phase == "kill" else -1)]
+    learner.fit_one_cycle(2, 0.05, resume_from=None if phase == "kill" else checkpoints.path)
+    same_on_every_rank(learner.model.state_dict(), "resumed Learner")
+    if dist.get_rank() == 0:
+        np.savez(os.path.join(directory, "final.npz"), **learner.model.state_dict(),
+                 **{key: learner.history.epochs[-1][key] for key in ("train_loss", "valid_loss")})
+
+
+def scenario_ring():
+    """The ring all-reduce equals MPI.Allreduce: hypothesis draws shapes, dtypes and a world
+    of 1..size ranks (a sub-communicator), the same draws on every rank (derandomised)."""
+    from hypothesis import given, settings, strategies as st
+    from mpi4py import MPI
+
+    from minift.distributed.ring import ring_all_reduce
+
+    world = MPI.COMM_WORLD
+
+    @settings(derandomize=True, max_examples=40, deadline=None, database=None)
+    @given(st.integers(1, world.Get_size()), st.lists(st.integers(0, 7), min_size=0, max_size=3),
+           st.sampled_from([np.float64, np.float32, np.int64]), st.integers(0, 2**31))
+    def ring_equals_allreduce(size, shape, dtype, seed):
+        comm = world.Split(0 if world.Get_rank() < size else MPI.UNDEFINED, world.Get_rank())
+        problem = ""
+        if comm != MPI.COMM_NULL:
+            rng = np.random.default_rng([seed, comm.Get_rank()])
+            array = np.array(rng.normal(size=shape) * 100).astype(dtype)
+            expected = np.empty_like(array)
+            comm.Allreduce(array, expected)
+            ring_all_reduce(comm, array)
+            comm.Free()
+            tolerance = {np.int64: 0, np.float32: 1e-5, np.float64: 1e-12}[dtype]  # the same sums, another order
+            if not np.allclose(array, expected, rtol=tolerance, atol=tolerance * 1e3):
+                problem = f"rank {world.Get_rank()}: ring {array} != Allreduce {expected}"
+        problems = world.allgather(problem)  # every rank fails together, so hypothesis stays in step
+        assert not any(problems), problems
+
+    ring_equals_allreduce()
+
+
 def scenario_raise_on_rank_1():
     """Rank 1 raises; every rank must end (the others are waiting in a collective)."""
     dist.init_process_group()
@@ -223,6 +289,7 @@ def scenario_mismatched_model():
 
 if __name__ == "__main__":
     dist.init_process_group()
-    globals()[f"scenario_{sys.argv[1]}"]()
-    if dist.get_rank() == 0:
-        print(f"OK {sys.argv[1]} on {dist.get_world_size()} processes", flush=True)
+    for scenario in sys.argv[1].split(","):
+        globals()[f"scenario_{scenario}"]()
+        if dist.get_rank() == 0:
+            print(f"OK {scenario} on {dist.get_world_size()} processes", flush=True)
