@@ -21,6 +21,7 @@ import math
 import sys
 
 from .. import __version__, backend
+from ..distributed.training import announce_data_parallel, is_main_process
 from ..data import DATASETS
 
 BACKENDS = (*backend.BACKEND_MODULES, "auto")
@@ -92,7 +93,8 @@ def run_pretrain_command(args) -> None:
     source = load_images(args.dataset)
     model, _ = pretrain(config, source)
     accuracy = evaluate_accuracy(model, test_loader(source))
-    io.save(model.state_dict(), out)
+    if is_main_process():  # under mpiexec, rank 0 writes
+        io.save(model.state_dict(), out)
     print(f"{source.name} test accuracy {accuracy:.3f}; saved {out}")
     print(f"next: minift finetune --checkpoint {out} --model {args.model} --width {args.width} "
           f"--source-dataset {args.dataset} --dataset digits")
@@ -120,7 +122,8 @@ def run_finetune_command(args) -> None:
     if pretrained:
         print(load_pretrained_body(build_model(args.model, target.num_classes, args.width), state, args.model))
     result = finetune_run(run, config, target, indices, state, source)
-    io.save(result.model.state_dict(), out)
+    if is_main_process():  # under mpiexec, rank 0 writes
+        io.save(result.model.state_dict(), out)
     kept = "" if result.source_accuracy is None else f"; {source.name} accuracy kept {result.source_accuracy:.3f}"
     print(f"{target.name} test accuracy {result.target_accuracy:.3f}{kept}; "
           f"{result.trainable:,} of {result.total:,} parameters trainable at the end; saved {out}")
@@ -336,6 +339,8 @@ def main(argv=None) -> int:
             parser.print_help()
             return 2
         choose_backend(args)
+        if args.command in ("pretrain", "finetune"):  # under mpiexec: data-parallel, said in the first line
+            announce_data_parallel(args.command, args.batch_size)
         status = args.run(args)
     except UsageError as error:
         return _fail(error, 2)

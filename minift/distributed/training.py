@@ -15,6 +15,8 @@ N - 1 repeated examples, as in PyTorch.
 from __future__ import annotations
 
 import io
+import os
+import sys
 
 import numpy as np
 
@@ -55,3 +57,16 @@ def sum_over_ranks(*values) -> list[float]:
     totals = np.array(values, dtype=np.float64)
     dist.all_reduce(totals, op="sum")
     return totals.tolist()
+
+
+def announce_data_parallel(command: str, batch_size: int) -> None:
+    """For the ``minift`` commands under mpiexec: rank 0 says so in its first line; the
+    other ranks' standard output is silenced (their errors still reach stderr)."""
+    if not dist.is_distributed():
+        return
+    world = dist.get_world_size()
+    if is_main_process():
+        print(f"minift {command}: data-parallel on {world} processes (MPI): batch {batch_size} per process, "
+              f"{world * batch_size} per step", flush=True)
+    else:
+        sys.stdout = open(os.devnull, "w")
