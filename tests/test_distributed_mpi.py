@@ -112,3 +112,15 @@ def test_mismatched_models_are_named_at_wrap_time():
     assert result.returncode != 0
     assert "rank 1's model differs from rank 0's" in result.stderr
     assert "2.weight of shape (3, 8)" in result.stderr and "(4, 8)" in result.stderr
+
+
+def test_cli_trains_data_parallel_and_says_so_first(tmp_path):
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MINIFT_BACKEND": "numpy"}
+    command = [MPIEXEC, "-n", "2", sys.executable, "-m", "minift", "finetune", "--strategy", "scratch",
+               "--epochs", "1", "--out", tmp_path / "model.safetensors"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "minift finetune: data-parallel on 2 processes (MPI): batch 20 per process, 40 per step"
+    assert sum("test accuracy" in line for line in lines) == 1  # rank 0 alone prints
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]

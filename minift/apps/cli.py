@@ -155,6 +155,11 @@ def thread_settings() -> str:
 
 
 def run_bench_command(args) -> None:
+    if args.distributed:  # 1 and 2 processes under mpiexec (minift.bench.distributed)
+        from ..bench.distributed import format_results, run
+
+        print(format_results(run(batch=64, repeat=args.repeat)))
+        return
     from ..bench import run_benchmarks
 
     run_benchmarks(repeat=args.repeat, warmup=args.warmup)
@@ -294,6 +299,9 @@ def build_parser() -> Parser:
                                                                       "(default %(default)s)")
     bench.add_argument("--warmup", type=non_negative_int, default=2,
                        help="untimed calls first, which compile the Numba kernels (default %(default)s)")
+    bench.add_argument("--distributed", action="store_true",
+                       help="instead: the small CNN's step with 1 and 2 processes under mpiexec, and MPI's all-reduce "
+                            "bandwidth beside the copy bandwidth (needs minift[mpi])")
     _common(bench, seed=False)
     bench.set_defaults(run=run_bench_command)
 

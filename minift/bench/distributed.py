@@ -1,0 +1,140 @@
+"""``minift bench --distributed``: data parallelism measured on this machine.
+
+Runs ``mpiexec -n 1`` and ``mpiexec -n 2`` (more with ``--processes``) on a worker that
+times, per process count:
+
+- the small CNN's training step (``small-cnn``, width 16, on MNIST images from the bundled
+  set), ``--batch`` images per process: examples/s over all processes, and the share of
+  the step spent averaging gradients (``DistributedDataParallel.communication_seconds``);
+- ``MPI.Allreduce`` of a 32 MB float32 buffer: its bandwidth (bytes of the buffer per
+  second) beside the machine's copy bandwidth (``np.copyto`` of the same buffer), the
+  price of any byte that moves between processes on one machine.
+
+Each process runs with one BLAS / Numba thread, so N processes use N cores: the
+comparison is one core against N cores, not threads against processes. The figures are
+medians of ``--repeat`` timings after warm-up steps; the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _median_seconds(step, repeat: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def worker(batch: int, repeat: int) -> dict:
+    """One rank's measurements (run under mpiexec); rank 0's dict is printed as JSON."""
+    import minift
+    import minift.distributed as dist
+    import minift.functional as F
+    from minift import optim
+    from minift.apps.demo import build_model, load_images
+
+    dist.init_process_group()
+    rank, world = dist.get_rank(), dist.get_world_size()
+    images = load_images("mnist-bundled")
+    start = rank * batch
+    x = minift.tensor(images.x_train[start: start + batch].astype(np.float32))
+    y = minift.tensor(images.y_train[start: start + batch].astype(np.int64))
+    minift.manual_seed(0)
+    model = dist.DistributedDataParallel(build_model("small-cnn", images.num_classes, 16))
+    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    for _ in range(2):
+        step()
+    model.communication_seconds = 0.0
+    dist.barrier()
+    started = time.perf_counter()
+    for _ in range(repeat):
+        step()
+    step_seconds = (time.perf_counter() - started) / repeat
+    share = model.communication_seconds / repeat / step_seconds
+
+    buffer = np.ones(8 * 2**20, dtype=np.float32)  # 32 MB
+    target = np.empty_like(buffer)
+    reduce_seconds = _median_seconds(lambda: dist.all_reduce(buffer), repeat)
+    copy_seconds = _median_seconds(lambda: np.copyto(target, buffer), repeat)
+    return {"processes": world, "batch_per_process": batch, "step_ms": 1e3 * step_seconds,
+            "examples_per_s": world * batch / step_seconds, "allreduce_share": share,
+            "allreduce_GB_per_s": buffer.nbytes / reduce_seconds / 1e9, "copy_GB_per_s": buffer.nbytes / copy_seconds / 1e9,
+            "gradient_MB": sum(p.data.nbytes for p in model.parameters()) / 2**20}
+
+
+def mpiexec_path() -> str | None:
+    return shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+
+
+def run(processes=(1, 2), batch: int = 64, repeat: int = 10) -> list[dict]:
+    """Launch the worker under ``mpiexec -n k`` for each k; return rank 0's results."""
+    mpiexec = mpiexec_path()
+    if mpiexec is None:
+        raise RuntimeError('mpiexec not found: pip install "minift[mpi]"')
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    results = []
+    for k in processes:
+        command = [mpiexec, "-n", str(k), sys.executable, "-m", "minift.bench.distributed", "--worker",
+                   "--batch", str(batch), "--repeat", str(repeat)]
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"mpiexec -n {k} failed:\n{done.stderr[-2000:]}")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return results
+
+
+def format_results(results: list[dict]) -> str:
+    base = results[0]["examples_per_s"]
+    lines = [f"small-cnn training step, {results[0]['batch_per_process']} images per process, one thread each; "
+             f"gradients {results[0]['gradient_MB']:.2f} MB",
+             "processes  step ms  examples/s  speed-up  all-reduce share  Allreduce 32 MB  copy 32 MB"]
+    for r in results:
+        alone = r["processes"] == 1  # no all-reduce: nothing moves
+        reduce = "-" if alone else f"{r['allreduce_GB_per_s']:.2f} GB/s"
+        lines.append(f"{r['processes']:>9}  {r['step_ms']:>7.1f}  {r['examples_per_s']:>10.0f}  "
+                     f"{r['examples_per_s'] / base:>7.2f}x  {100 * r['allreduce_share']:>15.1f}%  "
+                     f"{reduce:>15}  {r['copy_GB_per_s']:>5.2f} GB/s")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--worker", action="store_true", help="(internal) run as one rank under mpiexec")
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=10)
+    args = parser.parse_args(argv)
+    if args.worker:
+        result = worker(args.batch, args.repeat)
+        import minift.distributed as dist
+
+        if dist.get_rank() == 0:
+            print(json.dumps(result), flush=True)
+        return
+    print(format_results(run(args.processes, args.batch, args.repeat)))
+
+
+if __name__ == "__main__":
+    main()
