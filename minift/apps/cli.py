@@ -156,9 +156,9 @@ def thread_settings() -> str:
 
 def run_bench_command(args) -> None:
     if args.distributed:  # 1 and 2 processes under mpiexec (minift.bench.distributed)
-        from ..bench.distributed import format_results, run
+        from ..bench.distributed import report
 
-        print(format_results(run(batch=64, repeat=args.repeat)))
+        report(args.repeat)
         return
     from ..bench import run_benchmarks
 
@@ -300,8 +300,8 @@ def build_parser() -> Parser:
     bench.add_argument("--warmup", type=non_negative_int, default=2,
                        help="untimed calls first, which compile the Numba kernels (default %(default)s)")
     bench.add_argument("--distributed", action="store_true",
-                       help="instead: the small CNN's step with 1 and 2 processes under mpiexec, and MPI's all-reduce "
-                            "bandwidth beside the copy bandwidth (needs minift[mpi])")
+                       help="instead: the small CNN's and MiniLM's training steps with 1 and 2 processes under "
+                            "mpiexec, and MPI's all-reduce bandwidth beside the copy bandwidth (needs minift[mpi])")
     _common(bench, seed=False)
     bench.set_defaults(run=run_bench_command)
 
