@@ -49,13 +49,8 @@ class ReduceOp:
 
 
 class _WorldOfOne:
-    """The communicator of a process running alone: every collective leaves data as it is.
-
-    It offers the few ``mpi4py`` methods that minift calls, with the same signatures, so
-    the code above never asks "am I distributed?".
-    """
-
-    rank, size = 0, 1
+    """The communicator of a process running alone, with the few ``mpi4py`` methods that
+    minift calls on it (the collectives on arrays return early in a world of one)."""
 
     def Get_rank(self):
         return 0
@@ -66,21 +61,11 @@ class _WorldOfOne:
     def Barrier(self):
         pass
 
-    def Allreduce(self, sendbuf, recvbuf, op=None):
-        if not isinstance(sendbuf, str) and sendbuf is not recvbuf:  # MPI.IN_PLACE is not an array
-            recvbuf[...] = sendbuf
-
-    def Bcast(self, buffer, root=0):
-        pass
-
     def allgather(self, obj):
         return [obj]
 
     def bcast(self, obj, root=0):
         return obj
-
-    def Abort(self, code=1):
-        os._exit(code)
 
 
 _world = {"comm": None, "mpi": None}
