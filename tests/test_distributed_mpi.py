@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +18,11 @@ import numpy as np
 import pytest
 
 import minift
+from minift.bench.distributed import mpiexec_path
 from minift.data import DataLoader
 
 WORKER = Path(__file__).parent / "mpi" / "worker_script.py"
-MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+MPIEXEC = mpiexec_path()
 
 pytestmark = [
     pytest.mark.skipif(MPIEXEC is None, reason='mpiexec not found: pip install "minift[mpi]"'),

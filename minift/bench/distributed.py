@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -32,16 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _median_seconds(step, repeat: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+from minift.bench import measure
 
 
 def small_cnn_workload(rank: int, batch: int):
@@ -105,8 +95,8 @@ def worker(workload: str, batch: int, repeat: int) -> dict:
 
     buffer = np.ones(8 * 2**20, dtype=np.float32)  # 32 MB
     target = np.empty_like(buffer)
-    reduce_seconds = _median_seconds(lambda: dist.all_reduce(buffer), repeat)
-    copy_seconds = _median_seconds(lambda: np.copyto(target, buffer), repeat)
+    reduce_seconds = measure(lambda: dist.all_reduce(buffer), repeat, warmup=2)
+    copy_seconds = measure(lambda: np.copyto(target, buffer), repeat, warmup=2)
     return {"workload": workload, "processes": world, "batch_per_process": batch, "step_ms": 1e3 * step_seconds,
             "examples_per_s": world * batch / step_seconds, "allreduce_share": share,
             "allreduce_GB_per_s": buffer.nbytes / reduce_seconds / 1e9, "copy_GB_per_s": buffer.nbytes / copy_seconds / 1e9,
