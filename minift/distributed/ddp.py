@@ -29,7 +29,10 @@ the last op of the model), with ``dL/d(output)``. Its backward then does the res
 So ``loss.backward()`` is unchanged, and when it returns the gradients are averaged.
 A term of the loss that uses parameters outside the forward (a weight penalty such as
 ``L2SP``) adds its gradient in the outer backward, before or after the averaging; it is
-the same on every rank, so either way the sum equals the one-process gradient.
+the same on every rank, so either way the sum equals the one-process gradient. The loss
+must reach the module's insides only through its output (an activation kept aside and
+used in the loss would be backpropagated into a graph the nested backward has freed), and
+every rank must freeze the same parameters (the buckets must match).
 (PyTorch instead hooks each parameter's gradient accumulator and overlaps the
 all-reduces with the rest of backward; with blocking MPI calls there is nothing to
 overlap, and one hook at the end is simpler to follow.)
