@@ -124,3 +124,12 @@ def test_cli_trains_data_parallel_and_says_so_first(tmp_path):
     assert lines[0] == "minift finetune: data-parallel on 2 processes (MPI): batch 20 per process, 40 per step"
     assert sum("test accuracy" in line for line in lines) == 1  # rank 0 alone prints
     assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+
+
+def test_cli_error_under_mpiexec_ends_every_rank_with_its_status(tmp_path):
+    command = [MPIEXEC, "-n", "2", sys.executable, "-m", "minift", "finetune", "--checkpoint",
+               str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "out.safetensors")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "checkpoint" in done.stderr and "does not exist" in done.stderr
+    assert not list(tmp_path.iterdir())

@@ -21,6 +21,7 @@ import math
 import sys
 
 from .. import __version__, backend
+from ..distributed.process_group import abort_if_distributed
 from ..distributed.training import announce_data_parallel, is_main_process
 from ..data import DATASETS
 
@@ -368,6 +369,7 @@ def _fail(error: Exception, status: int, command: str | None = None) -> int:
     if not message.startswith("minift"):
         message = f"minift {command}: error: {message}"
     print(message, file=sys.stderr)
+    abort_if_distributed(status)  # under mpiexec: end every rank, none left waiting for this one
     return status
 
 

@@ -197,6 +197,15 @@ def broadcast_object(obj, src: int = 0):
     return _comm().bcast(obj, root=src)
 
 
+def abort_if_distributed(code: int) -> None:
+    """Under mpiexec, end every rank now with exit status ``code`` (a rank that stops on an
+    error it handled itself must not leave the others waiting in a collective); alone, return."""
+    if _world["comm"] is not None and is_distributed():
+        sys.stderr.flush()
+        sys.stdout.flush()
+        _comm().Abort(code)
+
+
 def install_abort_on_exception() -> None:
     """Make an uncaught exception on any rank end the whole job, with that rank's message.
 
