@@ -102,6 +102,8 @@ def linear(x, weight, bias=None):
         raise ValueError(
             f"linear expects input (..., {weight.shape[-1] if weight.ndim else '?'}) and weight (out, in), "
             f"got input {x.shape} and weight {weight.shape}"
+            + ("; the weight looks transposed (in, out): pass weight.T" if weight.ndim == 2 and x.ndim
+               and x.shape[-1] == weight.shape[0] else "")
         )
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
