@@ -37,7 +37,7 @@ PLANTED_BUGS = {
     "1.10": ("(g * z).sum(", "(g).sum("),
     "1.11": ("g.sum(axis=ctx.axis, keepdims=True)", "g"),
     "2.1": ("g_rows.sum(axis=0)", "g_rows.sum(axis=0) * 2"),
-    "2.2": ("cols[:, p, q] = xpad[:, :, rows, columns]", "cols[:, q, p] = xpad[:, :, rows, columns]"),
+    "2.2": ("cols[:, :, p, q] = xpad[:, :, rows, columns]", "cols[:, :, q, p] = xpad[:, :, rows, columns]"),
     "2.3": ("np.add.at(", "np.put("),                                        # overlapping windows overwrite
     "2.4": ("unbiased = var.reshape(-1) * (n / max(n - 1, 1))", "unbiased = var.reshape(-1)"),
     "2.5": ("if ctx.training else g_hat * rstd", "if False else g_hat * rstd"),  # statistics treated as constants
@@ -53,6 +53,7 @@ PLANTED_BUGS = {
     "4.5": ("* self.scaling", ""),
     "4.6": ("self.base.weight.data + self.delta_weight()", "self.base.weight.data - self.delta_weight()"),
     "5.1": ("for q in range(kw):", "for q in range(kw - 1 if kw > 1 else kw):"),
+    "6.1": ("chunks[receive] += got", "chunks[receive][...] = got"),           # received, not reduced
 }
 
 
