@@ -236,7 +236,7 @@ def test_pretrain_then_finetune(capsys, tmp_path):
                          "--strategy", "feature-extraction", "--epochs", "1", "--repeats", "1",
                          "--labels-per-class", "1", "--source-dataset", "mnist-bundled", "--out", str(tuned))
     assert status == 0
-    assert "transplant:" in out and "digits test accuracy" in out and "mnist-bundled accuracy kept" in out
+    assert "transplant:" in out and "digits test accuracy" in out and "mnist-bundled accuracy after" in out
     pretrained, finetuned = io.load(checkpoint), io.load(tuned)
     for name in pretrained:
         if name.startswith("body."):  # feature extraction leaves the body as it was
@@ -255,10 +255,11 @@ def test_bench_passes_its_options_through(capsys, monkeypatch):
 def test_the_demo_command_passes_its_options(capsys, monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(demo, "run_demo", lambda out, config: calls.append((out, config)))
-    status, _, _ = run(capsys, "demo", "--out", str(tmp_path), "--labels-per-class", "3", "--seed", "7")
+    status, _, _ = run(capsys, "demo", "--out", str(tmp_path), "--labels-per-class", "3", "--seed", "7",
+                       "--seeds", "2")
     assert status == 0
     (out, config), = calls
-    assert out == str(tmp_path) and (config.labels_per_class, config.seed) == (3, 7)
+    assert out == str(tmp_path) and (config.labels_per_class, config.seed, config.seeds) == (3, 7, 2)
     assert config.runs == demo.DEMO_RUNS
 
 

@@ -82,7 +82,7 @@ def run_demo_command(args) -> None:
     from .demo import DemoConfig, run_demo
 
     config = DemoConfig(labels_per_class=args.labels_per_class, pretrain_epochs=args.pretrain_epochs,
-                        finetune_epochs=args.finetune_epochs, seed=args.seed)
+                        finetune_epochs=args.finetune_epochs, seed=args.seed, seeds=args.seeds)
     run_demo(args.out, config)
 
 
@@ -130,7 +130,7 @@ def run_finetune_command(args) -> None:
         result = finetune_run(run, config, target, indices, state, source)
         if is_main_process():  # under mpiexec, rank 0 writes
             io.save(result.model.state_dict(), out)
-    kept = "" if result.source_accuracy is None else f"; {source.name} accuracy kept {result.source_accuracy:.3f}"
+    kept = "" if result.source_accuracy is None else f"; {source.name} accuracy after {result.source_accuracy:.3f}"
     print(f"{target.name} test accuracy {result.target_accuracy:.3f}{kept}; "
           f"{result.trainable:,} of {result.total:,} parameters trainable at the end; saved {out}")
 
@@ -249,6 +249,9 @@ def build_parser() -> Parser:
                       help="epochs on the source task (default %(default)s)")
     demo.add_argument("--finetune-epochs", type=positive_int, default=defaults.finetune_epochs, metavar="N",
                       help="epochs of each fine-tuning run (default %(default)s)")
+    demo.add_argument("--seeds", type=positive_int, default=defaults.seeds, metavar="N",
+                      help="fine-tune each way with N seeds (other labelled images, head, batch order) and "
+                           "report the mean and spread (default %(default)s)")
     _common(demo)
     demo.set_defaults(run=run_demo_command)
 
