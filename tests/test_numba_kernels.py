@@ -140,12 +140,13 @@ def test_conv2d_batches_larger_than_one_chunk_match_reference(monkeypatch):
     assert_as_reference("conv2d_backward_weight", grad_y, x, weight.shape, *geometry)
 
 
+@pytest.mark.parametrize("groups, weight_shape", [(1, (3, 2, 3, 3)), (2, (4, 1, 3, 3)), (2, (2, 1, 3, 3))])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_conv2d_on_an_empty_batch_gives_empty_outputs_and_a_zero_weight_gradient(dtype):
+def test_conv2d_on_an_empty_batch_gives_empty_outputs_and_a_zero_weight_gradient(dtype, groups, weight_shape):
     rng = np.random.default_rng(0)
-    x, weight = random_array(rng, (0, 2, 5, 5), dtype), random_array(rng, (3, 2, 3, 3), dtype)
-    geometry = ((1, 1), (1, 1), (1, 1))
-    grad_y = np.zeros((0, 3, 5, 5), dtype)
+    x, weight = random_array(rng, (0, 2, 5, 5), dtype), random_array(rng, weight_shape, dtype)
+    geometry = ((1, 1), (1, 1), (1, 1), groups)
+    grad_y = np.zeros((0, weight_shape[0], 5, 5), dtype)
     assert_as_reference("conv2d_forward", x, weight, None, *geometry)
     assert_as_reference("conv2d_backward_input", grad_y, weight, x.shape, *geometry)
     grad_w = on("numba", "conv2d_backward_weight", grad_y, x, weight.shape, *geometry)
@@ -158,7 +159,7 @@ def test_conv2d_on_an_empty_batch_gives_empty_outputs_and_a_zero_weight_gradient
 @SETTINGS
 @given(pool_cases(kinds=("distinct", "ties", "-inf", "nan"), dtypes=DTYPES), SEEDS)
 def test_max_pool2d_forward_and_backward_match_reference(case, seed):
-    args = (case.x, *case.window, case.dilation)
+    args = (case.x, *case.max_args)
     y, indices = on("numba", "max_pool2d_forward", *args)
     expected_y, expected_indices = on("numpy", "max_pool2d_forward", *args)
     np.testing.assert_array_equal(y, expected_y)  # NaN == NaN here
@@ -201,9 +202,9 @@ def test_max_pool2d_nan_wins_its_window_at_the_first_nan(dtype):
 @SETTINGS
 @given(pool_cases(max_dilation=1, kinds=("distinct", "ties"), dtypes=DTYPES), SEEDS)
 def test_avg_pool2d_forward_and_backward_match_reference(case, seed):
-    assert_as_reference("avg_pool2d_forward", case.x, *case.window)
+    assert_as_reference("avg_pool2d_forward", case.x, *case.avg_args)
     grad_y = random_array(np.random.default_rng(seed), case.output_shape, case.x.dtype, transposed)
-    assert_as_reference("avg_pool2d_backward", grad_y, case.x.shape, *case.window)
+    assert_as_reference("avg_pool2d_backward", grad_y, case.x.shape, *case.avg_args)
 
 
 # --------------------------------------------------------------------------- matmul and the GEMM

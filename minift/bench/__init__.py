@@ -58,12 +58,12 @@ def matmul_row(n: int) -> Row:
     return Row(f"matmul {n}", 2.0 * n**3, make_step, make_torch_step, gemm=True)
 
 
-def conv_row(label: str, n: int, c: int, size: int, o: int, kernel: int = 3, padding: int = 1) -> Row:
-    """conv2d forward + backward_input + backward_weight, stride 1: 3 x 2*N*O*Ho*Wo*C*KH*KW flops."""
-    x_shape, w_shape = (n, c, size, size), (o, c, kernel, kernel)
-    geometry = ((1, 1), (padding, padding), (1, 1))
+def conv_row(label: str, n: int, c: int, size: int, o: int, kernel: int = 3, padding: int = 1, groups: int = 1) -> Row:
+    """conv2d forward + backward_input + backward_weight, stride 1: 3 x 2*N*O*Ho*Wo*(C/groups)*KH*KW flops."""
+    x_shape, w_shape = (n, c, size, size), (o, c // groups, kernel, kernel)
+    geometry = ((1, 1), (padding, padding), (1, 1), groups)
     out = conv_output_size(size, kernel, 1, padding, 1)
-    flops = 3 * 2.0 * n * o * out * out * c * kernel * kernel
+    flops = 3 * 2.0 * n * o * out * out * (c // groups) * kernel * kernel
 
     def make_step():
         x, w, grad_y = _random(*x_shape), _random(*w_shape), _random(n, o, out, out)
@@ -81,12 +81,13 @@ def conv_row(label: str, n: int, c: int, size: int, o: int, kernel: int = 3, pad
         grad_y = torch.from_numpy(_random(n, o, out, out))
 
         def step():
-            y = torch.nn.functional.conv2d(x, w, None, 1, padding)
+            y = torch.nn.functional.conv2d(x, w, None, 1, padding, 1, groups)
             torch.autograd.grad(y, (x, w), grad_y)
 
         return step
 
-    name = f"conv2d {label} ({n}x{c}x{size}x{size} -> {o}) fwd+bwd"
+    grouping = "" if groups == 1 else f", groups={groups}"
+    name = f"conv2d {label} ({n}x{c}x{size}x{size} -> {o}{grouping}) fwd+bwd"
     return Row(name, flops, make_step, make_torch_step)
 
 
@@ -125,6 +126,7 @@ ROWS: list[Row] = [
     conv_row("S1", 64, 3, 32, 32),
     conv_row("S2", 64, 32, 16, 64),
     conv_row("S3", 64, 64, 8, 128),
+    conv_row("depthwise 3x3", 64, 96, 28, 96, groups=96),
     max_pool_row(64, 32, 32),
 ]
 

@@ -5,7 +5,7 @@ from .activation import (GELU, Dropout, Hardsigmoid, Hardswish, LeakyReLU, Mish,
                          Softplus, Tanh)
 from .attention import MultiheadAttention, scaled_dot_product_attention
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
-from .conv import AdaptiveAvgPool2d, AvgPool2d, Conv2d, MaxPool2d
+from .conv import AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, ConvTranspose2d, MaxPool2d
 from .embedding import Embedding
 from .linear import Flatten, Identity, Linear
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss
@@ -15,7 +15,8 @@ from .residual import ResidualBlock
 from .transformer import TransformerEncoder, TransformerEncoderLayer
 
 __all__ = [
-    "functional", "init", "utils", "Module", "Parameter", "Linear", "Identity", "Flatten", "Conv2d", "MaxPool2d",
+    "functional", "init", "utils", "Module", "Parameter", "Linear", "Identity", "Flatten", "Conv1d", "Conv2d",
+    "ConvTranspose2d", "MaxPool2d",
     "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout", "Embedding",
     "ReLU", "GELU", "Tanh", "Sigmoid", "LeakyReLU", "Softmax", "Sequential", "ModuleList", "ModuleDict",
     "ResidualBlock", "MultiheadAttention", "scaled_dot_product_attention", "TransformerEncoderLayer",

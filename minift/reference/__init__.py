@@ -15,17 +15,9 @@ Every kernel reads any strided input, never writes to its inputs and keeps float
 float32. A batch of zero images (N = 0) is allowed and gives empty results (zeros for ``conv2d_backward_weight``).
 """
 
+from minift.contract import CONTRACT
 from minift.reference.conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward
 from minift.reference.matmul import matmul
 from minift.reference.pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 
-__all__ = [
-    "matmul",
-    "conv2d_forward",
-    "conv2d_backward_input",
-    "conv2d_backward_weight",
-    "max_pool2d_forward",
-    "max_pool2d_backward",
-    "avg_pool2d_forward",
-    "avg_pool2d_backward",
-]  # the names of minift.contract.CONTRACT
+__all__ = list(CONTRACT)  # every entry of the contract, by its name

@@ -44,6 +44,7 @@ from ..io import save_checkpoint
 from ..nn import Module
 from ..optim import SGD, Adam, AdamW, Optimizer
 from ..engine.tensor import Tensor
+from ..distributed.training import data_parallel, is_main_process, progress_stream, sum_over_ranks
 from .callbacks import Callback, Checkpointing, ProgressBar, TerminateOnNaN, event_handlers
 from .history import History
 from .metrics import resolve_metrics
@@ -119,6 +120,8 @@ class Learner:
         for callback in callbacks:
             if not isinstance(callback, Callback):
                 raise TypeError(f"callbacks must be Callback objects, got {type(callback).__name__}")
+        # under mpiexec: DistributedDataParallel and each rank its share of the data (alone: unchanged)
+        model, train_loader, valid_loader = data_parallel(model, train_loader, valid_loader)
         groups = layer_groups(model, splitter)
         discriminative_lrs(lr, len(groups))
         self.metrics = resolve_metrics(metrics)
@@ -137,8 +140,8 @@ class Learner:
         self.fit_signature = None
         self.history = History()
         callbacks = [self.history, TerminateOnNaN(), *callbacks]
-        if progress:
-            callbacks.append(ProgressBar(lines=progress == "lines"))
+        if progress:  # under mpiexec, on every rank (the same callbacks), but only rank 0's prints
+            callbacks.append(ProgressBar(lines=progress == "lines", stream=progress_stream()))
         self.checkpoint_dir = checkpoint_dir
         if checkpoint_dir is not None and not any(isinstance(c, Checkpointing) for c in callbacks):
             callbacks.append(Checkpointing(checkpoint_dir))
@@ -262,7 +265,8 @@ class Learner:
             if self.batch_index < len(self.train_loader):  # a resume after the last batch has none left
                 for batch in self.train_loader:
                     self._train_batch(batch)
-            self.epoch_metrics = {"epoch": epoch, "train_loss": self.train_loss_sum / self.train_samples}
+            loss_sum, samples = sum_over_ranks(self.train_loss_sum, self.train_samples)  # all ranks' examples
+            self.epoch_metrics = {"epoch": epoch, "train_loss": loss_sum / samples}
             if self.valid_loader is not None:
                 self.epoch_metrics.update(self.validate())
             self.epoch_metrics["time"] = time.perf_counter() - started
@@ -333,9 +337,10 @@ class Learner:
         finally:
             for module, training in modes:
                 module.training = training
+        *totals, count = sum_over_ranks(*sums.values(), count)  # under mpiexec: over every rank's share
         if count == 0:
             raise ValueError("validate: the loader yielded no samples")
-        return {name: total / count for name, total in sums.items()}
+        return {name: total / count for name, total in zip(sums, totals)}
 
     # ------------------------------------------------------------ tools
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_iter: int = 100, stop_div: bool = True):
@@ -346,7 +351,8 @@ class Learner:
 
     def save_checkpoint(self, path) -> None:
         """Save the whole training state atomically; continue with ``fit(..., resume_from=path)``."""
-        save_checkpoint(path, **training_state(self))
+        if is_main_process():  # under mpiexec rank 0 writes, the others hold the same state
+            save_checkpoint(path, **training_state(self))
 
     def __repr__(self) -> str:
         names = ", ".join(type(callback).__name__ for callback in self.callbacks)
