@@ -360,7 +360,7 @@ def _ints(text: str) -> tuple:
         values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         values = ()
-    if not values or min(values) < 1 and "seed" not in text:
+    if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
     return values
 
