@@ -190,12 +190,12 @@ def test_a_file_that_is_not_a_checkpoint(capsys, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.safetensors"]
 
 
-@pytest.mark.parametrize("model, width", [("small-cnn", 8), ("tiny-resnet", 16)])
+@pytest.mark.parametrize("model, width", [("digit-cnn", 8), ("tiny-resnet", 16)])
 def test_a_checkpoint_for_another_architecture(capsys, tmp_path, model, width):
     minift.manual_seed(0)
     checkpoint = tmp_path / "other.safetensors"
     io.save(demo.build_model(model, 10, width).state_dict(), checkpoint)
-    status, _, err = run(capsys, "finetune", "--checkpoint", str(checkpoint), "--model", "small-cnn",
+    status, _, err = run(capsys, "finetune", "--checkpoint", str(checkpoint), "--model", "digit-cnn",
                          "--width", "16", "--out", str(tmp_path / "out.safetensors"))
     assert_one_line_error(status, err, 2, "does not fit", "--model or --width")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.safetensors"]

@@ -143,15 +143,15 @@ def test_bad_settings_are_refused_before_any_work(tmp_path):
 
 def test_a_checkpoint_of_another_width_is_one_clear_line():
     minift.manual_seed(0)
-    narrow = demo.build_model("small-cnn", 10, 8).state_dict()
+    narrow = demo.build_model("digit-cnn", 10, 8).state_dict()
     with pytest.raises(demo.InputError, match="--width") as caught:
-        demo.load_pretrained_body(demo.build_model("small-cnn", 10, 16), narrow, "small-cnn")
+        demo.load_pretrained_body(demo.build_model("digit-cnn", 10, 16), narrow, "digit-cnn")
     assert "\n" not in str(caught.value) and "entries differ" in str(caught.value)
 
 
-def test_small_cnn_reads_the_whole_feature_map():
+def test_digit_cnn_reads_the_whole_feature_map():
     minift.manual_seed(0)
-    model = demo.build_model("small-cnn", 7, 4)
+    model = demo.build_model("digit-cnn", 7, 4)
     features = model.body(minift.zeros((2, 1, 28, 28)))
     assert features.shape == (2, model.num_features) == (2, 2 * 4 * 7 * 7)
     assert model(minift.zeros((2, 1, 28, 28))).shape == (2, 7)
@@ -205,7 +205,7 @@ def test_every_strategy_trains_a_tiny_model(name, tmp_path):
     config = demo.DemoConfig(width=4, finetune_epochs=4, finetune_batch_size=10, repeats=3,
                              runs=(demo.DemoRun(name, name),)).check()
     minift.manual_seed(0)
-    state = demo.build_model("small-cnn", 10, 4).state_dict()
+    state = demo.build_model("digit-cnn", 10, 4).state_dict()
     indices = demo.few_shot_indices(target, 1, 0)
     with minift.backend.use_backend("numpy"):
         result = demo.finetune_run(config.runs[0], config, target, indices, state, source, log=lambda *_: None)

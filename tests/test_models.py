@@ -12,7 +12,7 @@ import minift
 from minift import nn
 from minift.data import load_dataset
 from minift.finetune import layer_groups
-from minift.models import MLP, SmallCNN, TinyResNet
+from minift.models import MLP, DigitCNN, SmallCNN, TinyResNet
 from minift.optim import Adam
 
 
@@ -44,6 +44,26 @@ def test_small_cnn_shapes(channels, classes, width, size, n):
     assert model.num_features == 2 * width
     assert [type(m) for m in model.body.block1.children()] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d]
     assert len(layer_groups(model)) == 4
+
+
+@settings(max_examples=15)
+@given(st.integers(1, 3), st.integers(1, 12), st.integers(1, 6), st.integers(4, 12), st.integers(1, 3))
+def test_digit_cnn_shapes(channels, classes, width, size, n):
+    model = DigitCNN(channels, classes, width, size)
+    check_structure(model, images(n, channels, size), classes)
+    assert model.num_features == 2 * width * (size // 4) ** 2  # the last feature map, whole
+    assert "pool" not in dict(model.body.named_children())
+    assert len(layer_groups(model)) == 4
+
+
+def test_digit_cnn_shares_small_cnns_body_names_and_the_demo_size():
+    """Same block names as SmallCNN (a SmallCNN body transplants into it); 29,818 parameters
+    at its defaults, the size ``minift demo`` saves and the README quotes."""
+    digit, small = DigitCNN().state_dict(), SmallCNN(width=16).state_dict()
+    assert {k for k in digit if k.startswith("body.")} == {k for k in small if k.startswith("body.")}
+    assert DigitCNN().num_parameters() == 29_818
+    with pytest.raises(ValueError, match=r"DigitCNN expects images \(N, 1, 28, 28\)"):
+        DigitCNN()(images(1, 1, 32))
 
 
 @settings(max_examples=15)

@@ -1,4 +1,11 @@
-"""The wheel: ``kernels/`` ships as ``minift.kernels``, never as a top-level ``kernels``."""
+"""The wheel: ``kernels/`` ships as ``minift.kernels``, never as a top-level ``kernels``;
+every subpackage, the bundled data and the LICENSE ship.
+
+The wheel is built from a copy of the tracked files with the test venv's own setuptools
+(``--no-build-isolation``: no network needed), which the ``test`` extra makes recent
+enough to build wheels by itself (``setuptools>=70.1``, plus ``wheel`` for older pips).
+Outside a git checkout it skips; in CI a skip here fails the run (tests/skip_policy.py).
+"""
 
 import shutil
 import subprocess
@@ -49,3 +56,8 @@ def test_every_subpackage_and_the_bundled_data_ship(wheel_names):
     for package in source_packages:
         assert f"{package}/__init__.py" in wheel_names, f"{package} is missing from the wheel (pyproject packages list)"
     assert any(n.startswith("minift/data/bundled/") and n.endswith(".npz") for n in wheel_names)
+
+
+def test_the_licence_ships_in_the_wheel(wheel_names):
+    licences = [n for n in wheel_names if ".dist-info/" in n and n.rsplit("/", 1)[-1] == "LICENSE"]
+    assert licences, f"no LICENSE in the wheel's metadata: {sorted(n for n in wheel_names if '.dist-info/' in n)}"

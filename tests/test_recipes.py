@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minift.finetune import fine_tune, keras_recipe, lp_ft, ulmfit, ulmfit_lrs
+from minift.finetune import ulmfit_lrs
+from minift.train import fine_tune, keras_recipe, lp_ft, ulmfit
 from minift.nn import BatchNorm1d
 from minift.train import Callback
 from test_train_helpers import TrainableLog, make_learner, same_bytes, weights

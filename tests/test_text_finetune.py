@@ -15,9 +15,11 @@ from minift.data import ArrayDataset
 from minift.finetune import layer_groups
 from minift.nn.bert import BertConfig, BertModel
 from minift.text import TextClassificationData, load_r8, locate_minilm_l6_v2
-from minift.text import classify
-from minift.text.classify import (STRATEGIES, SentenceClassifier, SortishLoader, TextFinetuneConfig, add_arguments,
-                                  embed_all, finetune_text, fit, measure_throughput, prepare, sample_split)
+from minift.apps.finetune_text import add_arguments, finetune_text
+from minift.text import strategies
+from minift.text.classifier import SentenceClassifier, SortishLoader, embed_all, sample_split
+from minift.text.strategies import STRATEGIES, TextFinetuneConfig, fit, prepare
+from minift.text.throughput import measure_throughput
 
 CLASSES = 3
 
@@ -222,11 +224,11 @@ def test_with_lp_ft_the_probe_runs_first_and_hands_its_head_on(monkeypatch, lp_f
 
     def fake_run(name, data, config, start_head=None):
         calls.append((name, start_head))
-        return classify.StrategyResult(name, 0.5, 1, 2, 0.1, 0.1, 1.0, head={"from": name})
+        return strategies.StrategyResult(name, 0.5, 1, 2, 0.1, 0.1, 1.0, head={"from": name})
 
-    monkeypatch.setattr(classify, "run_strategy", fake_run)
+    monkeypatch.setattr(strategies, "run_strategy", fake_run)
     config = TextFinetuneConfig(strategies=("lora", "top_k"), lp_ft=lp_ft)
-    results = classify.compare_strategies(config, data="encoded elsewhere", log=lambda line: None)
+    results = strategies.compare_strategies(config, data="encoded elsewhere", log=lambda line: None)
     if lp_ft:
         assert calls == [("frozen", None), ("top_k", {"from": "frozen"}), ("lora", {"from": "frozen"})]
     else:

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minift
-from minift.finetune import GradualUnfreezing, discriminative_lrs
+from minift.finetune import discriminative_lrs
+from minift.train import GradualUnfreezing
 from minift.optim import SGD, AdamW
 from minift.train import Callback
 from test_train_helpers import TrainableLog, group_params, make_learner, same_bytes

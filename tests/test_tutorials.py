@@ -2,8 +2,10 @@
 
 Each ``tutorials/NN_*.py`` runs in a fresh subprocess with ``MINIFT_FAST=1``,
 ``MPLBACKEND=Agg`` and ``MINIFT_OUT`` set to a temporary directory; the test passes when
-it exits with status 0. A tutorial whose optional data or weights are missing prints why
-and exits 0 itself. On failure the tail of its output is shown.
+it exits with status 0. A tutorial whose optional data or weights are missing prints a
+line ``SKIPPED: <why>`` and exits with status 77 (automake's "skipped"): the test is then
+reported as skipped with that reason, never as passed. On failure the tail of its output
+is shown.
 
 Each file must also be a jupytext percent-format notebook (markdown and code cells),
 checked when jupytext is installed.
@@ -24,6 +26,7 @@ TUTORIALS_DIR = Path(__file__).resolve().parent.parent / "tutorials"
 TUTORIALS = sorted(TUTORIALS_DIR.glob("[0-9][0-9]_*.py"))
 TAIL_CHARS = 6000
 TIMEOUT_S = 600  # a safety net against a hung run, not a speed check (fast mode takes ~30 s of CPU)
+SKIP_STATUS = 77  # a tutorial's "my optional data is missing" (automake's convention)
 
 
 def test_tutorials_are_found():
@@ -40,9 +43,25 @@ def test_tutorial_runs_in_fast_mode(path, tmp_path):
         pytest.fail(f"{path.name} ran longer than {TIMEOUT_S} s; the end of its output:\n"
                     f"{_text(expired.stdout)[-TAIL_CHARS:]}{_text(expired.stderr)[-TAIL_CHARS:]}")
     output = result.stdout + result.stderr
+    if result.returncode == SKIP_STATUS:
+        pytest.skip(skip_reason(path, result.stdout))
     assert result.returncode == 0, (
         f"{path.name} exited with status {result.returncode}; the end of its output:\n{output[-TAIL_CHARS:]}"
     )
+
+
+def skip_reason(path: Path, stdout: str) -> str:
+    """The tutorial's ``SKIPPED: why`` line, without the prefix."""
+    reasons = [line.removeprefix("SKIPPED:").strip() for line in stdout.splitlines() if line.startswith("SKIPPED:")]
+    return f"{path.stem}: {reasons[-1] if reasons else 'exited with the skip status without a SKIPPED: line'}"
+
+
+def test_a_tutorial_without_its_data_is_reported_as_skipped_with_the_reason(tmp_path):
+    """The convention, run end to end on a stand-in script: status 77 and its reason become a skip."""
+    script = tmp_path / "99_needs_data.py"
+    script.write_text("import sys\nprint('SKIPPED: needs the moon-rocks dataset')\nsys.exit(77)\n")
+    with pytest.raises(pytest.skip.Exception, match="99_needs_data: needs the moon-rocks dataset"):
+        test_tutorial_runs_in_fast_mode(script, tmp_path)
 
 
 def _text(stream) -> str:

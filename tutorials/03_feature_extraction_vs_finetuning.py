@@ -55,9 +55,9 @@ import numpy as np
 from minift import io, nn
 from minift.apps import course
 from minift.data import ArrayDataset, DataLoader, Subset, load_dataset, select_classes, take_per_class
-from minift.finetune import evaluate_accuracy, keras_recipe, set_trainable, transplant, trainable_report
+from minift.finetune import evaluate_accuracy, set_trainable, transplant, trainable_report
 from minift.models import SmallCNN
-from minift.train import Learner
+from minift.train import Learner, keras_recipe
 
 print("backend:", minift.backend.get_backend(), "| fast mode:", course.fast_mode())
 

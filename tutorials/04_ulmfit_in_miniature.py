@@ -58,9 +58,9 @@ import numpy as np
 from minift import nn
 from minift.apps import course
 from minift.data import ArrayDataset, DataLoader, Subset, load_dataset, select_classes, take_per_class
-from minift.finetune import GradualUnfreezing, evaluate_accuracy, layer_groups, transplant, ulmfit, ulmfit_lrs
+from minift.finetune import evaluate_accuracy, layer_groups, transplant, ulmfit_lrs
 from minift.models import MLP
-from minift.train import Callback, Learner
+from minift.train import Callback, GradualUnfreezing, Learner, ulmfit
 from minift.train.plots import plot_lr
 
 print("backend:", minift.backend.get_backend(), "| fast mode:", course.fast_mode())
@@ -296,4 +296,4 @@ print("all checks passed")
 #    to their pretrained values. Add plain full fine-tuning with
 #    `regularizer=L2SP(model, pretrained.state_dict()).penalty` to the trade-off figure.
 # 5. `GradualUnfreezing` gives a newly unfrozen parameter fresh optimizer state. Read why in
-#    `minift/finetune/unfreezing.py`, and think about what stale AdamW moments would do.
+#    `minift/train/unfreezing.py`, and think about what stale AdamW moments would do.

@@ -49,9 +49,9 @@ import numpy as np
 from minift import nn
 from minift.apps import course
 from minift.data import ArrayDataset, DataLoader, load_dataset, select_classes
-from minift.finetune import evaluate_accuracy, lp_ft
+from minift.finetune import evaluate_accuracy
 from minift.models import SmallCNN
-from minift.train import Learner
+from minift.train import Learner, lp_ft
 
 started_cpu, started_wall = time.process_time(), time.perf_counter()
 print("backend:", minift.backend.get_backend(), "| fast mode:", course.fast_mode())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 from .. import __version__, backend
@@ -85,17 +86,18 @@ def run_demo_command(args) -> None:
 
 def run_pretrain_command(args) -> None:
     from .. import io
-    from .demo import DemoConfig, check_output_file, load_images, pretrain, test_loader
+    from .demo import DemoConfig, check_output_file, load_images, output_directory, pretrain, test_loader
     from ..finetune import evaluate_accuracy
 
     config = DemoConfig(source=args.dataset, model=args.model, width=args.width, pretrain_epochs=args.epochs,
                         pretrain_lr=args.lr, batch_size=args.batch_size, seed=args.seed).check()
     out = check_output_file(args.out)
     source = load_images(args.dataset)
-    model, _ = pretrain(config, source)
-    accuracy = evaluate_accuracy(model, test_loader(source))
-    if is_main_process():  # under mpiexec, rank 0 writes
-        io.save(model.state_dict(), out)
+    with output_directory(out.parent):
+        model, _ = pretrain(config, source)
+        accuracy = evaluate_accuracy(model, test_loader(source))
+        if is_main_process():  # under mpiexec, rank 0 writes
+            io.save(model.state_dict(), out)
     print(f"{source.name} test accuracy {accuracy:.3f}; saved {out}")
     print(f"next: minift finetune --checkpoint {out} --model {args.model} --width {args.width} "
           f"--source-dataset {args.dataset} --dataset digits")
@@ -104,7 +106,7 @@ def run_pretrain_command(args) -> None:
 def run_finetune_command(args) -> None:
     from .. import io
     from .demo import (DemoConfig, DemoRun, InputError, build_model, check_output_file, few_shot_indices,
-                       finetune_run, load_checkpoint, load_images, load_pretrained_body, strategy)
+                       finetune_run, load_checkpoint, load_images, load_pretrained_body, output_directory, strategy)
 
     run = DemoRun(args.strategy, args.strategy, args.lr)
     config = DemoConfig(target=args.dataset, labels_per_class=args.labels_per_class, model=args.model,
@@ -122,9 +124,10 @@ def run_finetune_command(args) -> None:
     print(f"{target.name}: training on {len(indices)} labelled images, testing on {len(target.y_test)}")
     if pretrained:
         print(load_pretrained_body(build_model(args.model, target.num_classes, args.width), state, args.model))
-    result = finetune_run(run, config, target, indices, state, source)
-    if is_main_process():  # under mpiexec, rank 0 writes
-        io.save(result.model.state_dict(), out)
+    with output_directory(out.parent):
+        result = finetune_run(run, config, target, indices, state, source)
+        if is_main_process():  # under mpiexec, rank 0 writes
+            io.save(result.model.state_dict(), out)
     kept = "" if result.source_accuracy is None else f"; {source.name} accuracy kept {result.source_accuracy:.3f}"
     print(f"{target.name} test accuracy {result.target_accuracy:.3f}{kept}; "
           f"{result.trainable:,} of {result.total:,} parameters trainable at the end; saved {out}")
@@ -168,7 +171,7 @@ def run_bench_command(args) -> None:
 
 def run_finetune_text_command(args) -> int:
     from .demo import InputError
-    from ..text.classify import finetune_text
+    from .finetune_text import finetune_text
 
     try:
         return finetune_text(args)
@@ -185,9 +188,10 @@ def _common(parser, *, model: bool = False, seed: bool = True) -> None:
     if model:
         from .demo import MODELS
 
-        parser.add_argument("--model", choices=list(MODELS), default="small-cnn",
-                            help="architecture (default %(default)s: SmallCNN whose head reads the whole 7x7 "
-                                 "feature map; small-cnn-gap keeps SmallCNN's global average pooling)")
+        parser.add_argument("--model", choices=list(MODELS), default="digit-cnn",
+                            help="architecture, a class of minift.models (default %(default)s: DigitCNN, whose "
+                                 "head reads the whole 7x7 feature map; small-cnn: SmallCNN, global average "
+                                 "pooling; tiny-resnet: TinyResNet)")
         parser.add_argument("--width", type=positive_int, default=16, metavar="W",
                             help="channels of the first convolution (default %(default)s); "
                                  "pretrain and finetune must use the same --model and --width")
@@ -217,7 +221,7 @@ def build_parser() -> Parser:
     demo = commands.add_parser(
         "demo", help="the whole transfer-learning story in about 30 seconds",
         description=(
-            "Pretrain a small CNN on MNIST digits, save it, put its body under a new head for the UCI optical "
+            "Pretrain a DigitCNN (minift.models) on MNIST digits, save it, put its body under a new head for the UCI optical "
             "digits with 2 labelled images per class, and fine-tune it five ways: from scratch (the baseline), "
             "feature extraction, full fine-tuning, full fine-tuning with too high a learning rate, and gradual "
             "unfreezing with discriminative learning rates. Prints a table (target accuracy, source accuracy "
@@ -306,12 +310,12 @@ def build_parser() -> Parser:
     _common(bench, seed=False)
     bench.set_defaults(run=run_bench_command)
 
-    from ..text import classify
+    from . import finetune_text
 
     text = commands.add_parser(
         "finetune-text", help="fine-tune a pretrained sentence encoder (MiniLM) to classify news texts (R8)",
-        description=classify.__doc__.split("\n")[0] + " Compares the strategies in one table.")
-    classify.add_arguments(text)  # its own --backend, --seed and the rest
+        description=finetune_text.DESCRIPTION + " Compares the strategies in one table.")
+    finetune_text.add_arguments(text)  # its own --backend, --seed and the rest
     text.set_defaults(run=run_finetune_text_command)
     return parser
 
@@ -319,10 +323,19 @@ def build_parser() -> Parser:
 def choose_backend(args) -> None:
     """Apply the backend asked for after the command (``args.backend``) or before it
     (``args.global_backend``). finetune-text has its own ``--backend`` whose default is
-    ``auto``: a backend named before the command replaces that default."""
+    ``auto``: a backend named before the command replaces that default. Without either,
+    ``$MINIFT_BACKEND`` is checked here, so that a bad value is one line that says it came
+    from the environment."""
     command_choice = getattr(args, "backend", None)
     if args.global_backend is not None and command_choice in (None, "auto"):
         command_choice = args.global_backend
+    if command_choice is None and os.environ.get("MINIFT_BACKEND"):
+        value = os.environ["MINIFT_BACKEND"]
+        try:
+            backend.set_backend(value)
+        except (ValueError, backend.BackendUnavailableError) as error:
+            raise UsageError(f"minift {args.command}: error: the environment variable MINIFT_BACKEND={value!r}: "
+                             f"{error} (unset it, or choose with --backend)") from None
     if command_choice is not None:
         try:
             backend.set_backend(command_choice)

@@ -24,7 +24,7 @@ help here (Fashion features read by a linear head scored barely above random fea
 0.82 against 0.80 with 10 labels per class), while MNIST -> UCI digits does, most with the
 fewest labels. The README lists the measurements.
 
-The model is ``minift.models.SmallCNN`` with one change: ``small_cnn`` removes its global
+The model is ``minift.models.DigitCNN``: ``SmallCNN``'s three conv blocks without the global
 average pooling, so the head reads *where* each feature fired, which digits need.
 Everything is seeded: the table is the same from run to run on a given backend.
 """
@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -46,12 +48,12 @@ from .. import io, nn
 from ..data import DataLoader, DatasetNotFoundError, Subset, load_dataset, take_per_class
 from ..data.images import ImageData, resize_images
 from ..data.transforms import RandomCrop
-from ..finetune import L2SP, evaluate_accuracy, fine_tune, lp_ft, transplant, ulmfit
+from ..finetune import L2SP, evaluate_accuracy, transplant, ulmfit_lrs
 from ..io import CheckpointError
 from ..io.atomic import atomic_write
-from ..models import SmallCNN, TinyResNet
+from ..models import DigitCNN, SmallCNN, TinyResNet
 from ..engine.random import manual_seed
-from ..train import Learner
+from ..train import GradualUnfreezing, Learner, fine_tune, lp_ft
 from ..train.plots import moving_average
 
 IMAGE_SIZE = 28  # every model here takes MNIST-sized images (1, 28, 28)
@@ -65,27 +67,12 @@ class InputError(ValueError):
 
 # --------------------------------------------------------------------------- models
 
-def small_cnn(num_classes: int, width: int) -> SmallCNN:
-    """``SmallCNN`` without its global average pooling: the head reads the last feature
-    map whole, ``(2w, 7, 7)`` flattened to ``98 w`` features.
-
-    Averaging each channel over the image forgets where a feature fired; a digit is a
-    layout of strokes, and with the pooling the pretrained features read by a new head
-    scored far lower (0.74 against 0.88 with 2 labels per class). Removing a layer from a
-    pretrained architecture is one line: the body is an ``nn.Sequential``.
-    """
-    model = SmallCNN(num_classes=num_classes, width=width, image_size=IMAGE_SIZE)
-    del model.body.pool
-    model.num_features *= (IMAGE_SIZE // 4) ** 2
-    model.head = nn.Linear(model.num_features, num_classes)
-    return model
-
-
 MODELS: dict[str, Callable[[int, int], nn.Module]] = {
-    "small-cnn": small_cnn,
-    "small-cnn-gap": lambda num_classes, width: SmallCNN(num_classes=num_classes, width=width, image_size=IMAGE_SIZE),
+    "digit-cnn": lambda num_classes, width: DigitCNN(num_classes=num_classes, width=width, image_size=IMAGE_SIZE),
+    "small-cnn": lambda num_classes, width: SmallCNN(num_classes=num_classes, width=width, image_size=IMAGE_SIZE),
     "tiny-resnet": lambda num_classes, width: TinyResNet(num_classes=num_classes, width=width),
 }
+"""The ``--model`` names: each builds the ``minift.models`` class of the same name."""
 
 
 def build_model(name: str, num_classes: int, width: int) -> nn.Module:
@@ -167,14 +154,29 @@ def check_output_dir(path) -> Path:
     return path
 
 
+@contextmanager
+def output_directory(path):
+    """``check_output_dir(path)`` for the block's outputs; if the block fails (an error,
+    Ctrl-C), remove the directories this call created, so that a failed command leaves no
+    half-made output directory behind. A directory that existed before is left alone."""
+    path = Path(path)
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    try:
+        yield check_output_dir(path)
+    except BaseException:
+        if missing:
+            shutil.rmtree(missing[-1], ignore_errors=True)  # the outermost folder this call made
+        raise
+
+
 def check_output_file(path) -> Path:
-    """Check that a checkpoint can be written at ``path`` (its extension and directory)."""
+    """Check that a checkpoint can be saved at ``path`` (its extension; not a directory).
+    Its folder is made by ``output_directory(path.parent)``."""
     path = Path(path)
     if path.suffix.lower() not in io.FORMATS:
         raise InputError(f"cannot save to {path}: the name must end in {' or '.join(io.FORMATS)}")
     if path.is_dir():
         raise InputError(f"cannot save to {path}: it is a directory")
-    check_output_dir(path.parent if str(path.parent) else ".")
     return path
 
 
@@ -245,7 +247,12 @@ def _feature_extraction(learner, epochs, lr):
 
 
 def _gradual(learner, epochs, lr):
-    ulmfit(learner, epochs_per_stage=max(1, epochs // len(learner.groups)), lr=lr)
+    """ULMFiT (``minift.train.ulmfit``) over exactly ``epochs`` epochs: one more group every
+    ``epochs // groups`` epochs (at least 1), the last stage taking the remainder; with fewer
+    epochs than groups, the lowest groups stay frozen."""
+    groups = len(learner.groups)
+    learner.fit(epochs, ulmfit_lrs(lr, groups), schedule="slanted_triangular",
+                unfreeze_schedule=GradualUnfreezing(every=max(1, epochs // groups)))
 
 
 def _fastai_fine_tune(learner, epochs, lr):
@@ -262,7 +269,8 @@ STRATEGIES: dict[str, Strategy] = {
     "feature-extraction": Strategy("pretrained body frozen, BatchNorm too; only the new head learns",
                                    True, 1e-2, _feature_extraction),
     "full": Strategy("every layer trained at one lr, 1cycle schedule", True, 1e-3, _train_everything),
-    "gradual": Strategy("ULMFiT: one more group per stage, lr / 2.6 per group down, slanted triangular",
+    "gradual": Strategy("ULMFiT: one more group unfrozen every epochs/groups epochs (all --epochs run), "
+                        "lr / 2.6 per group down, slanted triangular",
                         True, 1e-2, _gradual),
     "fine-tune": Strategy("fastai: 1 epoch head only, then all with slice(lr/200, lr/2)", True, 2e-3, _fastai_fine_tune),
     "lp-ft": Strategy("linear probe at lr, then every layer at lr / 10 (Kumar et al. 2022)", True, 1e-2, _lp_ft),
@@ -314,7 +322,7 @@ class DemoConfig:
     source: str = "mnist-bundled"
     target: str = "digits"
     labels_per_class: int | None = 2  # None: every training image
-    model: str = "small-cnn"
+    model: str = "digit-cnn"
     width: int = 16
     pretrain_epochs: int = 15
     pretrain_lr: float = 3e-3
@@ -467,10 +475,14 @@ def run_demo(out_dir="minift-demo", config: DemoConfig = DemoConfig(), log=print
     (``results.txt``, ``results.json``) and the plot into ``out_dir``; return everything."""
     started, cpu_started = time.perf_counter(), time.process_time()
     config.check()
-    out_dir = check_output_dir(out_dir)
     source = limit_images(load_images(config.source), config.limit, config.seed)
     target = limit_images(load_images(config.target), config.limit, config.seed)
-    indices = few_shot_indices(target, config.labels_per_class, config.seed)
+    indices = few_shot_indices(target, config.labels_per_class, config.seed)  # refused before out_dir exists
+    with output_directory(out_dir) as out_dir:
+        return _run_demo(out_dir, config, source, target, indices, log, started, cpu_started)
+
+
+def _run_demo(out_dir: Path, config: DemoConfig, source, target, indices, log, started, cpu_started) -> DemoResult:
 
     log(f"[1/4] source task: {source.name}, {len(source.y_train)} training images, {source.num_classes} classes")
     pretrained, _ = pretrain(config, source, log)

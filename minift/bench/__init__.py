@@ -29,30 +29,13 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 
-from minift import backend
+from minift import backend, contract
 from minift.backend import threads
-
-Step = Callable[[], object]
-
-
-@dataclass(frozen=True)
-class Row:
-    """One workload of the table.
-
-    ``flops``: floating-point operations of one step (None where it is not the measure);
-    ``make_step()`` -> the minift step; ``make_torch_step(torch)`` -> the PyTorch step;
-    ``gemm``: the row is a matrix product, also timed with the blocked Numba GEMM.
-    """
-
-    name: str
-    flops: float | None
-    make_step: Callable[[], Step]
-    make_torch_step: Callable[[object], Step] | None = None
-    gemm: bool = False
+from minift.bench.row import Row, Step
+from minift.contract.geometry import conv_output_size
 
 
 # --------------------------------------------------------------------------- the rows
@@ -66,7 +49,7 @@ def matmul_row(n: int) -> Row:
 
     def make_step():
         a, b = _random(n, n), _random(n, n)
-        return lambda: backend.matmul(a, b)
+        return lambda: contract.matmul(a, b)
 
     def make_torch_step(torch):
         a, b = torch.from_numpy(_random(n, n)), torch.from_numpy(_random(n, n))
@@ -75,20 +58,20 @@ def matmul_row(n: int) -> Row:
     return Row(f"matmul {n}", 2.0 * n**3, make_step, make_torch_step, gemm=True)
 
 
-def conv_row(label: str, n: int, c: int, size: int, o: int, kernel: int = 3, padding: int = 1) -> Row:
-    """conv2d forward + backward_input + backward_weight, stride 1: 3 x 2*N*O*Ho*Wo*C*KH*KW flops."""
-    x_shape, w_shape = (n, c, size, size), (o, c, kernel, kernel)
-    geometry = ((1, 1), (padding, padding), (1, 1))
-    out = backend.conv_output_size(size, kernel, 1, padding, 1)
-    flops = 3 * 2.0 * n * o * out * out * c * kernel * kernel
+def conv_row(label: str, n: int, c: int, size: int, o: int, kernel: int = 3, padding: int = 1, groups: int = 1) -> Row:
+    """conv2d forward + backward_input + backward_weight, stride 1: 3 x 2*N*O*Ho*Wo*(C/groups)*KH*KW flops."""
+    x_shape, w_shape = (n, c, size, size), (o, c // groups, kernel, kernel)
+    geometry = ((1, 1), (padding, padding), (1, 1), groups)
+    out = conv_output_size(size, kernel, 1, padding, 1)
+    flops = 3 * 2.0 * n * o * out * out * (c // groups) * kernel * kernel
 
     def make_step():
         x, w, grad_y = _random(*x_shape), _random(*w_shape), _random(n, o, out, out)
 
         def step():
-            backend.conv2d_forward(x, w, None, *geometry)
-            backend.conv2d_backward_input(grad_y, w, x_shape, *geometry)
-            backend.conv2d_backward_weight(grad_y, x, w_shape, *geometry)
+            contract.conv2d_forward(x, w, None, *geometry)
+            contract.conv2d_backward_input(grad_y, w, x_shape, *geometry)
+            contract.conv2d_backward_weight(grad_y, x, w_shape, *geometry)
 
         return step
 
@@ -98,12 +81,13 @@ def conv_row(label: str, n: int, c: int, size: int, o: int, kernel: int = 3, pad
         grad_y = torch.from_numpy(_random(n, o, out, out))
 
         def step():
-            y = torch.nn.functional.conv2d(x, w, None, 1, padding)
+            y = torch.nn.functional.conv2d(x, w, None, 1, padding, 1, groups)
             torch.autograd.grad(y, (x, w), grad_y)
 
         return step
 
-    name = f"conv2d {label} ({n}x{c}x{size}x{size} -> {o}) fwd+bwd"
+    grouping = "" if groups == 1 else f", groups={groups}"
+    name = f"conv2d {label} ({n}x{c}x{size}x{size} -> {o}{grouping}) fwd+bwd"
     return Row(name, flops, make_step, make_torch_step)
 
 
@@ -117,8 +101,8 @@ def max_pool_row(n: int, c: int, size: int) -> Row:
         grad_y = _random(n, c, size // 2, size // 2)
 
         def step():
-            _, indices = backend.max_pool2d_forward(x, *pool)
-            backend.max_pool2d_backward(grad_y, indices, shape)
+            _, indices = contract.max_pool2d_forward(x, *pool)
+            contract.max_pool2d_backward(grad_y, indices, shape)
 
         return step
 
@@ -142,6 +126,7 @@ ROWS: list[Row] = [
     conv_row("S1", 64, 3, 32, 32),
     conv_row("S2", 64, 32, 16, 64),
     conv_row("S3", 64, 64, 8, 128),
+    conv_row("depthwise 3x3", 64, 96, 28, 96, groups=96),
     max_pool_row(64, 32, 32),
 ]
 

@@ -5,7 +5,7 @@ Each step is forward, loss, backward and an optimizer update through the public 
 engine's overhead as well as the kernels. Its PyTorch twin is the same model, loss,
 optimizer and batch, with the same initial weights.
 
-- ``cnn step``: batch 64 of 3x32x32, conv3->32 3x3 pad 1 - relu - maxpool 2 -
+- ``cnn step`` (``cifar_cnn``): batch 64 of 3x32x32, conv3->32 3x3 pad 1 - relu - maxpool 2 -
   conv32->64 3x3 pad 1 - relu - maxpool 2 - linear 4096->10, cross-entropy, SGD with momentum;
 - ``mlp step``: batch 128 of 784, linear 784-256-256-10 with relu, cross-entropy, plain SGD.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import nn, optim
-from . import Row
+from .row import Row
 from ..engine.random import manual_seed
 from ..engine.tensor import Tensor
 
@@ -26,7 +26,9 @@ def _batch(shape, classes: int):
     return rng.standard_normal(shape, dtype=np.float32), rng.integers(0, classes, shape[0])
 
 
-def small_cnn() -> nn.Sequential:
+def cifar_cnn() -> nn.Sequential:
+    """conv3->32, pool, conv32->64, pool, linear 4096->10 for 3x32x32 (CIFAR-sized) images;
+    not ``minift.models.SmallCNN`` (no BatchNorm, two blocks), hence its own name."""
     return nn.Sequential(
         nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -90,7 +92,7 @@ def _cnn_flops(n=64):
 
 
 STEP_ROWS = [
-    _training_row("cnn step (64x3x32x32, SGD momentum)", small_cnn, (64, 3, 32, 32), 0.9, _cnn_flops()),
+    _training_row("cnn step (64x3x32x32, SGD momentum)", cifar_cnn, (64, 3, 32, 32), 0.9, _cnn_flops()),
     _training_row("mlp step (128x784, 784-256-256-10, SGD)", mlp, (128, 784), 0.0,
                   3 * 2.0 * 128 * (784 * 256 + 256 * 256 + 256 * 10)),
 ]

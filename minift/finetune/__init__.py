@@ -10,12 +10,16 @@ here is one way of treating the two ends differently. In the order a run uses th
 - ``set_bn_policy`` (batchnorm.py): what a frozen BatchNorm does in training mode (fastai or Keras);
 - ``discriminative_lrs``, ``param_groups`` (lrs.py): a learning rate per group, fastai's ``slice``;
 - ``L2SP``, ``evaluate_accuracy`` (forgetting.py): measure and fight catastrophic forgetting;
-- recipes (recipes.py: ``fine_tune``, ``keras_recipe``, ``ulmfit``, ``lp_ft``) and
-  ``GradualUnfreezing`` (unfreezing.py), which drive ``minift.train.Learner``.
+- ``minift.finetune.lora``: low-rank adapters.
+
+These act on a model and its parameters, and import nothing from ``minift.train``. The
+recipes that drive a ``minift.train.Learner`` (``fine_tune``, ``keras_recipe``,
+``ulmfit``, ``lp_ft``) and the ``GradualUnfreezing`` callback live in ``minift.train``,
+which builds on this package: the dependency goes one way, train -> finetune.
 
 A typical start::
 
-    model = SmallCNN(num_classes=10)
+    model = DigitCNN(num_classes=10)
     transplant(model, "fashion.safetensors", skip=["head.*"])
     freeze(model)                                    # only the head learns
     optimizer = AdamW(param_groups(model, slice(1e-3)))
@@ -32,24 +36,14 @@ __all__ = [
     "BN_POLICIES", "L2SP", "LayerGroup", "TransplantReport", "check_groups", "describe_param_groups",
     "discriminative_lrs", "evaluate_accuracy", "freeze", "freeze_to", "layer_groups", "layerwise_lrs",
     "param_groups", "resolve_groups", "set_bn_policy", "set_trainable", "trainable_report", "transplant",
-    "ulmfit_lrs", "unfreeze", "fine_tune", "keras_recipe", "ulmfit", "lp_ft", "GradualUnfreezing",
+    "ulmfit_lrs", "unfreeze",
 ]
 
-# The recipes and the unfreezing callback drive minift.train.Learner, which imports this
-# package: importing them here eagerly would be circular, so they load on first use.
-_LAZY = {
-    "fine_tune": "recipes", "keras_recipe": "recipes", "ulmfit": "recipes", "lp_ft": "recipes",
-    "GradualUnfreezing": "unfreezing",
-}
+_MOVED_TO_TRAIN = {"fine_tune", "keras_recipe", "ulmfit", "lp_ft", "GradualUnfreezing"}
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    """Say where the Learner-driving names went (they lived here before), instead of a bare error."""
+    if name in _MOVED_TO_TRAIN:
+        raise AttributeError(f"{name} drives a Learner and lives in minift.train: from minift.train import {name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])

@@ -1,4 +1,5 @@
-"""Activations: relu, leaky_relu, gelu, sigmoid, tanh, softmax, log_softmax."""
+"""Activations: relu, leaky_relu, relu6, hardsigmoid, hardswish, silu, softplus, mish, gelu,
+sigmoid, tanh, softmax, log_softmax."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 
 from ..engine.autograd import Function
 from ..backend.device import array_module
+from .arguments import spelled
 from .special import erf
 
 
@@ -38,6 +40,119 @@ class LeakyReLU(Function):
     def backward(ctx, g):
         (x,) = ctx.saved
         return array_module(g).where(x > 0, g, g * ctx.slope)
+
+
+class ReLU6(Function):
+    """z = min(max(x, 0), 6) (MobileNet's).   dL/dx = g * (0 < x < 6)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return array_module(x).clip(x, 0, 6)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        return g * ((x > 0) & (x < 6))
+
+
+class Hardsigmoid(Function):
+    """z = relu6(x + 3) / 6, a piecewise-linear sigmoid.   dL/dx = g / 6 where -3 < x < 3, else 0."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return array_module(x).clip(x + 3, 0, 6) / 6
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        return g * ((x > -3) & (x < 3)) / 6
+
+
+class Hardswish(Function):
+    """z = x * relu6(x + 3) / 6 (MobileNetV3's cheap swish).
+
+    dL/dx = g * 0 (x <= -3),   g * (2x + 3) / 6 (-3 < x < 3),   g (x >= 3)   -- PyTorch's
+    values at the kinks.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * array_module(x).clip(x + 3, 0, 6) / 6
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        xp = array_module(x)
+        return g * xp.where(x <= -3, 0.0, xp.where(x < 3, (2 * x + 3) / 6, 1.0)).astype(x.dtype)
+
+
+def _sigmoid(xp, x):
+    """1 / (1 + e**-x) without overflow for large |x|."""
+    e = xp.exp(-abs(x))  # in (0, 1]: never overflows
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _softplus(xp, x):
+    """log(1 + e**x) = max(x, 0) + log(1 + e**-|x|), without overflow."""
+    return xp.maximum(x, 0) + xp.log1p(xp.exp(-abs(x)))
+
+
+class SiLU(Function):
+    """z = x * sigmoid(x) (swish).   dL/dx = g * s (1 + x (1 - s)) with s = sigmoid(x)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        s = _sigmoid(array_module(x), x)
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx, g):
+        x, s = ctx.saved
+        return g * s * (1 + x * (1 - s))
+
+
+class Softplus(Function):
+    """z = log(1 + e**(beta x)) / beta, and z = x where beta x > threshold (PyTorch's).
+
+    dL/dx = g * sigmoid(beta x), and g where beta x > threshold.
+    """
+
+    @staticmethod
+    def forward(ctx, x, beta, threshold):
+        xp = array_module(x)
+        ctx.save_for_backward(x)
+        ctx.beta, ctx.threshold = beta, threshold
+        return xp.where(beta * x > threshold, x, _softplus(xp, beta * x) / beta)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        xp = array_module(x)
+        scaled = ctx.beta * x
+        return g * xp.where(scaled > ctx.threshold, 1.0, _sigmoid(xp, scaled)).astype(x.dtype)
+
+
+class Mish(Function):
+    """z = x * tanh(softplus(x)) (Misra 2019).
+
+    dL/dx = g * (t + x * sigmoid(x) * (1 - t**2)) with t = tanh(softplus(x)).
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        xp = array_module(x)
+        t = xp.tanh(_softplus(xp, x))
+        ctx.save_for_backward(x, t)
+        return x * t
+
+    @staticmethod
+    def backward(ctx, g):
+        x, t = ctx.saved
+        return g * (t + x * _sigmoid(array_module(x), x) * (1 - t * t))
 
 
 class GELU(Function):
@@ -154,6 +269,33 @@ def leaky_relu(x, negative_slope=0.01):
     return LeakyReLU.apply(x, slope=negative_slope)
 
 
+def relu6(x):
+    return ReLU6.apply(x)
+
+
+def hardsigmoid(x):
+    return Hardsigmoid.apply(x)
+
+
+def hardswish(x):
+    return Hardswish.apply(x)
+
+
+def silu(x):
+    return SiLU.apply(x)
+
+
+def softplus(x, beta=1.0, threshold=20.0):
+    """PyTorch's ``F.softplus``: ``log(1 + exp(beta x)) / beta``, linear above ``threshold``."""
+    if not beta > 0:
+        raise ValueError(f"softplus beta must be > 0, got {beta!r}")
+    return Softplus.apply(x, beta=beta, threshold=threshold)
+
+
+def mish(x):
+    return Mish.apply(x)
+
+
 def gelu(x, approximate="none"):
     """GELU; ``approximate="none"`` (erf, BERT's) or ``"tanh"`` (GPT-2's), as in PyTorch."""
     if approximate not in ("none", "tanh"):
@@ -175,12 +317,14 @@ def _axis(x, axis):
     return axis % max(x.ndim, 1) if x.ndim else None
 
 
-def softmax(x, axis=-1):
-    return Softmax.apply(x, axis=_axis(x, axis))
+def softmax(x, dim=None, *, axis=None):
+    """Softmax along ``dim`` (NumPy spelling: ``axis``), the last axis by default."""
+    return Softmax.apply(x, axis=_axis(x, spelled(dim, axis, -1)))
 
 
-def log_softmax(x, axis=-1):
-    return LogSoftmax.apply(x, axis=_axis(x, axis))
+def log_softmax(x, dim=None, *, axis=None):
+    """Log-softmax along ``dim`` (NumPy spelling: ``axis``), the last axis by default."""
+    return LogSoftmax.apply(x, axis=_axis(x, spelled(dim, axis, -1)))
 
 
 

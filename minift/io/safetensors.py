@@ -158,15 +158,14 @@ def _check_entry(name: str, entry, path, buffer_size: int) -> dict:
     itemsize = BF16_BITS.itemsize if code == "BF16" else DTYPES[code].itemsize
     count = check_shape(entry["shape"], itemsize, where)
     offsets = entry["data_offsets"]
-    if not (
-        isinstance(offsets, list)
-        and len(offsets) == 2
-        and all(isinstance(offset, int) and not isinstance(offset, bool) for offset in offsets)
-        and 0 <= offsets[0] <= offsets[1] <= buffer_size
-    ):
+    well_formed = (isinstance(offsets, list) and len(offsets) == 2
+                   and all(isinstance(offset, int) and not isinstance(offset, bool) for offset in offsets))
+    if not (well_formed and 0 <= offsets[0] <= offsets[1] <= buffer_size):
+        truncated = well_formed and 0 <= offsets[0] <= offsets[1]  # only the end is past the data
         raise CheckpointError(
             f"{where}: data_offsets {offsets!r:.100} must be [begin, end] with "
             f"0 <= begin <= end <= {buffer_size} (the buffer's size)"
+            + (": the file is truncated (or its header is wrong)" if truncated else "")
         )
     begin, end = offsets
     if end - begin != count * itemsize:

@@ -10,8 +10,10 @@ body's output, and putting a new task on a pretrained body is one line::
 body that has parameters (input side first), then the head.
 
 - ``SmallCNN``: three conv-BatchNorm-ReLU blocks and global average pooling; small enough
-  to train on 28x28 grey images on the NumPy backend (the demo: pretrained on
-  Fashion-MNIST, fine-tuned on handwritten digits).
+  to train on 28x28 grey images on the NumPy backend (the tutorials' network).
+- ``DigitCNN``: ``SmallCNN``'s blocks without the global average pooling, so the head reads
+  the whole last feature map (where each feature fired); ``minift demo`` pretrains it on
+  MNIST and fine-tunes it on the UCI optical digits.
 - ``MLP``: fully connected layers with ReLU.
 - ``TinyResNet``: a stem and three residual stages (``nn.ResidualBlock``).
 """
@@ -65,7 +67,7 @@ class SmallCNN(BodyHeadClassifier):
         super().__init__()
         _check_positive(in_channels=in_channels, num_classes=num_classes, width=width)
         if not isinstance(image_size, numbers.Integral) or image_size < 4:
-            raise ValueError(f"SmallCNN halves the image twice: image_size must be an int >= 4, got {image_size!r}")
+            raise ValueError(f"{type(self).__name__} halves the image twice: image_size must be an int >= 4, got {image_size!r}")
         self.in_channels, self.image_size, self.num_features = in_channels, image_size, 2 * width
         self.body = nn.Sequential(OrderedDict(
             block1=conv_block(in_channels, width, pool=True),
@@ -79,8 +81,29 @@ class SmallCNN(BodyHeadClassifier):
     def forward(self, x):
         expected = (self.in_channels, self.image_size, self.image_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"SmallCNN expects images (N, {', '.join(map(str, expected))}), got shape {x.shape}")
+            raise ValueError(f"{type(self).__name__} expects images (N, {', '.join(map(str, expected))}), got shape {x.shape}")
         return super().forward(x)
+
+
+class DigitCNN(SmallCNN):
+    """``SmallCNN``'s three blocks, and a head that reads the last feature map whole.
+
+    ``(N, C, S, S)`` -> block1, block2, block3 as in ``SmallCNN`` -> ``(N, 2w, S/4, S/4)``
+    -> flatten -> ``(N, 2w (S/4)^2)`` = features -> head Linear(2w (S/4)^2 -> classes).
+
+    Averaging each channel over the image (``SmallCNN``'s global pooling) forgets where a
+    feature fired; a digit is a layout of strokes. With 2 labelled digits per class, a new
+    head on MNIST-pretrained ``SmallCNN`` features scored 0.74 on the UCI digits, on these
+    0.88 (``minift demo``). The price is a larger head: ``2w (S/4)^2 * classes`` weights
+    (15,690 of the 29,818 parameters at width 16, 28x28, 10 classes). The default width is
+    16, the width ``minift demo`` and ``minift pretrain`` save.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16, image_size: int = 28):
+        super().__init__(in_channels, num_classes, width, image_size)
+        del self.body.pool
+        self.num_features = 2 * width * (image_size // 4) ** 2
+        self.head = nn.Linear(self.num_features, num_classes)
 
 
 class MLP(BodyHeadClassifier):

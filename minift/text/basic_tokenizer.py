@@ -70,11 +70,6 @@ def is_punctuation(char: str) -> bool:
     return char in string.punctuation or unicodedata.category(char).startswith("P")
 
 
-def is_cjk_character(char: str) -> bool:
-    """Whether ``char`` is a CJK ideograph (see ``CJK_RANGES``)."""
-    return any(lo <= ord(char) <= hi for lo, hi in CJK_RANGES)
-
-
 @functools.cache
 def _clean_character(char: str) -> str:
     if char in "\x00\ufffd" or is_control(char):

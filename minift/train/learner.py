@@ -49,7 +49,7 @@ from .callbacks import Callback, Checkpointing, ProgressBar, TerminateOnNaN, eve
 from .history import History
 from .metrics import resolve_metrics
 from .resume import fit_signature, load_training_state, restore_training_state, training_state
-from .schedules import OneCycle, describe_schedule, resolve_schedule
+from .schedules import build_scheduler, describe_schedule, fastai_one_cycle, resolve_schedule
 
 OPTIMIZERS = {
     "adamw": AdamW,
@@ -190,8 +190,8 @@ class Learner:
         """Train for ``epochs`` epochs with base lrs ``lr`` (default ``self.lr``).
 
         ``schedule``: ``None``/``"constant"``, ``"one_cycle"``, ``"slanted_triangular"``,
-        ``"cosine"``, or a callable ``(optimizer, total_steps) -> scheduler`` (see
-        ``minift.train.schedules``); stepped once per batch, each group from its own base lr.
+        ``"cosine"``, a scheduler class (or ``partial`` of one), or a callable
+        ``(optimizer, total_steps) -> scheduler`` (see ``minift.train.schedules``); stepped once per batch, each group from its own base lr.
         ``unfreeze_schedule``: a callback active during this fit only, e.g.
         ``GradualUnfreezing(every=1)``. ``resume_from``: a checkpoint written by this same
         call, to continue from (see ``minift.train.resume``).
@@ -226,8 +226,8 @@ class Learner:
 
     def fit_one_cycle(self, epochs: int, lr_max=None, pct_start: float = 0.25, div: float = 25.0,
                       div_final: float = 1e5, moms=(0.95, 0.85), unfreeze_schedule=None, resume_from=None) -> "Learner":
-        """``fit`` with the 1cycle policy, fastai's defaults (see ``schedules.OneCycle``)."""
-        schedule = OneCycle(pct_start=pct_start, div=div, div_final=div_final, moms=tuple(moms))
+        """``fit`` with the 1cycle policy, fastai's defaults (see ``schedules.fastai_one_cycle``)."""
+        schedule = fastai_one_cycle(pct_start=pct_start, div=div, div_final=div_final, moms=tuple(moms))
         return self.fit(epochs, lr_max, schedule=schedule, unfreeze_schedule=unfreeze_schedule, resume_from=resume_from)
 
     def _start_schedule(self, lrs: list, make_scheduler, total_steps: int):
@@ -236,7 +236,7 @@ class Learner:
         try:
             for group, lr in zip(self.optimizer.param_groups, lrs):
                 group["lr"] = group["initial_lr"] = lr  # initial_lr: the base lr schedules start from
-            return None if make_scheduler is None else make_scheduler(self.optimizer, total_steps)
+            return build_scheduler(make_scheduler, self.optimizer, total_steps)
         except BaseException:
             for group, (lr, initial_lr) in zip(self.optimizer.param_groups, before):
                 group["lr"] = lr

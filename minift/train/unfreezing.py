@@ -29,7 +29,7 @@ a layer that has not moved since.) Parameters that stay trainable keep their sta
 
 from __future__ import annotations
 
-from ..train.callbacks import Callback
+from .callbacks import Callback
 
 
 class GradualUnfreezing(Callback):

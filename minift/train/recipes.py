@@ -23,8 +23,8 @@ are; unfreezing then only refines them. Each recipe returns the learner, whose
 
 from __future__ import annotations
 
-from .freezing import batchnorm_parameter_ids
-from .lrs import ulmfit_lrs
+from ..finetune.freezing import batchnorm_parameter_ids
+from ..finetune.lrs import ulmfit_lrs
 from .unfreezing import GradualUnfreezing
 
 

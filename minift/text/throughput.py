@@ -1,0 +1,85 @@
+"""Tokens per second of a BERT encoder: inference and a training step, minift against PyTorch.
+
+``measure_throughput`` times the same model under the current backend or, through the
+PyTorch re-implementation from the formulas (``minift.text.torch_bert``), with PyTorch;
+``minift finetune-text --bench`` prints one such table.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..backend import threads
+from ..engine.autograd import no_grad
+from ..nn.bert import BertModel
+
+
+def measure_throughput(model: BertModel, batch_size: int = 16, length: int = 128, repeats: int = 2, seed: int = 0,
+                       implementation: str = "minift") -> dict:
+    """Tokens per second of ``model`` on random ids without padding, for ``inference``
+    (forward, no graph, eval mode) and ``train_step`` (forward and backward to every
+    parameter, train mode): ``{step: {"tokens_per_s": ..., "tokens_per_cpu_s": ...}}``, the
+    best of ``repeats`` timings after one warm-up. ``implementation="minift"`` runs the model
+    under the current backend; ``"torch"`` runs the same weights through the PyTorch
+    reference (``minift.text.torch_bert``). Tokens per CPU-second (all threads) is the
+    figure that survives a machine shared with other jobs."""
+    if implementation not in ("minift", "torch"):
+        raise ValueError(f"implementation must be 'minift' or 'torch', got {implementation!r}")
+    ids = np.random.default_rng(seed).integers(1, model.config.vocab_size, (batch_size, length))  # never [PAD] (0)
+    steps = _torch_steps(model, ids) if implementation == "torch" else _minift_steps(model, ids)
+    timings = {}
+    for name, step in steps.items():
+        step()
+        wall, cpu = zip(*(_seconds(step) for _ in range(repeats)))
+        timings[name] = {"tokens_per_s": ids.size / min(wall), "tokens_per_cpu_s": ids.size / min(cpu)}
+    return timings
+
+
+def _minift_steps(model: BertModel, ids: np.ndarray) -> dict:
+    mask = np.ones_like(ids)
+
+    def inference():
+        model.eval()
+        with no_grad():
+            model(ids, mask)
+
+    def train_step():
+        model.train()
+        hidden = model(ids, mask).last_hidden_state
+        (hidden * hidden).mean().backward()
+        model.zero_grad()
+
+    return {"inference": inference, "train_step": train_step}
+
+
+def _torch_steps(model: BertModel, ids: np.ndarray) -> dict:
+    """The same two steps in PyTorch (as many threads as minift's pools), without dropout:
+    the reference has none, a few per cent of the work."""
+    import torch
+
+    from .torch_bert import torch_bert, torch_state
+
+    torch.set_num_threads(threads.cores())
+    state = torch_state(model.state_dict(), requires_grad=True)
+    ids, mask = torch.from_numpy(ids), torch.ones(ids.shape, dtype=torch.int64)
+
+    def inference():
+        with torch.no_grad():
+            torch_bert(state, model.config, ids, mask, pooler=False)
+
+    def train_step():
+        hidden, _ = torch_bert(state, model.config, ids, mask, pooler=False)
+        (hidden * hidden).mean().backward()
+        for tensor in state.values():
+            tensor.grad = None
+
+    return {"inference": inference, "train_step": train_step}
+
+
+def _seconds(step) -> tuple:
+    """(wall, CPU) seconds that ``step()`` takes."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    step()
+    return time.perf_counter() - wall, time.process_time() - cpu
