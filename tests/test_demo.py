@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 
 import minift
 from minift import io
-from minift.apps import demo
+from minift.apps import demo, demo_report
 from minift.finetune import evaluate_accuracy
 
 _DIGITS = demo.load_dataset("digits")
-TINY = demo.DemoConfig(pretrain_epochs=1, batch_size=32, finetune_epochs=4, finetune_batch_size=10, repeats=2,
+TINY = demo.DemoConfig(pretrain_epochs=1, batch_size=32, finetune_epochs=4, finetune_batch_size=10, repeats=3, seeds=2,
                        limit=64)
 
 
@@ -43,10 +43,17 @@ def tiny_run(tmp_path_factory):
 
 def test_the_table_has_every_run_with_accuracies_in_range(tiny_run):
     result, lines = tiny_run
-    assert [row.label for row in result.runs] == [run.label for run in demo.DEMO_RUNS]
+    assert [row.label for row in result.summaries] == [run.label for run in demo.DEMO_RUNS]
+    assert sorted((row.label, row.seed) for row in result.runs) == sorted(
+        (run.label, seed) for run in demo.DEMO_RUNS for seed in range(TINY.seed, TINY.seed + TINY.seeds))
     table_lines = result.table.splitlines()
     for run in demo.DEMO_RUNS:
-        assert sum(line.startswith(run.label + "  ") for line in table_lines) == 1
+        assert sum(line.startswith(run.label + ", lr ") for line in table_lines) == 1
+    for summary in result.summaries:
+        accuracies = [row.target_accuracy for row in result.runs if row.label == summary.label]
+        assert summary.target_min <= summary.target_mean <= summary.target_max
+        assert summary.target_mean == pytest.approx(np.mean(accuracies))
+        assert (summary.target_min, summary.target_max) == (min(accuracies), max(accuracies))
     for row in result.runs:
         assert 0.0 <= row.target_accuracy <= 1.0
         assert (row.source_accuracy is None) == (not demo.STRATEGIES[row.strategy].pretrained)
@@ -61,7 +68,30 @@ def test_results_json_matches_the_runs(tiny_run):
     saved = json.loads((result.out_dir / "results.json").read_text())
     assert saved["pretrained_source_accuracy"] == result.pretrained_source_accuracy
     assert [run["target_accuracy"] for run in saved["runs"]] == [row.target_accuracy for row in result.runs]
-    assert saved["config"]["limit"] == TINY.limit
+    assert [row["target_mean"] for row in saved["summaries"]] == [row.target_mean for row in result.summaries]
+    assert saved["config"]["limit"] == TINY.limit and saved["config"]["seeds"] == TINY.seeds
+    assert saved["claims"] == result.claims
+
+
+def test_the_results_say_where_they_came_from(tiny_run):
+    """Backend, thread counts, BLAS kernels and versions, in the table and in results.json."""
+    result, _ = tiny_run
+    saved = json.loads((result.out_dir / "results.json").read_text())["environment"]
+    assert saved["backend"] == "numpy" and saved["versions"]["numpy"] == np.__version__
+    assert saved["threads"]["blas"] >= 1 and saved["threads"]["numba"] >= 1
+    header = result.table.splitlines()[:2]
+    assert "backend numpy" in header[0] and f"numpy {np.__version__}" in header[0]
+    assert f"threads BLAS {saved['threads']['blas']}" in header[0]
+    assert header[1].startswith("BLAS: ")
+    for pool in saved["blas"]:  # threadpoolctl's view: library, version, CPU kernels
+        assert f"{pool['internal_api']} {pool['version']}" in header[1]
+
+
+def test_the_table_says_after_not_kept(tiny_run):
+    """A source accuracy after fine-tuning, beside the one before: nothing reads as a share kept."""
+    result, _ = tiny_run
+    assert "source acc after" in result.table and "kept" not in result.table
+    assert f"{result.pretrained_source_accuracy:.3f} before fine-tuning" in result.table
 
 
 def test_the_checkpoint_loads_and_is_the_pretrained_model(tiny_run):
@@ -80,11 +110,26 @@ def test_the_transplant_report_is_shown(tiny_run):
     assert "2 new" in report and "head.weight" in report
 
 
-def test_the_plot_is_written_when_matplotlib_is_installed(tiny_run):
+def test_the_plot_is_written_when_matplotlib_is_installed(tiny_run, monkeypatch):
     result, _ = tiny_run
     if _has_matplotlib():
         assert result.plot == result.out_dir / "learning_curves.png"
         assert result.plot.read_bytes().startswith(b"\x89PNG")
+        import matplotlib.pyplot as plt
+
+        figures = []
+        monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to read its panels
+        demo_report.plot_results(result.runs, result.summaries, result.pretrained_source_accuracy,
+                                 result.out_dir / "again.png")
+        panels = figures[0].axes
+        assert len(panels) == 3 and "Forgetting" in panels[2].get_title()
+        legend = [text.get_text() for text in panels[2].get_legend().get_texts()]
+        for summary in result.summaries:  # one entry per strategy, naming its learning rate
+            assert f"{summary.label} (lr {summary.lr:g})" in legend
+        assert f"(lr {result.summaries[0].lr:g})" in " ".join(
+            text.get_text() for text in panels[0].get_legend().get_texts())
+        monkeypatch.undo()
+        plt.close(figures[0])
     else:
         assert result.plot is None and not (result.out_dir / "learning_curves.png").exists()
 
@@ -119,7 +164,9 @@ def test_the_demo_is_reproducible(tiny_run, tmp_path):
     with minift.backend.use_backend("numpy"):
         again = demo.run_demo(tmp_path, demo.DemoConfig(**{**TINY.__dict__, "runs": runs}), log=lambda *_: None)
     assert again.pretrained_source_accuracy == result.pretrained_source_accuracy
-    for first, second in zip(result.runs, again.runs):
+    first_runs = {(row.label, row.seed): row for row in result.runs}
+    for second in again.runs:
+        first = first_runs[second.label, second.seed]
         assert first.history.losses == second.history.losses
         assert (first.target_accuracy, first.source_accuracy) == (second.target_accuracy, second.source_accuracy)
     assert io.load(again.checkpoint).keys() == io.load(result.checkpoint).keys()
@@ -218,3 +265,27 @@ def test_a_pretrained_strategy_needs_a_checkpoint():
     target = demo.limit_images(demo.load_images("digits"), 20, 0)
     with pytest.raises(demo.InputError, match="pretrained model"):
         demo.finetune_run(demo.DemoRun("full", "full"), demo.DemoConfig(), target, np.arange(10))
+
+
+# --------------------------------------------------------------------------- the README's claims
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_every_claim_is_a_sentence_of_the_readme():
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    for sentence in demo_report.CLAIMS:
+        assert sentence in text, f"the README does not say: {sentence}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend, threads", [("numpy", 1), ("numpy", 2), ("numba", 1), ("numba", 2)])
+def test_the_readme_claims_hold_on_every_backend_and_thread_count(demo_outputs, backend, threads):
+    """The claims, not the digits: float32 sums in another order take training elsewhere,
+    so the numbers move with the backend and the thread count; what the README says must not."""
+    saved = json.loads((demo_outputs(backend, threads) / "results.json").read_text())
+    assert saved["environment"]["backend"] == backend and saved["environment"]["threads"]["blas"] == threads
+    assert set(saved["claims"]) == set(demo_report.CLAIMS)
+    failed = [sentence for sentence, held in saved["claims"].items() if not held]
+    table = (demo_outputs(backend, threads) / "results.txt").read_text()
+    assert not failed, f"on {backend} with {threads} threads these claims failed: {failed}\n{table}"

@@ -5,6 +5,7 @@
     minift finetune             put a saved model's body under a new head and fine-tune it
     minift info                 version, backends, datasets, threading
     minift bench                time the kernels on every backend
+    minift finetune-image       ImageNet EfficientNet-Lite0 on few Fashion-MNIST labels (or --bench)
 
 ``minift COMMAND --help`` explains each command's options. ``--backend`` (before or after
 the command) chooses the kernels: ``numpy``, ``numba``, ``cupy`` or ``auto``.
@@ -169,6 +170,16 @@ def run_bench_command(args) -> None:
     run_benchmarks(repeat=args.repeat, warmup=args.warmup)
 
 
+def run_finetune_image_command(args) -> int:
+    from .demo import InputError
+    from .finetune_image import finetune_image
+
+    try:
+        return finetune_image(args)
+    except ValueError as error:  # an unknown strategy
+        raise InputError(str(error)) from None
+
+
 def run_finetune_text_command(args) -> int:
     from .demo import InputError
     from .finetune_text import finetune_text
@@ -317,6 +328,15 @@ def build_parser() -> Parser:
         description=finetune_text.DESCRIPTION + " Compares the strategies in one table.")
     finetune_text.add_arguments(text)  # its own --backend, --seed and the rest
     text.set_defaults(run=run_finetune_text_command)
+
+    from . import finetune_image
+
+    image = commands.add_parser(
+        "finetune-image", help="fine-tune ImageNet-pretrained EfficientNet-Lite0 on few Fashion-MNIST labels",
+        description=finetune_image.DESCRIPTION + " Compares the strategies; --bench times the model instead.")
+    finetune_image.add_arguments(image)
+    _common(image, seed=False)
+    image.set_defaults(run=run_finetune_image_command)
     return parser
 
 

@@ -54,7 +54,6 @@ from ..io.atomic import atomic_write
 from ..models import DigitCNN, SmallCNN, TinyResNet
 from ..engine.random import manual_seed
 from ..train import GradualUnfreezing, Learner, fine_tune, lp_ft
-from ..train.plots import moving_average
 
 IMAGE_SIZE = 28  # every model here takes MNIST-sized images (1, 28, 28)
 AUGMENT = RandomCrop(IMAGE_SIZE, padding=2)  # shift each image by up to 2 pixels
@@ -309,7 +308,7 @@ DEMO_RUNS = (
     DemoRun("from scratch (baseline)", "scratch"),
     DemoRun("feature extraction", "feature-extraction"),
     DemoRun("full fine-tuning", "full"),
-    DemoRun("full fine-tuning, lr x30", "full", 3e-2),
+    DemoRun("full fine-tuning at 30x the lr", "full", 3e-2),
     DemoRun("gradual unfreezing + discr. lr + STLR", "gradual"),
 )
 
@@ -317,7 +316,9 @@ DEMO_RUNS = (
 @dataclass(frozen=True)
 class DemoConfig:
     """Everything that sets the demo's numbers; the defaults are the demo. ``limit`` keeps
-    only the first ``limit`` source images and test images of both tasks (quick runs)."""
+    only the first ``limit`` source images and test images of both tasks (quick runs).
+    The source model is pretrained once (``seed``); each row is fine-tuned ``seeds`` times,
+    each time from another sample of labelled target images, head and batch order."""
 
     source: str = "mnist-bundled"
     target: str = "digits"
@@ -331,6 +332,7 @@ class DemoConfig:
     finetune_batch_size: int = 20
     repeats: int = 10
     seed: int = 0
+    seeds: int = 3  # fine-tune with seeds seed .. seed + seeds - 1: other labelled images, head, batches
     limit: int | None = None
     runs: tuple = DEMO_RUNS
 
@@ -342,7 +344,8 @@ class DemoConfig:
             strategy(run.strategy)
             if run.lr is not None:
                 _check_positive(f"the lr of {run.label!r}", run.lr, float)
-        for name in ("width", "pretrain_epochs", "batch_size", "finetune_epochs", "finetune_batch_size", "repeats"):
+        for name in ("width", "pretrain_epochs", "batch_size", "finetune_epochs", "finetune_batch_size", "repeats",
+                     "seeds"):
             _check_positive(name, getattr(self, name))
         if self.labels_per_class is not None:
             _check_positive("labels_per_class", self.labels_per_class)
@@ -360,11 +363,16 @@ def _check_positive(name: str, value, kind=int) -> None:
 
 @dataclass
 class RunResult:
+    """One fine-tuning run (one row, one seed). ``source_accuracy``: the source test accuracy
+    of the fine-tuned body under the original head, *after* fine-tuning (None when the body
+    never saw the source task)."""
+
     label: str
     strategy: str
     lr: float
+    seed: int
     target_accuracy: float
-    source_accuracy: float | None  # None when the body never saw the source task
+    source_accuracy: float | None
     trainable: int
     total: int
     seconds: float
@@ -374,11 +382,17 @@ class RunResult:
 
 @dataclass
 class DemoResult:
+    """``runs``: every (row, seed) run; ``summaries``: one ``RowSummary`` per row; ``claims``:
+    each sentence of ``demo_report.CLAIMS`` and whether it held in this run."""
+
     config: DemoConfig
     out_dir: Path
     checkpoint: Path
     pretrained_source_accuracy: float
     runs: list
+    summaries: list
+    claims: dict
+    environment: dict
     table: str
     plot: Path | None
     seconds: float
@@ -398,21 +412,24 @@ def pretrain(config: DemoConfig, source: ImageData, log=print):
 
 
 def finetune_run(run: DemoRun, config: DemoConfig, target: ImageData, indices, state: dict | None = None,
-                 source: ImageData | None = None, log=print) -> RunResult:
-    """Train one row of the table from ``config.seed`` and measure it: a new model for
-    ``target`` (its body transplanted from ``state`` unless the strategy starts from
-    scratch), trained on the images at ``indices``; source accuracy when ``source`` is given."""
+                 source: ImageData | None = None, log=print, seed: int | None = None,
+                 curves: bool = True) -> RunResult:
+    """Train one row of the table from ``seed`` (default ``config.seed``) and measure it: a
+    new model for ``target`` (its body transplanted from ``state`` unless the strategy starts
+    from scratch), trained on the images at ``indices``; source accuracy when ``source`` is
+    given; the target test accuracy after every epoch (the learning curve) when ``curves``."""
+    seed = config.seed if seed is None else seed
     chosen = strategy(run.strategy)
     lr = chosen.lr if run.lr is None else run.lr
     if chosen.pretrained and state is None:
         raise InputError(f"strategy {run.strategy!r} starts from a pretrained model: give it a checkpoint")
-    log(f"\n== {run.label}: {chosen.summary} (lr {lr:g})")
-    manual_seed(config.seed + 1)  # the new head starts the same in every pretrained run
+    log(f"\n== {run.label}: {chosen.summary} (lr {lr:g}, seed {seed})")
+    manual_seed(seed + 1)  # the new head starts the same in every pretrained run of a seed
     model = build_model(config.model, target.num_classes, config.width)
     if chosen.pretrained:
         load_pretrained_body(model, state, config.model)
-    loader = train_loader(target, indices, config.finetune_batch_size, config.seed, config.repeats)
-    learner = make_learner(model, run.strategy, loader, test_loader(target), state)
+    loader = train_loader(target, indices, config.finetune_batch_size, seed, config.repeats)
+    learner = make_learner(model, run.strategy, loader, test_loader(target) if curves else None, state)
     started = time.perf_counter()
     chosen.train(learner, config.finetune_epochs, lr)
     seconds = time.perf_counter() - started
@@ -420,48 +437,10 @@ def finetune_run(run: DemoRun, config: DemoConfig, target: ImageData, indices, s
     if chosen.pretrained and source is not None:
         kept = source_accuracy(model, state, source, config.model, config.width)
     return RunResult(
-        label=run.label, strategy=run.strategy, lr=lr, target_accuracy=evaluate_accuracy(model, test_loader(target)),
+        label=run.label, strategy=run.strategy, lr=lr, seed=seed, target_accuracy=evaluate_accuracy(model, test_loader(target)),
         source_accuracy=kept, trainable=trainable_parameters(model), total=sum(p.numel() for p in model.parameters()),
         seconds=seconds, history=learner.history, model=model,
     )
-
-
-def format_table(result_rows, source: ImageData, target: ImageData, pretrained_accuracy: float) -> str:
-    """The comparison table, as text."""
-    width = max(len(row.label) for row in result_rows)
-    header = f"{'strategy':<{width}}  {'target acc':>10}  {'source acc kept':>15}  {'trainable params':>16}  {'time':>6}"
-    lines = [f"target: {target.name} test set ({len(target.y_test)} images); source: {source.name} test set "
-             f"({len(source.y_test)} images), pretrained model {pretrained_accuracy:.3f}", header, "-" * len(header)]
-    for row in result_rows:
-        kept = "-" if row.source_accuracy is None else f"{row.source_accuracy:.3f}"
-        lines.append(f"{row.label:<{width}}  {row.target_accuracy:>10.3f}  {kept:>15}  "
-                     f"{row.trainable:>7,} / {row.total:<7,}  {row.seconds:>5.1f}s")
-    return "\n".join(lines)
-
-
-def plot_learning_curves(result_rows, path) -> Path | None:
-    """Target test accuracy per epoch and smoothed training loss per step, one line per
-    run; ``None`` (and nothing written) when matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (accuracy_axes, loss_axes) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for row in result_rows:
-        accuracy = row.history.metric("accuracy")
-        accuracy_axes.plot(range(1, len(accuracy) + 1), accuracy, marker="o", markersize=3, label=row.label)
-        loss_axes.plot(moving_average(row.history.losses, 10), label=row.label)
-    accuracy_axes.set(xlabel="epoch", ylabel="target test accuracy", title="Accuracy on the target task")
-    loss_axes.set(xlabel="step", ylabel="training loss (10-step mean)", yscale="log", title="Training loss")
-    accuracy_axes.legend(fontsize=8)
-    figure.tight_layout()
-    with atomic_write(path) as file:  # the plot appears whole or not at all
-        figure.savefig(file, format="png", dpi=100)
-    plt.close(figure)
-    return Path(path)
 
 
 def write_text(path, text: str) -> None:
@@ -483,8 +462,11 @@ def run_demo(out_dir="minift-demo", config: DemoConfig = DemoConfig(), log=print
 
 
 def _run_demo(out_dir: Path, config: DemoConfig, source, target, indices, log, started, cpu_started) -> DemoResult:
+    from . import demo_report, provenance
 
-    log(f"[1/4] source task: {source.name}, {len(source.y_train)} training images, {source.num_classes} classes")
+    environment = provenance.environment()
+    log(provenance.describe(environment))
+    log(f"\n[1/4] source task: {source.name}, {len(source.y_train)} training images, {source.num_classes} classes")
     pretrained, _ = pretrain(config, source, log)
     pretrained_accuracy = evaluate_accuracy(pretrained, test_loader(source))
     checkpoint = out_dir / "pretrained.safetensors"
@@ -497,22 +479,35 @@ def _run_demo(out_dir: Path, config: DemoConfig, source, target, indices, log, s
     report = load_pretrained_body(build_model(config.model, target.num_classes, config.width), state, config.model)
     log(str(report))
 
+    seeds = range(config.seed, config.seed + config.seeds)
     log(f"\n[3/4] fine-tuning {len(config.runs)} ways, {config.finetune_epochs} epochs of "
-        f"{config.repeats} passes over the labelled images each")
-    rows = [finetune_run(run, config, target, indices, state, source, log) for run in config.runs]
+        f"{config.repeats} passes over the labelled images each, with {config.seeds} seeds "
+        f"({', '.join(map(str, seeds))}: other labelled images, head and batch order each)")
+    rows = []
+    for seed in seeds:
+        labelled = indices if seed == config.seed else few_shot_indices(target, config.labels_per_class, seed)
+        rows += [finetune_run(run, config, target, labelled, state, source, log, seed=seed,
+                              curves=seed == config.seed) for run in config.runs]
 
     log("\n[4/4] results")
-    table = format_table(rows, source, target, pretrained_accuracy)
+    summaries = demo_report.summarize(rows, config.runs)
+    claims = demo_report.check_claims(summaries, pretrained_accuracy)
+    table = demo_report.format_table(summaries, source, target, pretrained_accuracy, config.seeds, environment)
+    table += "\n" + demo_report.format_claims(claims)
     write_text(out_dir / "results.txt", table + "\n")
-    summary = {"config": {**asdict(config), "runs": [asdict(run) for run in config.runs]},
+    summary = {"environment": environment,
+               "config": {**asdict(config), "runs": [asdict(run) for run in config.runs]},
                "pretrained_source_accuracy": pretrained_accuracy,
-               "runs": [{key: getattr(row, key) for key in ("label", "strategy", "lr", "target_accuracy",
+               "summaries": [asdict(row) for row in summaries],
+               "claims": claims,
+               "runs": [{key: getattr(row, key) for key in ("label", "strategy", "lr", "seed", "target_accuracy",
                                                            "source_accuracy", "trainable", "total", "seconds")}
                         for row in rows]}
     write_text(out_dir / "results.json", json.dumps(summary, indent=2) + "\n")
     log(table)
-    plot = plot_learning_curves(rows, out_dir / "learning_curves.png")
-    log(f"learning curves: {plot}" if plot else "matplotlib is not installed: no plot (pip install 'minift[plot]')")
+    plot = demo_report.plot_results(rows, summaries, pretrained_accuracy, out_dir / "learning_curves.png")
+    log(f"plots: {plot}" if plot else "matplotlib is not installed: no plot (pip install 'minift[plot]')")
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     log(f"demo finished in {seconds:.0f} s ({cpu_seconds:.0f} s of CPU time); outputs in {out_dir}")
-    return DemoResult(config, out_dir, checkpoint, pretrained_accuracy, rows, table, plot, seconds, cpu_seconds)
+    return DemoResult(config, out_dir, checkpoint, pretrained_accuracy, rows, summaries, claims, environment, table,
+                      plot, seconds, cpu_seconds)

@@ -1,8 +1,15 @@
-"""``minift.functional`` (also ``minift.nn.functional``): every differentiable op.
+r"""``minift.functional`` (also ``minift.nn.functional``): every differentiable op.
 
 Grouped by family, one file each; PyTorch's names and argument conventions (NCHW images,
 ``weight (out, in, kh, kw)``). Each op is a ``Function`` whose docstring states its
 forward formula and its gradient.
+
+The gradient an op's ``backward`` returns is a vector-Jacobian product: given the
+upstream gradient $\bar z = \partial L / \partial z$ of its output $z = f(x)$, it returns
+
+$$\bar x_i = \frac{\partial L}{\partial x_i} = \sum_j \bar z_j \, \frac{\partial z_j}{\partial x_i},$$
+
+without ever forming the Jacobian: for $z = x \odot y$ that is $\bar x = \bar z \odot y$.
 """
 
 from .activation import (gelu, hardsigmoid, hardswish, leaky_relu, log_softmax, mish, relu, relu6, sigmoid, silu,
