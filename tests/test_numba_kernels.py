@@ -408,7 +408,7 @@ def run_python(code, env=None, **kwargs):
 
 def clean_environment(**extra):
     """os.environ without the settings under test, plus ``extra``."""
-    drop = ("NUMBA_CACHE_DIR", "NUMBA_DISABLE_JIT", "MINIFT_NUMBA_GEMM", *threads.POLICY)
+    drop = ("NUMBA_CACHE_DIR", "NUMBA_DISABLE_JIT", "MINIFT_NUMBA_GEMM", "MINIFT_NUM_THREADS", *threads.POLICY)
     return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
 
 
@@ -471,23 +471,31 @@ print(threads.pools_take_turns(), numba.threading_layer(), numba.get_num_threads
 
 
 def test_thread_policy_when_numpy_was_imported_before_minift():
-    cores, blas = threads.cores(), threads.blas_thread_count()
+    cores = threads.cores()
+    all_cores = dict(MINIFT_NUM_THREADS=str(cores))
     # OpenBLAS loaded before minift could set its timeout: its idle threads spin, and
     # Numba's kernels keep off the cores they spin on.
-    expected_threads = max(1, cores - (blas - 1))
-    assert run_python(POLICY_REPORT, env=clean_environment()) == f"False workqueue {expected_threads}"
+    expected_threads = max(1, cores - (cores - 1))
+    assert run_python(POLICY_REPORT, env=clean_environment(**all_cores)) == f"False workqueue {expected_threads}"
     # The timeout was in the environment when OpenBLAS loaded: the pools take turns on every core.
-    assert run_python(POLICY_REPORT, env=clean_environment(OPENBLAS_THREAD_TIMEOUT="4")) == f"True workqueue {cores}"
+    env = clean_environment(OPENBLAS_THREAD_TIMEOUT="4", **all_cores)
+    assert run_python(POLICY_REPORT, env=env) == f"True workqueue {cores}"
 
 
 def test_a_threading_layer_you_choose_is_kept():
-    env = clean_environment(OPENBLAS_THREAD_TIMEOUT="4", NUMBA_THREADING_LAYER="omp")
-    assert run_python(POLICY_REPORT, env=env) == f"False omp {threads.cores()}"
+    env = clean_environment(OPENBLAS_THREAD_TIMEOUT="4", NUMBA_THREADING_LAYER="omp", MINIFT_NUM_THREADS="1")
+    assert run_python(POLICY_REPORT, env=env) == "False omp 1"
 
 
 def test_import_minift_first_lets_blas_and_numba_take_turns():
     code = "import minift\n" + POLICY_REPORT
-    assert run_python(code, env=clean_environment()) == f"True workqueue {threads.cores()}"
+    env = clean_environment(MINIFT_NUM_THREADS=str(threads.cores()))
+    assert run_python(code, env=env) == f"True workqueue {threads.cores()}"
+
+
+def test_the_policy_starts_numba_on_one_thread():
+    code = "import minift\n" + POLICY_REPORT
+    assert run_python(code, env=clean_environment()) == "True workqueue 1"
 
 
 def test_every_kernel_runs_as_plain_python_with_numba_disable_jit():

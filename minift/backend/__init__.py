@@ -79,6 +79,8 @@ import importlib
 import os
 from contextlib import contextmanager
 
+from . import threads
+
 CONTRACT = (
     "matmul",
     "conv2d_forward",
@@ -211,7 +213,11 @@ def _is_cupy(array) -> bool:
 
 
 def implementation(kernel: str, array):
-    """The function that runs ``kernel`` for data like ``array`` under the current backend."""
+    """The function that runs ``kernel`` for data like ``array`` under the current backend.
+
+    Also lets ``threads`` re-fit the CPU thread count to the free cores (every 0.3 s at most).
+    """
+    threads.tick()
     if _is_cupy(array):
         module = _load("cupy")
         if module is None:
