@@ -554,3 +554,29 @@ def test_benchmark_runs_a_new_row_on_every_backend_without_touching_the_runner()
         assert cell["vs_numpy"] == pytest.approx(numpy_cell["ms"] / cell["ms"])
     table = bench.format_table(cells)
     assert table.count("tiny matmul") == 3
+
+
+def test_benchmark_sweeps_thread_counts_taking_turns():
+    from minift import bench
+
+    seen = []
+
+    def make_step():
+        a = np.ones((8, 8), np.float32)
+        return lambda: seen.append((backend.get_backend(), threads.get_num_threads(), backend.matmul(a, a)[0, 0]))
+
+    row = bench.Row("tiny matmul", flops=None, make_step=make_step)
+    cells = bench.run_benchmarks(rows=[row], repeat=2, warmup=1, print_table=False, thread_counts=(1, 2, None))
+    assert [(c["implementation"], c["threads"]) for c in cells] == [
+        (name, count) for name in ("numpy", "numba") for count in ("1", "2", "default")
+    ]
+    # per backend: one warm-up call per count, then the counts take turns call by call
+    timed = [count for name, count, value in seen if name == "numpy"][3:]
+    assert timed[:2] == [1, 2] and len(timed) == 6
+    assert all(value == 8.0 for _, _, value in seen)
+    for cell in cells:
+        assert cell["max_over_median"] >= 1.0
+        fixed = [c["ms"] for c in cells if c["implementation"] == cell["implementation"] and c["threads"] != "default"]
+        expected = min(fixed) / cell["ms"] if cell["threads"] == "default" else None
+        assert cell["vs_best"] == (None if expected is None else pytest.approx(expected))
+    assert threads.policy.fixed is None  # the sweep hands the choice back to the policy

@@ -151,10 +151,24 @@ def thread_settings() -> str:
     return f"{settings}; BLAS and Numba pools take turns: {threads.pools_take_turns()}; {os.cpu_count()} CPUs"
 
 
+def thread_sweep(text: str) -> tuple:
+    """'1,2,default' -> (1, 2, None): the thread counts ``minift bench`` sweeps (None: the policy)."""
+    counts = []
+    for item in text.split(","):
+        item = item.strip()
+        if item == "default":
+            counts.append(None)
+        elif item.isdigit() and int(item) >= 1:
+            counts.append(int(item))
+        else:
+            raise argparse.ArgumentTypeError(f"expected thread counts like 1,2,default; got {item!r} in {text!r}")
+    return tuple(counts)
+
+
 def run_bench_command(args) -> None:
     from ..bench import run_benchmarks
 
-    run_benchmarks(repeat=args.repeat, warmup=args.warmup)
+    run_benchmarks(repeat=args.repeat, warmup=args.warmup, thread_counts=args.threads)
 
 
 def run_finetune_text_command(args) -> int:
@@ -291,6 +305,9 @@ def build_parser() -> Parser:
                                                                       "(default %(default)s)")
     bench.add_argument("--warmup", type=non_negative_int, default=2,
                        help="untimed calls first, which compile the Numba kernels (default %(default)s)")
+    bench.add_argument("--threads", type=thread_sweep, default=(1, 2, None), metavar="LIST",
+                       help="thread counts to sweep, comma-separated, 'default' for minift's policy "
+                            "(default: 1,2,default)")
     _common(bench, seed=False)
     bench.set_defaults(run=run_bench_command)
 

@@ -252,9 +252,9 @@ class ThreadPolicy:
             numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, numba_thread_count(threads)))
 
     def set_fixed(self, threads: int | None) -> None:
+        """Fix the count (or, with None, return to the policy's own choice, without a new look)."""
         self.fixed = None if threads is None else _positive(threads, "threads")
-        self.next_look = 0.0
-        self.tick()
+        self.apply(self.fixed or self.chosen)
 
 
 def _positive(value, name: str) -> int:
