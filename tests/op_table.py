@@ -321,6 +321,61 @@ def flatten_reference(x, start_dim, end_dim):
     return x.reshape(x.shape[:start] + (math.prod(x.shape[start:end + 1]),) + x.shape[end + 1:])
 
 
+@st.composite
+def along_dim_cases(draw, sides: Sides) -> Case:
+    """One ``dim`` of a tensor with no ties (``max(x, dim)`` / ``min(x, dim)``)."""
+    shape = draw(shapes(sides, min_dims=1, max_dims=3, min_side=1))
+    params = {"dim": draw(st.integers(-len(shape), len(shape) - 1)), "keepdim": draw(st.booleans())}
+    return Case((draw(arrays(shape, DISTINCT, unique=True)),), params)
+
+
+@st.composite
+def gather_cases(draw, sides: Sides) -> Case:
+    """An int64 ``index`` with ``x``'s number of dimensions, no longer than ``x`` on the
+    axes other than ``dim``, and any length (repeats included) along ``dim``."""
+    shape = draw(shapes(sides, min_dims=1, max_dims=3, min_side=1))
+    dim = draw(st.integers(-len(shape), len(shape) - 1))
+    index_shape = tuple(draw(st.integers(0, 4)) if a == dim % len(shape) else draw(st.integers(0, n))
+                        for a, n in enumerate(shape))
+    index = draw(hnp.arrays(np.int64, index_shape, elements=st.integers(0, shape[dim] - 1)))
+    return Case((draw(arrays(shape)),), {"dim": dim, "index": index})
+
+
+def gather_reference(x, dim, index):
+    """out[i_0, ..., i_k] = x[i_0, ..., index[i_0, ..., i_k], ..., i_k] (the index at ``dim``)."""
+    out = np.zeros(index.shape)
+    for position in np.ndindex(*index.shape):
+        source = list(position)
+        source[dim] = index[position]
+        out[position] = x[tuple(source)]
+    return out
+
+
+@st.composite
+def setitem_cases(draw, sides: Sides) -> Case:
+    """A basic index (each element written at most once) and a value of the picked shape,
+    or one that broadcasts to it."""
+    shape = draw(shapes(sides))
+    index = draw(hnp.basic_indices(shape))
+    picked = np.empty(shape)[index].shape
+    value_shape = picked[draw(st.integers(0, len(picked))):]
+    return Case((draw(arrays(shape)), draw(arrays(value_shape))), {"index": index})
+
+
+def setitem_reference(x, value, index):
+    out = x.copy()
+    out[index] = value
+    return out
+
+
+@st.composite
+def masked_fill_cases(draw, sides: Sides) -> Case:
+    shape = draw(shapes(sides))
+    mask_shape = shape[draw(st.integers(0, len(shape))):]
+    mask = draw(hnp.arrays(np.bool_, mask_shape))
+    return Case((draw(arrays(shape)),), {"mask": mask, "value": draw(REALS)})
+
+
 # ------------------------------------------------------------------ losses
 
 @st.composite
@@ -601,8 +656,12 @@ OPS = [
     # reductions
     Op("sum", F.sum, np.sum, lambda sides: reduction(sides, min_side=0)),
     Op("mean", F.mean, np.mean, reduction),
-    Op("max", F.max, np.max, lambda sides: reduction(sides, DISTINCT, unique=True)),
-    Op("min", F.min, np.min, lambda sides: reduction(sides, DISTINCT, unique=True)),
+    Op("amax", F.amax, np.max, lambda sides: reduction(sides, DISTINCT, unique=True)),
+    Op("amin", F.amin, np.min, lambda sides: reduction(sides, DISTINCT, unique=True)),
+    Op("max (along dim)", lambda x, dim, keepdim: F.max(x, dim, keepdim).values,
+       lambda x, dim, keepdim: np.max(x, axis=dim, keepdims=keepdim), lambda sides: along_dim_cases(sides)),
+    Op("min (along dim)", lambda x, dim, keepdim: F.min(x, dim, keepdim).values,
+       lambda x, dim, keepdim: np.min(x, axis=dim, keepdims=keepdim), lambda sides: along_dim_cases(sides)),
     Op("var", F.var, lambda x, correction, **kw: np.var(x, ddof=correction, **kw),
        lambda sides: reduction(sides, min_count=2, correction=True)),
     Op("std", F.std, lambda x, correction, **kw: np.std(x, ddof=correction, **kw),
@@ -628,6 +687,13 @@ OPS = [
     Op("squeeze", F.squeeze, squeeze_reference, squeeze_cases),
     Op("unsqueeze", F.unsqueeze, np.expand_dims, unsqueeze_cases),
     Op("flatten", F.flatten, flatten_reference, flatten_cases),
+    Op("gather", lambda x, dim, index: F.gather(x, dim, index), gather_reference, gather_cases),
+    Op("setitem", lambda x, value, index: F.setitem(x, index, value), setitem_reference, setitem_cases),
+    Op("copy_into", lambda src, shape: F.copy_into(minift.zeros(shape, dtype=src.dtype), src),
+       lambda src, shape: np.broadcast_to(src, shape), lambda sides: expand_cases(sides, allow_minus_one=False)
+       .map(lambda case: Case(case.arrays, {"shape": case.params["shape"]}))),
+    Op("clone", F.clone, np.copy, unary(REALS)),
+    Op("masked_fill", F.masked_fill, lambda x, mask, value: np.where(mask, value, x), masked_fill_cases),
     # activations
     Op("relu", F.relu, lambda x: np.maximum(x, 0), unary(OFF_LATTICE)),
     Op("leaky_relu", F.leaky_relu, lambda x, negative_slope: np.where(x > 0, x, negative_slope * x),

@@ -9,7 +9,12 @@ Three things are drawn separately, so that a failure shrinks to something readab
   maximum) or no value (log of a negative number), so central differences are valid;
 - **memory layout**: the same values stored contiguously, transposed, as every other
   element of a larger buffer whose gaps hold NaN (a kernel that ignores strides reads a
-  NaN and fails loudly), or with negative strides.
+  NaN and fails loudly), or with negative strides -- one meaning of each layout, for the
+  op tests and the kernel tests alike, on NumPy or (``xp=cupy``) on the GPU.
+
+The kernel tests (``test_reference_kernels.py``, ``test_numba_kernels.py``,
+``test_cupy_kernels.py``) share the last part: one set of convolution and pooling cases,
+and one convolution oracle, ``conv2d_oracle``.
 """
 
 from __future__ import annotations
@@ -67,30 +72,31 @@ max-pooling) and a group of two or more has a variance bounded away from 0 (std,
 
 # ------------------------------------------------------------------ memory layouts
 
-def contiguous(values: np.ndarray) -> np.ndarray:
-    return values.copy()
+def contiguous(values, xp=np):
+    """A C-contiguous copy."""
+    return xp.array(values, order="C")
 
 
-def transposed(values: np.ndarray) -> np.ndarray:
-    """Fortran order: the transpose of a C-contiguous array, transposed back."""
-    return np.array(values.T, order="C").T
+def transposed(values, xp=np):
+    """Fortran order (all axes reversed in memory): the transpose of a C-contiguous array, transposed back."""
+    return xp.array(values.T, order="C").T
 
 
-def every_other(values: np.ndarray) -> np.ndarray:
+def every_other(values, xp=np):
     """A view of every other element along the last axis of a buffer twice as long; the
     elements in between are NaN."""
     if values.ndim == 0:
         return values.copy()
-    buffer = np.full(values.shape[:-1] + (2 * values.shape[-1],), np.nan)
+    buffer = xp.full(values.shape[:-1] + (2 * values.shape[-1],), np.nan, dtype=values.dtype)
     buffer[..., ::2] = values
     return buffer[..., ::2]
 
 
-def reversed_strides(values: np.ndarray) -> np.ndarray:
+def reversed_strides(values, xp=np):
     """A view with negative strides along every axis."""
     if values.ndim == 0:
         return values.copy()
-    return np.flip(np.flip(values).copy())
+    return xp.flip(xp.flip(values).copy())
 
 
 LAYOUTS = (contiguous, transposed, every_other, reversed_strides)
@@ -189,3 +195,170 @@ def with_nonfinite(draw, values: np.ndarray) -> np.ndarray:
     for position in draw(st.lists(st.integers(0, flat.size - 1), min_size=1, max_size=flat.size)):
         flat[position] = draw(specials)
     return out
+
+
+# ------------------------------------------------------------------ kernel cases (the kernel tests)
+
+SEEDS = st.integers(0, 2**32 - 1)
+KERNEL_DTYPES = (np.float32, np.float64)
+
+
+def read_only(values: np.ndarray, layout=contiguous) -> np.ndarray:
+    """``values`` stored in ``layout``, read-only: a kernel that wrote to its input would fail."""
+    out = layout(values)
+    out.flags.writeable = False
+    return out
+
+
+def output_length(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """How many window starts 0, s, 2s, ... have their whole span inside the padded axis."""
+    return len(range(0, size + 2 * padding - dilation * (kernel - 1), stride))
+
+
+@st.composite
+def axis_geometry(draw, pool=False, max_dilation=2):
+    """(kernel, stride, padding, dilation, size) along one axis, with at least one window.
+
+    Pooling follows PyTorch's rule: padding at most half the kernel.
+    """
+    kernel = draw(st.integers(1, 3))
+    stride = draw(st.integers(1, 3))
+    padding = draw(st.integers(0, kernel // 2 if pool else 2))
+    dilation = draw(st.integers(1, max_dilation))
+    span = dilation * (kernel - 1) + 1
+    size = draw(st.integers(max(1, span - 2 * padding), span + 5))  # odd and even sizes
+    return kernel, stride, padding, dilation, size
+
+
+@dataclass
+class ConvCase:
+    """A convolution: x (N, C, H, W), weight (O, C/groups, KH, KW), bias (O,) or None, its
+    (stride, padding, dilation) pairs and groups, and a gradient of its output."""
+
+    x: np.ndarray
+    weight: np.ndarray
+    bias: np.ndarray | None
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    grad_y: np.ndarray
+    groups: int = 1
+
+    @property
+    def geometry(self) -> tuple:
+        """(stride, padding, dilation): the trailing arguments of every conv2d contract entry."""
+        return self.stride, self.padding, self.dilation
+
+    @property
+    def output_shape(self) -> tuple:
+        return self.grad_y.shape
+
+
+def conv_output_shape(x_shape, weight_shape, stride, padding, dilation) -> tuple:
+    (n, _, h, w), (o, _, kh, kw) = x_shape, weight_shape
+    return (n, o, output_length(h, kh, stride[0], padding[0], dilation[0]),
+            output_length(w, kw, stride[1], padding[1], dilation[1]))
+
+
+@st.composite
+def conv_cases(draw, batch=st.integers(1, 3), dtypes=(np.float64,), groups=st.just(1)):
+    """One ConvCase, every array in a drawn layout (read-only) and dtype; values from a drawn seed.
+
+    ``groups``: a strategy for the number of groups (channels in and out are multiples of it).
+    """
+    kh, sh, ph, dh, h = draw(axis_geometry())
+    kw, sw, pw, dw, w = draw(axis_geometry())
+    n, count = draw(batch), draw(groups)
+    c, o = count * draw(st.integers(1, 3)), count * draw(st.integers(1, 3))
+    dtype = draw(st.sampled_from(dtypes))
+    rng = np.random.default_rng(draw(SEEDS))
+
+    def array(shape):
+        return read_only(rng.standard_normal(shape).astype(dtype), draw(st.sampled_from(LAYOUTS)))
+
+    x, weight = array((n, c, h, w)), array((o, c // count, kh, kw))
+    bias = array((o,)) if draw(st.booleans()) else None
+    geometry = ((sh, sw), (ph, pw), (dh, dw))
+    return ConvCase(x, weight, bias, *geometry, array(conv_output_shape(x.shape, weight.shape, *geometry)), count)
+
+
+def conv2d_oracle(x, weight, bias, stride, padding, dilation, groups=1):
+    """The contract's formula, in float64, one kernel offset (p, q) at a time::
+
+        y[n, o, i, j] = bias[o] + sum_{c in o's group, p, q} weight[o, c, p, q] * xpad[n, c, i*sh + p*dh, j*sw + q*dw]
+
+    where output channel o sees the input channels ``c = group*C/groups + c'`` of its group
+    ``o // (O/groups)``, ``c' < C/groups`` (groups=1: every channel).
+    """
+    x, weight = np.asarray(x, np.float64), np.asarray(weight, np.float64)
+    (n, c, _, _), (o, c_group, kh, kw) = x.shape, weight.shape
+    _, _, ho, wo = conv_output_shape(x.shape, (o, c, kh, kw), stride, padding, dilation)
+    (sh, sw), (dh, dw), o_group = stride, dilation, o // groups
+    xpad = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    y = np.zeros((n, o, ho, wo))
+    for p, q in np.ndindex(kh, kw):
+        view = xpad[:, :, p * dh: p * dh + sh * (ho - 1) + 1: sh, q * dw: q * dw + sw * (wo - 1) + 1: sw]
+        for group in range(groups):
+            inputs = view[:, group * c_group: (group + 1) * c_group]
+            outputs = slice(group * o_group, (group + 1) * o_group)
+            y[:, outputs] += np.einsum("nchw,oc->nohw", inputs, weight[outputs, :, p, q])
+    return y if bias is None else y + np.asarray(bias, np.float64)[None, :, None, None]
+
+
+@dataclass
+class PoolCase:
+    """A pooling: x (N, C, H, W) and its (kernel_size, stride, padding, dilation) pairs."""
+
+    x: np.ndarray
+    kernel_size: tuple
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+
+    @property
+    def window(self) -> tuple:
+        """(kernel_size, stride, padding): the window arguments of every pooling entry."""
+        return self.kernel_size, self.stride, self.padding
+
+    @property
+    def output_shape(self) -> tuple:
+        n, c, h, w = self.x.shape
+        return (n, c) + tuple(
+            output_length(size, k, s, p, d)
+            for size, k, s, p, d in zip((h, w), self.kernel_size, self.stride, self.padding, self.dilation)
+        )
+
+
+POOL_VALUES = ("distinct", "ties", "-inf")
+
+
+def pool_values(rng, shape, kind) -> np.ndarray:
+    """distinct: a permutation with gaps of 0.5 (no ties; safe for central differences);
+    ties: only 0, 1, 2 (the first maximum must win); -inf: mostly -inf, else 0;
+    nan: normal numbers, the largest replaced by NaN."""
+    if kind == "distinct":
+        return rng.permutation(int(np.prod(shape))).reshape(shape) * 0.5
+    if kind == "ties":
+        return rng.integers(0, 3, shape).astype(np.float64)
+    if kind == "nan":
+        values = rng.standard_normal(shape)
+        return np.where(values > 1.0, np.nan, values)
+    return np.where(rng.random(shape) < 0.7, -np.inf, 0.0)
+
+
+def windows_reach_the_input(kernel, stride, padding, dilation, size) -> bool:
+    """No window along this axis lies wholly on the padding (the contract refuses those)."""
+    starts = range(-padding, size + padding - dilation * (kernel - 1), stride)
+    return all(any(0 <= start + t * dilation < size for t in range(kernel)) for start in starts)
+
+
+@st.composite
+def pool_cases(draw, kinds=POOL_VALUES, max_dilation=2, dtypes=(np.float64,)):
+    """One PoolCase every window of which reaches x; x read-only, in a drawn layout and dtype."""
+    axes_ = [draw(axis_geometry(pool=True, max_dilation=max_dilation)) for _ in range(2)]
+    assume(all(windows_reach_the_input(*axis) for axis in axes_))
+    kernel_size, stride, padding, dilation, size = (tuple(values) for values in zip(*axes_))
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(SEEDS))
+    values = pool_values(rng, (n, c, *size), draw(st.sampled_from(kinds))).astype(draw(st.sampled_from(dtypes)))
+    return PoolCase(read_only(values, draw(st.sampled_from(LAYOUTS))), kernel_size, stride, padding, dilation)

@@ -4,9 +4,10 @@ The first half tests ``minift.kernels.cupy.launch``, plain Python, on any machin
 GEMM's threads cover every output exactly once, that grids respect CUDA's limits, and that
 shapes, strides and bad arguments are handled as the reference handles them.
 
-The second half runs every kernel of ``minift.kernels.cupy.backend`` against the NumPy
-reference ``minift.reference`` on hypothesis-drawn shapes, strides, padding and dilation;
-it is skipped, with the reason, unless ``minift.backend`` reports the cupy backend usable.
+The second half runs every contract entry on CuPy arrays (so on the kernels of
+``minift.kernels.cupy.backend``) against the NumPy reference on the cases every kernel
+test shares (``strategies``: shapes, strides, padding, dilation, memory layouts); it is
+skipped, with the reason, unless ``minift.backend`` reports the cupy backend usable.
 """
 
 import math
@@ -17,16 +18,13 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
-from minift import backend
+from minift import backend, contract
 from minift.kernels.cupy import launch
-from minift.contract.geometry import pool2d_geometry
+from strategies import KERNEL_DTYPES, LAYOUTS, SEEDS, conv_cases, pool_cases
 
 CUPY_OK, CUPY_REASON = backend.available_backends()["cupy"]
 if CUPY_OK:
     import cupy
-
-    from minift import reference
-    from minift.kernels.cupy import backend as cupy_gpu
 
 needs_gpu = pytest.mark.skipif(not CUPY_OK, reason=f"cupy backend unavailable: {CUPY_REASON}")
 
@@ -124,16 +122,8 @@ def test_sample_chunks_cover_the_batch_in_order_within_the_budget(samples, bytes
 
 
 # ----------------------------------------------------------------------------------------
-# dtypes, strides, matmul batching
+# strides, matmul batching
 # ----------------------------------------------------------------------------------------
-
-def test_common_float_dtype_names_what_disagrees():
-    assert launch.common_float_dtype("op", x=np.float32, bias=None) == np.float32
-    with pytest.raises(TypeError, match="x is float32, weight is float64"):
-        launch.common_float_dtype("op", x=np.float32, weight=np.float64)
-    with pytest.raises(TypeError, match="float16"):
-        launch.common_float_dtype("op", x=np.float16)
-
 
 def test_element_strides_divide_byte_strides_by_the_item_size():
     array = np.zeros((3, 4, 5), np.float32)[:, ::2, ::-1]
@@ -142,22 +132,10 @@ def test_element_strides_divide_byte_strides_by_the_item_size():
         launch.element_strides((6, 4), 4)
 
 
-@given(shapes=mutually_broadcastable_shapes(signature="(m,k),(k,n)->(m,n)", max_dims=5, max_side=4))
-def test_matmul_geometry_agrees_with_numpy(shapes):
-    a_shape, b_shape = shapes.input_shapes
-    batch_shape, m, k, n = launch.matmul_geometry(a_shape, b_shape)
-    assert (*batch_shape, m, n) == np.matmul(np.zeros(a_shape), np.zeros(b_shape)).shape
-    assert k == a_shape[-1]
-
-
-@pytest.mark.parametrize(
-    "a_shape, b_shape, words",
-    [((2, 3), (4, 5), "inner sizes must match"), ((2, 3, 4), (3, 4, 5), "do not broadcast"),
-     ((3,), (3, 4), "at least 2-D")],
-)
-def test_matmul_geometry_rejects_mismatched_shapes(a_shape, b_shape, words):
-    with pytest.raises(ValueError, match=words):
-        launch.matmul_geometry(a_shape, b_shape)
+def test_matrices_beyond_the_gemm_32_bit_sizes_are_refused():
+    launch.check_int32_matrix("matmul", 2**31 - 1, 3, 4)
+    with pytest.raises(ValueError, match=r"matmul: M, K and N must be below 2\*\*31, got 3, 2147483648, 4"):
+        launch.check_int32_matrix("matmul", 3, 2**31, 4)
 
 
 def _batch_offsets(batch_shape, strides):
@@ -194,18 +172,16 @@ def test_broadcast_batch_strides_address_the_same_elements_as_numpy(shapes):
 # The kernels on a GPU, against the NumPy reference
 # ----------------------------------------------------------------------------------------
 
-LAYOUTS = ("contiguous", "transposed", "strided")
+def on_device(array, layout):
+    """A CuPy array equal to ``array``, stored in ``layout`` (one of ``strategies.LAYOUTS``)."""
+    return None if array is None else layout(cupy.asarray(np.ascontiguousarray(array)), cupy)
 
 
-def _to_device(array, layout):
-    """A CuPy array equal to ``array``, laid out C-contiguous, as a transposed view, or strided."""
-    if layout == "transposed":
-        return cupy.asarray(np.ascontiguousarray(np.swapaxes(array, -1, -2))).swapaxes(-1, -2)
-    if layout == "strided":
-        wide = np.zeros((*array.shape[:-1], 2 * array.shape[-1]), array.dtype)
-        wide[..., ::2] = array
-        return cupy.asarray(wide)[..., ::2]
-    return cupy.asarray(array)
+def on_reference(entry, *args):
+    """Contract entry ``entry`` (a name) on the NumPy reference, every float array in float64."""
+    up = (lambda a: a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a)
+    with backend.use_backend("numpy"):
+        return getattr(contract, entry)(*map(up, args))
 
 
 def _assert_matches(got, want, dtype):
@@ -213,7 +189,7 @@ def _assert_matches(got, want, dtype):
     assert isinstance(got, cupy.ndarray) and got.flags.c_contiguous
     assert got.dtype == dtype and got.shape == want.shape
     tolerance = 2e-5 if dtype == np.float32 else 1e-12
-    scale = 1 + np.abs(want).max(initial=0)
+    scale = 1 + np.abs(want[np.isfinite(want)]).max(initial=0)
     np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=tolerance, atol=tolerance * scale)
 
 
@@ -222,24 +198,22 @@ def _assert_unchanged(device_arrays, host_copies):
         np.testing.assert_array_equal(cupy.asnumpy(device), host)
 
 
-dtypes = st.sampled_from([np.float32, np.float64])
+dtypes = st.sampled_from(KERNEL_DTYPES)
+layouts = st.sampled_from(LAYOUTS)
 # sizes around the 128-wide GEMM tile as well as small and odd ones
 gemm_sizes = st.one_of(st.integers(1, 200), st.sampled_from([127, 128, 129, 255, 257]))
-pairs = st.tuples(st.integers(1, 4), st.integers(1, 4))  # kernel sizes and dilations
 
 
 @needs_gpu
 @settings(max_examples=40, deadline=None)
 @given(batch=mutually_broadcastable_shapes(num_shapes=2, max_dims=2, max_side=3), m=gemm_sizes,
-       k=gemm_sizes, n=gemm_sizes, dtype=dtypes, layouts=st.tuples(st.sampled_from(LAYOUTS), st.sampled_from(LAYOUTS)),
-       seed=st.integers(0, 2**32 - 1))
-def test_matmul_matches_reference(batch, m, k, n, dtype, layouts, seed):
+       k=gemm_sizes, n=gemm_sizes, dtype=dtypes, layout_pair=st.tuples(layouts, layouts), seed=SEEDS)
+def test_matmul_matches_reference(batch, m, k, n, dtype, layout_pair, seed):
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((*batch.input_shapes[0], m, k)).astype(dtype)
     b = rng.standard_normal((*batch.input_shapes[1], k, n)).astype(dtype)
-    a_dev, b_dev = _to_device(a, layouts[0]), _to_device(b, layouts[1])
-    got = cupy_gpu.matmul(a_dev, b_dev)
-    _assert_matches(got, reference.matmul(a.astype(np.float64), b.astype(np.float64)), dtype)
+    a_dev, b_dev = on_device(a, layout_pair[0]), on_device(b, layout_pair[1])
+    _assert_matches(contract.matmul(a_dev, b_dev), on_reference("matmul", a, b), dtype)
     _assert_unchanged((a_dev, b_dev), (a, b))
 
 
@@ -250,7 +224,7 @@ def test_matmul_matches_reference(batch, m, k, n, dtype, layouts, seed):
 def test_matmul_handles_empty_and_degenerate_sizes(a_shape, b_shape):
     a = np.arange(math.prod(a_shape), dtype=np.float32).reshape(a_shape)
     b = np.ones(b_shape, np.float32)
-    _assert_matches(cupy_gpu.matmul(cupy.asarray(a), cupy.asarray(b)), reference.matmul(a, b), np.float32)
+    _assert_matches(contract.matmul(cupy.asarray(a), cupy.asarray(b)), on_reference("matmul", a, b), np.float32)
 
 
 @needs_gpu
@@ -259,66 +233,42 @@ def test_matmul_batch_larger_than_grid_z():
     rng = np.random.default_rng(0)
     a = rng.standard_normal((70_000, 2, 3)).astype(np.float32)
     b = rng.standard_normal((3, 2)).astype(np.float32)
-    _assert_matches(cupy_gpu.matmul(cupy.asarray(a), cupy.asarray(b)), reference.matmul(a, b), np.float32)
+    _assert_matches(contract.matmul(cupy.asarray(a), cupy.asarray(b)), on_reference("matmul", a, b), np.float32)
 
 
-@st.composite
-def conv_cases(draw):
-    """(x, weight, bias, stride, padding, dilation) as NumPy arrays and pairs, with output >= 1x1."""
-    dtype = draw(dtypes)
-    n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 5))
-    kernel, stride, dilation = draw(pairs), draw(st.tuples(st.integers(1, 3), st.integers(1, 3))), draw(pairs)
-    padding = draw(st.tuples(st.integers(0, 3), st.integers(0, 3)))
-    h, w = (
-        draw(st.integers(max(1, d * (k - 1) + 1 - 2 * p), 14))
-        for k, d, p in zip(kernel, dilation, padding)
-    )
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    weight = rng.standard_normal((o, c, *kernel)).astype(dtype)
-    bias = rng.standard_normal(o).astype(dtype) if draw(st.booleans()) else None
-    return x, weight, bias, stride, padding, dilation
+CONV_CASES = conv_cases(dtypes=KERNEL_DTYPES)
 
 
 @needs_gpu
 @settings(max_examples=40, deadline=None)
-@given(case=conv_cases(), layout=st.sampled_from(LAYOUTS))
+@given(case=CONV_CASES, layout=layouts)
 def test_conv2d_forward_matches_reference(case, layout):
-    x, weight, bias, *geometry = case
-    x_dev, weight_dev = _to_device(x, layout), cupy.asarray(weight)
-    bias_dev = None if bias is None else cupy.asarray(bias)
-    got = cupy_gpu.conv2d_forward(x_dev, weight_dev, bias_dev, *geometry)
-    up = (lambda array: None if array is None else array.astype(np.float64))
-    _assert_matches(got, reference.conv2d_forward(up(x), up(weight), up(bias), *geometry), x.dtype)
-    _assert_unchanged((x_dev, weight_dev), (x, weight))
+    x_dev, weight_dev, bias_dev = (on_device(a, layout) for a in (case.x, case.weight, case.bias))
+    got = contract.conv2d_forward(x_dev, weight_dev, bias_dev, *case.geometry)
+    _assert_matches(got, on_reference("conv2d_forward", case.x, case.weight, case.bias, *case.geometry), case.x.dtype)
+    _assert_unchanged((x_dev, weight_dev), (case.x, case.weight))
 
 
 @needs_gpu
 @settings(max_examples=40, deadline=None)
-@given(case=conv_cases(), layout=st.sampled_from(LAYOUTS), seed=st.integers(0, 2**32 - 1))
-def test_conv2d_backward_input_matches_reference(case, layout, seed):
-    x, weight, _, *geometry = case
-    y_shape = reference.conv2d_forward(x, weight, None, *geometry).shape
-    grad_y = np.random.default_rng(seed).standard_normal(y_shape).astype(x.dtype)
-    grad_y_dev, weight_dev = _to_device(grad_y, layout), _to_device(weight, layout)
-    got = cupy_gpu.conv2d_backward_input(grad_y_dev, weight_dev, x.shape, *geometry)
-    want = reference.conv2d_backward_input(grad_y.astype(np.float64), weight.astype(np.float64), x.shape, *geometry)
-    _assert_matches(got, want, x.dtype)
-    _assert_unchanged((grad_y_dev, weight_dev), (grad_y, weight))
+@given(case=CONV_CASES, layout=layouts)
+def test_conv2d_backward_input_matches_reference(case, layout):
+    grad_y_dev, weight_dev = on_device(case.grad_y, layout), on_device(case.weight, layout)
+    got = contract.conv2d_backward_input(grad_y_dev, weight_dev, case.x.shape, *case.geometry)
+    want = on_reference("conv2d_backward_input", case.grad_y, case.weight, case.x.shape, *case.geometry)
+    _assert_matches(got, want, case.x.dtype)
+    _assert_unchanged((grad_y_dev, weight_dev), (case.grad_y, case.weight))
 
 
 @needs_gpu
 @settings(max_examples=40, deadline=None)
-@given(case=conv_cases(), layout=st.sampled_from(LAYOUTS), seed=st.integers(0, 2**32 - 1))
-def test_conv2d_backward_weight_matches_reference(case, layout, seed):
-    x, weight, _, *geometry = case
-    y_shape = reference.conv2d_forward(x, weight, None, *geometry).shape
-    grad_y = np.random.default_rng(seed).standard_normal(y_shape).astype(x.dtype)
-    grad_y_dev, x_dev = _to_device(grad_y, layout), _to_device(x, layout)
-    got = cupy_gpu.conv2d_backward_weight(grad_y_dev, x_dev, weight.shape, *geometry)
-    want = reference.conv2d_backward_weight(grad_y.astype(np.float64), x.astype(np.float64), weight.shape, *geometry)
-    _assert_matches(got, want, x.dtype)
-    _assert_unchanged((grad_y_dev, x_dev), (grad_y, x))
+@given(case=CONV_CASES, layout=layouts)
+def test_conv2d_backward_weight_matches_reference(case, layout):
+    grad_y_dev, x_dev = on_device(case.grad_y, layout), on_device(case.x, layout)
+    got = contract.conv2d_backward_weight(grad_y_dev, x_dev, case.weight.shape, *case.geometry)
+    want = on_reference("conv2d_backward_weight", case.grad_y, case.x, case.weight.shape, *case.geometry)
+    _assert_matches(got, want, case.x.dtype)
+    _assert_unchanged((grad_y_dev, x_dev), (case.grad_y, case.x))
 
 
 @needs_gpu
@@ -328,64 +278,43 @@ def test_conv2d_in_chunks_of_one_sample_gives_the_same_results(monkeypatch):
     rng = np.random.default_rng(1)
     x, weight = rng.standard_normal((4, 3, 9, 7)), rng.standard_normal((5, 3, 3, 2))
     geometry = ((2, 1), (1, 1), (1, 2))
-    grad_y = rng.standard_normal(reference.conv2d_forward(x, weight, None, *geometry).shape)
+    grad_y = rng.standard_normal(on_reference("conv2d_forward", x, weight, None, *geometry).shape)
     x_dev, weight_dev, grad_y_dev = cupy.asarray(x), cupy.asarray(weight), cupy.asarray(grad_y)
-    _assert_matches(cupy_gpu.conv2d_forward(x_dev, weight_dev, None, *geometry),
-                    reference.conv2d_forward(x, weight, None, *geometry), np.float64)
-    _assert_matches(cupy_gpu.conv2d_backward_input(grad_y_dev, weight_dev, x.shape, *geometry),
-                    reference.conv2d_backward_input(grad_y, weight, x.shape, *geometry), np.float64)
-    _assert_matches(cupy_gpu.conv2d_backward_weight(grad_y_dev, x_dev, weight.shape, *geometry),
-                    reference.conv2d_backward_weight(grad_y, x, weight.shape, *geometry), np.float64)
+    _assert_matches(contract.conv2d_forward(x_dev, weight_dev, None, *geometry),
+                    on_reference("conv2d_forward", x, weight, None, *geometry), np.float64)
+    _assert_matches(contract.conv2d_backward_input(grad_y_dev, weight_dev, x.shape, *geometry),
+                    on_reference("conv2d_backward_input", grad_y, weight, x.shape, *geometry), np.float64)
+    _assert_matches(contract.conv2d_backward_weight(grad_y_dev, x_dev, weight.shape, *geometry),
+                    on_reference("conv2d_backward_weight", grad_y, x, weight.shape, *geometry), np.float64)
 
 
-@st.composite
-def pool_cases(draw, with_dilation):
-    """(x, kernel_size, stride, padding, dilation) whose windows all touch the input.
-
-    Values come from a few integers so that windows have tied maxima, and sometimes NaN.
-    """
-    dtype = draw(dtypes)
-    kernel = draw(pairs)
-    stride = draw(st.tuples(st.integers(1, 3), st.integers(1, 3)))
-    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
-    dilation = draw(pairs) if with_dilation else (1, 1)
-    h, w = (draw(st.integers(max(1, d * (k - 1) + 1 - 2 * p), 14)) for k, d, p in zip(kernel, dilation, padding))
-    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), h, w)
-    try:
-        pool2d_geometry("pool", shape, kernel, stride, padding, dilation)
-    except ValueError:
-        assume(False)  # a window wholly in the padding: refused (test_reference_geometry.py)
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    x = rng.integers(-3, 4, shape).astype(dtype)
-    if draw(st.booleans()):
-        x[rng.random(shape) < 0.05] = np.nan
-    return x, kernel, stride, padding, dilation
+MAX_POOL_CASES = pool_cases(kinds=("distinct", "ties", "-inf", "nan"), dtypes=KERNEL_DTYPES)
+AVG_POOL_CASES = pool_cases(kinds=("distinct", "ties"), max_dilation=1, dtypes=KERNEL_DTYPES)
 
 
 @needs_gpu
 @settings(max_examples=40, deadline=None)
-@given(case=pool_cases(with_dilation=True), layout=st.sampled_from(LAYOUTS))
+@given(case=MAX_POOL_CASES, layout=layouts)
 def test_max_pool2d_forward_matches_reference_exactly(case, layout):
-    x, *geometry = case
-    x_dev = _to_device(x, layout)
-    y, indices = cupy_gpu.max_pool2d_forward(x_dev, *geometry)
-    want_y, want_indices = reference.max_pool2d_forward(x, *geometry)
-    assert y.dtype == x.dtype and indices.dtype == np.int64
+    x_dev = on_device(case.x, layout)
+    y, indices = contract.max_pool2d_forward(x_dev, *case.window, case.dilation)
+    with backend.use_backend("numpy"):
+        want_y, want_indices = contract.max_pool2d_forward(case.x, *case.window, case.dilation)
+    assert y.dtype == case.x.dtype and indices.dtype == np.int64
     np.testing.assert_array_equal(cupy.asnumpy(y), want_y)  # NaN == NaN here
     np.testing.assert_array_equal(cupy.asnumpy(indices), want_indices)
-    _assert_unchanged((x_dev,), (x,))
+    _assert_unchanged((x_dev,), (case.x,))
 
 
 @needs_gpu
 @settings(max_examples=40, deadline=None)
-@given(case=pool_cases(with_dilation=True), seed=st.integers(0, 2**32 - 1))
+@given(case=MAX_POOL_CASES, seed=SEEDS)
 def test_max_pool2d_backward_matches_reference(case, seed):
-    x, *geometry = case
-    _, indices = reference.max_pool2d_forward(x, *geometry)
-    grad_y = np.random.default_rng(seed).standard_normal(indices.shape).astype(x.dtype)
+    _, indices = on_reference("max_pool2d_forward", case.x, *case.window, case.dilation)
+    grad_y = np.random.default_rng(seed).standard_normal(indices.shape).astype(case.x.dtype)
     grad_y_dev, indices_dev = cupy.asarray(grad_y), cupy.asarray(indices)
-    got = cupy_gpu.max_pool2d_backward(grad_y_dev, indices_dev, x.shape)
-    _assert_matches(got, reference.max_pool2d_backward(grad_y.astype(np.float64), indices, x.shape), x.dtype)
+    got = contract.max_pool2d_backward(grad_y_dev, indices_dev, case.x.shape)
+    _assert_matches(got, on_reference("max_pool2d_backward", grad_y, indices, case.x.shape), case.x.dtype)
     _assert_unchanged((grad_y_dev, indices_dev), (grad_y, indices))
 
 
@@ -394,44 +323,41 @@ def test_max_pool2d_backward_refuses_indices_outside_the_plane():
     grad_y = cupy.ones((1, 1, 2, 2), cupy.float32)
     indices = cupy.asarray(np.array([0, 1, 2, 16]).reshape(1, 1, 2, 2))
     with pytest.raises(ValueError, match=r"\[0, 16\)"):
-        cupy_gpu.max_pool2d_backward(grad_y, indices, (1, 1, 4, 4))
+        contract.max_pool2d_backward(grad_y, indices, (1, 1, 4, 4))
 
 
 @needs_gpu
 @settings(max_examples=40, deadline=None)
-@given(case=pool_cases(with_dilation=False), layout=st.sampled_from(LAYOUTS))
+@given(case=AVG_POOL_CASES, layout=layouts)
 def test_avg_pool2d_forward_matches_reference(case, layout):
-    x, kernel, stride, padding, _ = case
-    x = np.nan_to_num(x)
-    x_dev = _to_device(x, layout)
-    got = cupy_gpu.avg_pool2d_forward(x_dev, kernel, stride, padding)
-    _assert_matches(got, reference.avg_pool2d_forward(x.astype(np.float64), kernel, stride, padding), x.dtype)
-    _assert_unchanged((x_dev,), (x,))
+    x_dev = on_device(case.x, layout)
+    got = contract.avg_pool2d_forward(x_dev, *case.window)
+    _assert_matches(got, on_reference("avg_pool2d_forward", case.x, *case.window), case.x.dtype)
+    _assert_unchanged((x_dev,), (case.x,))
 
 
 @needs_gpu
 @settings(max_examples=40, deadline=None)
-@given(case=pool_cases(with_dilation=False), seed=st.integers(0, 2**32 - 1))
+@given(case=AVG_POOL_CASES, seed=SEEDS)
 def test_avg_pool2d_backward_matches_reference(case, seed):
-    x, kernel, stride, padding, _ = case
-    y_shape = reference.avg_pool2d_forward(np.nan_to_num(x), kernel, stride, padding).shape
-    grad_y = np.random.default_rng(seed).standard_normal(y_shape).astype(x.dtype)
-    got = cupy_gpu.avg_pool2d_backward(cupy.asarray(grad_y), x.shape, kernel, stride, padding)
-    want = reference.avg_pool2d_backward(grad_y.astype(np.float64), x.shape, kernel, stride, padding)
-    _assert_matches(got, want, x.dtype)
+    grad_y = np.random.default_rng(seed).standard_normal(case.output_shape).astype(case.x.dtype)
+    got = contract.avg_pool2d_backward(cupy.asarray(grad_y), case.x.shape, *case.window)
+    want = on_reference("avg_pool2d_backward", grad_y, case.x.shape, *case.window)
+    _assert_matches(got, want, case.x.dtype)
 
 
 @needs_gpu
-def test_backend_runs_cupy_arrays_on_the_gpu_kernels():
-    rng = np.random.default_rng(2)
-    x, weight = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
-    got = backend.conv2d_forward(cupy.asarray(x), cupy.asarray(weight), None, (1, 1), (1, 1), (1, 1))
-    _assert_matches(got, reference.conv2d_forward(x, weight, None, (1, 1), (1, 1), (1, 1)), np.float64)
+def test_the_contract_runs_cupy_arrays_on_the_gpu_kernels():
+    from minift.kernels.cupy import backend as cupy_gpu
+
+    x = cupy.zeros((1, 1, 2, 2))
+    for name in contract.CONTRACT:
+        assert backend.implementation(name, x) is getattr(cupy_gpu, name)
 
 
 @needs_gpu
-def test_kernels_refuse_host_arrays_and_mixed_dtypes():
+def test_the_contract_refuses_host_and_device_arrays_together_and_mixed_dtypes():
     with pytest.raises(TypeError, match="cupy.asarray"):
-        cupy_gpu.matmul(np.ones((2, 2), np.float32), cupy.ones((2, 2), cupy.float32))
+        contract.matmul(np.ones((2, 2), np.float32), cupy.ones((2, 2), cupy.float32))
     with pytest.raises(TypeError, match="one dtype"):
-        cupy_gpu.matmul(cupy.ones((2, 2), cupy.float32), cupy.ones((2, 2), cupy.float64))
+        contract.matmul(cupy.ones((2, 2), cupy.float32), cupy.ones((2, 2), cupy.float64))

@@ -1,9 +1,9 @@
-"""``minift.contract.geometry``: the output sizes and argument checks every backend shares.
+"""``minift.contract.geometry``: the sizes and argument checks of every contract entry.
 
 Output sizes are checked against a brute-force count of the windows that fit, and the
 pooling rule "no window wholly on padding" against a walk over every tap of every window.
-That each backend calls these functions, and so fails alike, is tested with the backends
-(``test_numba_kernels.py``: every bad call raises the reference's message word for word).
+That the contract entries call them before any backend runs is tested in
+``test_reference_kernels.py`` (``test_bad_input_raises_a_clear_error_before_any_backend_runs``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
-from minift.contract.geometry import conv2d_geometry, pool2d_geometry
+import numpy as np
+
+from minift.contract.geometry import conv2d_geometry, matmul_geometry, pool2d_geometry
 
 
 def windows_that_fit(size, kernel, stride, padding, dilation):
@@ -98,3 +101,23 @@ def test_a_huge_dilated_window_is_judged_without_walking_its_taps():
     """Kernel 2**40 over an empty plane: one window, all padding, refused at once."""
     with pytest.raises(ValueError, match="covers only padding of the 0-long input"):
         pool2d_geometry("max_pool2d_forward", (1, 1, 0, 1), (2**40, 1), (1, 1), (2**39, 0))
+
+
+@given(shapes=mutually_broadcastable_shapes(signature="(m,k),(k,n)->(m,n)", max_dims=5, max_side=4))
+def test_matmul_geometry_agrees_with_numpy(shapes):
+    a_shape, b_shape = shapes.input_shapes
+    g = matmul_geometry("matmul", a_shape, b_shape)
+    assert g.output_shape == np.matmul(np.zeros(a_shape), np.zeros(b_shape)).shape
+    assert g.k == a_shape[-1] and g.batch == int(np.prod(g.batch_shape))
+
+
+@pytest.mark.parametrize(
+    "a_shape, b_shape, words",
+    [((2, 3), (4, 5), "must agree on K, got shapes (2, 3) and (4, 5)"),
+     ((2, 3, 4), (3, 4, 5), "the batch dimensions (2,) and (3,) do not broadcast"),
+     ((3,), (3, 4), "at least 2-D")],
+)
+def test_matmul_geometry_rejects_mismatched_shapes(a_shape, b_shape, words):
+    with pytest.raises(ValueError) as raised:
+        matmul_geometry("matmul", a_shape, b_shape)
+    assert str(raised.value).startswith("matmul: ") and words in str(raised.value)

@@ -60,7 +60,7 @@ x = minift.tensor([1.0, 2.0, 3.0], requires_grad=True)
 w = minift.tensor([0.5, -1.0, 2.0], requires_grad=True)
 y = (x * w).sum()
 print(y)
-print("y was made by", y._node.fn.__name__, "from", len(y._node.inputs), "input")
+print("y was made by", y.grad_fn.name(), "from", len(y.grad_fn.inputs), "input")
 
 # %% [markdown]
 # `grad_fn=<Sum>` says the last op was a sum. Each node points at its inputs, so we can
@@ -70,8 +70,8 @@ print("y was made by", y._node.fn.__name__, "from", len(y._node.inputs), "input"
 # %%
 def show_graph(tensor, name="y", depth=0):
     """Print the graph that produced ``tensor``, one line per tensor, output first."""
-    node = tensor._node
-    made_by = f"made by {node.fn.__name__}" if node is not None else "leaf"
+    node = tensor.grad_fn
+    made_by = f"made by {node.name()}" if node is not None else "leaf"
     print("    " * depth + f"{name}: shape {tensor.shape}, {made_by}")
     for index, parent in enumerate(node.inputs if node is not None else ()):
         show_graph(parent, f"input {index}", depth + 1)
@@ -361,5 +361,5 @@ print("all checks passed")
 #    `retain_graph=True` and check that `a.grad` doubled.
 # 4. Replace `upstream` in section 3 by a gradient of shape `(2, 4, 3)` — what would the
 #    forward have to look like, and what does `unbroadcast` sum over?
-# 5. Read `minift/tensor.py`'s `_run_backward`: find where gradients from two uses of the
-#    same tensor are added, and where the graph is freed.
+# 5. Read `backward` in `minift/engine/autograd.py`: find where gradients from two uses of
+#    the same tensor are added, and where the graph is freed.

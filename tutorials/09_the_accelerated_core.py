@@ -54,8 +54,9 @@ import numpy as np
 from minift import bench
 from minift.apps import course
 from minift import functional as F
-from minift import reference
+from minift import contract, reference
 from minift.backend import available_backends, use_backend
+from minift.contract.geometry import conv2d_geometry
 from minift.data import load_dataset
 from minift.models import SmallCNN
 from minift.optim import AdamW
@@ -67,12 +68,14 @@ print("backend:", minift.backend.get_backend(), "| fast mode:", course.fast_mode
 # ## 1. The kernel contract
 #
 # minift's ops never run a convolution or a matrix product themselves: they call one of
-# the functions of `minift.backend.CONTRACT`, which hands the work to the backend in
-# use. Each backend is a module that implements all of them with the same signatures
-# and semantics (documented once, in `minift/backend.py`):
+# the entries of `minift.contract.CONTRACT`. Each entry checks its arguments, works out
+# the sizes of the call (its *geometry*), and hands the arrays and that geometry to the
+# kernel of the same name in the backend in use. Each backend is a module that
+# implements all of them with the same semantics (documented once, in
+# `minift/contract/__init__.py`), so its kernels hold only their loops:
 
 # %%
-print("the contract:", ", ".join(minift.backend.CONTRACT))
+print("the contract:", ", ".join(contract.CONTRACT))
 backends = available_backends()
 for name, (ok, reason) in backends.items():
     print(f"  {name:6} {'available' if ok else 'not available'}: {reason}")
@@ -236,10 +239,12 @@ rng = np.random.default_rng(0)
 x = rng.standard_normal((BATCH, 16, 14, 14), dtype=np.float32)  # the input of SmallCNN's block2
 weight = rng.standard_normal((32, 16, 3, 3), dtype=np.float32)
 geometry = ((1, 1), (1, 1), (1, 1))   # stride, padding, dilation as (height, width) pairs
-expected = reference.conv2d_forward(x, weight, None, *geometry)
+g = conv2d_geometry("conv2d_forward", x.shape, weight.shape, *geometry)  # what the contract hands a kernel
+print(g)
+expected = reference.conv2d_forward(x, weight, None, g)
 
 tiny_x, tiny_w = x[:1, :2, :5, :5], weight[:3, :2]
-tiny_expected = reference.conv2d_forward(tiny_x, tiny_w, None, *geometry)
+tiny_expected = contract.conv2d_forward(tiny_x, tiny_w, None, *geometry)  # checked, then the selected backend
 python_difference = float(np.abs(conv2d_direct(tiny_x, tiny_w, 1) - tiny_expected).max())
 print(f"pure Python, tiny input: max |difference| = {python_difference:.1e}")
 if conv2d_direct_jit is not None:
@@ -255,12 +260,12 @@ if conv2d_direct_jit is not None:
 
 # %%
 repeat, warmup = course.pick(7, 3), 1
-contenders = {"numpy reference (im2col + BLAS)": lambda: reference.conv2d_forward(x, weight, None, *geometry)}
+contenders = {"numpy reference (im2col + BLAS)": lambda: reference.conv2d_forward(x, weight, None, g)}
 if numba_ok:
     from minift.kernels.numba import backend as numba_cpu
 
     contenders["our direct loops (Numba)"] = lambda: conv2d_direct_jit(x, weight, 1)
-    contenders["minift numba (im2col + GEMM)"] = lambda: numba_cpu.conv2d_forward(x, weight, None, *geometry)
+    contenders["minift numba (im2col + GEMM)"] = lambda: numba_cpu.conv2d_forward(x, weight, None, g)
 else:
     print("numba is not available, only the reference runs:", backends["numba"][1])
 seconds = {name: bench.measure(step, repeat, warmup) for name, step in contenders.items()}
@@ -274,9 +279,9 @@ course.print_table([(name, f"{1e3 * t:.2f}", f"{flops / t / 1e9:.1f}") for name,
 # reads each input value `KH·KW·O` times from scattered places; im2col copies the input
 # once into a matrix (`C·KH·KW` rows, one column per output pixel) and then a GEMM does
 # all the arithmetic in cache-sized blocks with vector instructions
-# (`kernels/numba_gemm.py` explains how a fast GEMM is built). The price is memory: the
+# (`kernels/numba/gemm.py` explains how a fast GEMM is built). The price is memory: the
 # column matrix is `KH·KW` = 9 times as large as the input, which is why minift's kernel
-# processes the batch in chunks (`kernels/numba_conv.py`). How large the gap is depends
+# processes the batch in chunks (`kernels/numba/conv.py`). How large the gap is depends
 # on the machine and its load; on a busy machine any of these can lose a round.
 #
 # ## 5. Reading and debugging the real kernels
@@ -290,7 +295,7 @@ if numba_ok:
 
     print(inspect.getsource(numba_pool.avg_pool2d_forward_kernel.py_func))
 else:
-    print("numba is not available; read kernels/numba_pool.py instead")
+    print("numba is not available; read kernels/numba/pool.py instead")
 
 # %% [markdown]
 # The `uint64(...)` casts tell Numba the indices are never negative, so it can drop the
@@ -322,7 +327,7 @@ if numba_ok:
                        [f"max_pool2d 2x2, {BATCH * 32} planes of 32x32", "ms"])
     print("same maxima and indices:", same_pooling)
 else:
-    print("numba is not available; read kernels/numba_pool.py instead")
+    print("numba is not available; read kernels/numba/pool.py instead")
 
 # %% [markdown]
 # **To debug a kernel**, set `NUMBA_DISABLE_JIT=1` before Numba is imported: every `@njit`
@@ -377,7 +382,7 @@ print("all checks passed")
 # 2. Make `conv2d_direct` faster: move the `c` loop inside the `i`, `j` loops (so each
 #    output value is summed in a register), or give each task a block of rows. Check it
 #    against the reference after every change, and time it with `bench.measure`.
-# 3. Add `stride` to `conv2d_direct` (the contract's formula is in `minift/backend.py`).
+# 3. Add `stride` to `conv2d_direct` (the contract's formula is in `minift/contract/__init__.py`).
 #    Test it on small odd sizes against `reference.conv2d_forward` — the edge cases are
 #    where kernels go wrong.
 # 4. Put a `print(plane)` inside the `prange` loop and run with `NUMBA_DISABLE_JIT=1`. In

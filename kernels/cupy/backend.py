@@ -1,7 +1,7 @@
 """The GPU backend: minift's kernel contract on CuPy arrays, with hand-written CUDA C.
 
-Implements the eight functions of the contract in ``minift/backend.py`` (same shapes,
-same semantics as the NumPy reference ``minift.reference``) for arrays on an NVIDIA GPU:
+Implements the kernels of the contract (``minift.contract``: same shapes, same semantics
+as the NumPy reference ``minift.reference``) for arrays on an NVIDIA GPU:
 
 * ``matmul``: the shared-memory tiled GEMM of ``gemm.cu`` (128 x 128 tiles per block,
   8 x 8 outputs per thread), batched over broadcast batch dimensions.
@@ -12,10 +12,11 @@ same semantics as the NumPy reference ``minift.reference``) for arrays on an NVI
 
 Each ``.cu`` file is written once for ``scalar_t`` and compiled by NVRTC (through
 ``cupy.RawModule``) twice, for float32 and float64, the first time a kernel is needed;
-CuPy caches the result on disk. Shapes and windows are checked, and the outputs sized,
-by the reference's own functions (``minift.contract.checks`` and ``geometry``), so a
-bad shape or window fails with the same message as on the CPU; launch geometry lives in
-``launch`` (plain Python, tested without a GPU).
+CuPy caches the result on disk. Shapes, dtypes, devices and windows were checked, and
+the outputs sized, by the contract entry before a kernel here runs (each receives the
+geometry), so a bad call fails with the same message as on the CPU; the only checks left
+here are the GPU's own 32-bit index limits. Launch geometry lives in ``launch`` (plain
+Python, tested without a GPU).
 
 Kernels read the inputs' own strides where that saves a copy (the GEMM reads transposed
 views directly); the convolution and pooling kernels read C-contiguous arrays, so the
@@ -30,14 +31,7 @@ import math
 import cupy
 import numpy as np
 
-from minift.contract.checks import check_ndim, check_same_shape, check_shape
-from minift.contract.geometry import (
-    ConvGeometry,
-    PoolGeometry,
-    conv2d_geometry,
-    max_pool2d_backward_shape,
-    pool2d_geometry,
-)
+from minift.contract.geometry import ConvGeometry, MatmulGeometry, PoolGeometry
 
 from . import launch
 
@@ -92,21 +86,11 @@ def _int64(*values) -> tuple[np.int64, ...]:
     return tuple(np.int64(v) for v in values)
 
 
-def _check_device_arrays(op: str, **arrays) -> None:
-    """Raise unless every named array (``None`` skipped) is a CuPy array."""
-    for name, array in arrays.items():
-        if array is not None and not isinstance(array, cupy.ndarray):
-            raise TypeError(
-                f"{op}: {name} must be a CuPy array (on the GPU), got {type(array).__name__}; "
-                f"move it with cupy.asarray(...)"
-            )
-
-
 # ----------------------------------------------------------------------------------------
 # matmul
 # ----------------------------------------------------------------------------------------
 
-def matmul(a, b):
+def matmul(a, b, g: MatmulGeometry):
     """``a (..., M, K) @ b (..., K, N) -> (..., M, N)`` with the tiled GEMM of ``gemm.cu``.
 
     Batch dimensions broadcast as in ``numpy.matmul``. Both operands are read through
@@ -114,9 +98,8 @@ def matmul(a, b):
     dimensions cannot be walked with one stride is first copied contiguous.
     float32 and float64 run the same kernel source, compiled for each.
     """
-    _check_device_arrays("matmul", a=a, b=b)
-    dtype = launch.common_float_dtype("matmul", a=a.dtype, b=b.dtype)
-    batch_shape, m, k, n = launch.matmul_geometry(a.shape, b.shape)
+    launch.check_int32_matrix("matmul", g.m, g.k, g.n)
+    dtype, batch_shape, m, k, n = a.dtype, g.batch_shape, g.m, g.k, g.n
     a, a_batch_stride = _batched_operand(a, batch_shape)
     b, b_batch_stride = _batched_operand(b, batch_shape)
     a_strides = launch.element_strides(a.strides, a.itemsize)
@@ -135,6 +118,11 @@ def matmul(a, b):
     return out
 
 
+def _matrix_product(a, b):
+    """``a (M, K) @ b (K, N)``, two matrices, on the tiled GEMM."""
+    return matmul(a, b, MatmulGeometry((), a.shape[0], a.shape[1], b.shape[1]))
+
+
 def _batched_operand(x, batch_shape):
     """``x`` and the stride from one batch matrix to the next (0 when broadcast)."""
     strides = launch.element_strides(x.strides, x.itemsize)
@@ -150,74 +138,53 @@ def _batched_operand(x, batch_shape):
 # conv2d: im2col + GEMM
 # ----------------------------------------------------------------------------------------
 
-def conv2d_forward(x, weight, bias, stride, padding, dilation):
+def conv2d_forward(x, weight, bias, g: ConvGeometry):
     """``y (N, O, Ho, Wo)``: for each chunk of samples, ``W (O, C*KH*KW) @ im2col(x)``, plus bias.
 
     The GEMM yields ``(O, S*Ho*Wo)`` for the chunk's S samples, copied into ``y``'s
     ``(S, O, Ho, Wo)`` layout.
     """
-    op = "conv2d_forward"
-    _check_device_arrays(op, x=x, weight=weight, bias=bias)
-    dtype = launch.common_float_dtype(op, x=x.dtype, weight=weight.dtype, bias=None if bias is None else bias.dtype)
-    check_ndim(op, "x", x, 4, "(N, C, H, W)")
-    check_ndim(op, "weight", weight, 4, "(O, C, KH, KW)")
-    g = conv2d_geometry(op, x.shape, weight.shape, stride, padding, dilation)
-    if bias is not None:
-        check_same_shape(op, "bias", bias.shape, (g.o,), "one entry per output channel")
-    launch.check_int32_planes(op, x=g.input_shape, weight=g.weight_shape)
-
+    launch.check_int32_planes("conv2d_forward", x=g.input_shape, weight=g.weight_shape)
+    dtype = x.dtype
     x = cupy.ascontiguousarray(x)
     weight_matrix = weight.reshape(g.o, g.taps)
     y = cupy.empty(g.output_shape, dtype)
     for start, stop in _sample_chunks(g, dtype):
-        y_chunk = matmul(weight_matrix, _im2col(x[start:stop], g))
+        y_chunk = _matrix_product(weight_matrix, _im2col(x[start:stop], g))
         y[start:stop] = y_chunk.reshape(g.o, stop - start, g.ho, g.wo).transpose(1, 0, 2, 3)
     if bias is not None:
         y += bias.reshape(1, g.o, 1, 1)
     return y
 
 
-def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation):
-    """``dL/dx`` of ``input_shape``: ``col2im(W^T @ dY)`` per chunk of samples.
+def conv2d_backward_input(grad_y, weight, g: ConvGeometry):
+    """``dL/dx`` (N, C, H, W): ``col2im(W^T @ dY)`` per chunk of samples.
 
     ``W^T`` is a transposed view of the weight, read by the GEMM without a copy.
     """
-    op = "conv2d_backward_input"
-    _check_device_arrays(op, grad_y=grad_y, weight=weight)
-    dtype = launch.common_float_dtype(op, grad_y=grad_y.dtype, weight=weight.dtype)
-    check_ndim(op, "weight", weight, 4, "(O, C, KH, KW)")
-    input_shape = check_shape(op, "input_shape", input_shape, "(N, C, H, W)")
-    g = conv2d_geometry(op, input_shape, weight.shape, stride, padding, dilation)
-    check_same_shape(op, "grad_y", grad_y.shape, g.output_shape, "the output shape of this convolution")
-    launch.check_int32_planes(op, input_shape=g.input_shape, weight=g.weight_shape)
+    launch.check_int32_planes("conv2d_backward_input", input_shape=g.input_shape, weight=g.weight_shape)
+    dtype = grad_y.dtype
 
     weight_t = weight.reshape(g.o, g.taps).T
     grad_x = cupy.empty((g.n, g.c, g.h, g.w), dtype)
     for start, stop in _sample_chunks(g, dtype):
-        grad_cols = matmul(weight_t, _channel_major(grad_y[start:stop]))
+        grad_cols = _matrix_product(weight_t, _channel_major(grad_y[start:stop]))
         _col2im(grad_cols, grad_x[start:stop], g)
     return grad_x
 
 
-def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation):
-    """``dL/dW`` of ``weight_shape``: the sum over chunks of ``dY (O, S*Ho*Wo) @ im2col(x)^T``.
+def conv2d_backward_weight(grad_y, x, g: ConvGeometry):
+    """``dL/dW`` (O, C, KH, KW): the sum over chunks of ``dY (O, S*Ho*Wo) @ im2col(x)^T``.
 
     ``im2col(x)^T`` is a transposed view; the GEMM's K dimension runs over every output
     pixel of every sample in the chunk.
     """
-    op = "conv2d_backward_weight"
-    _check_device_arrays(op, grad_y=grad_y, x=x)
-    dtype = launch.common_float_dtype(op, grad_y=grad_y.dtype, x=x.dtype)
-    check_ndim(op, "x", x, 4, "(N, C, H, W)")
-    weight_shape = check_shape(op, "weight_shape", weight_shape, "(O, C, KH, KW)")
-    g = conv2d_geometry(op, x.shape, weight_shape, stride, padding, dilation)
-    check_same_shape(op, "grad_y", grad_y.shape, g.output_shape, "the output shape of this convolution")
-    launch.check_int32_planes(op, x=g.input_shape, weight_shape=g.weight_shape)
-
+    launch.check_int32_planes("conv2d_backward_weight", x=g.input_shape, weight_shape=g.weight_shape)
+    dtype = x.dtype
     x = cupy.ascontiguousarray(x)
     grad_w = cupy.zeros((g.o, g.taps), dtype)
     for start, stop in _sample_chunks(g, dtype):
-        grad_w += matmul(_channel_major(grad_y[start:stop]), _im2col(x[start:stop], g).T)
+        grad_w += _matrix_product(_channel_major(grad_y[start:stop]), _im2col(x[start:stop], g).T)
     return grad_w.reshape(g.o, g.c, g.kh, g.kw)
 
 
@@ -260,18 +227,13 @@ def _pool_sizes(g: PoolGeometry, with_dilation: bool):
     return _int32(*sizes, *(g.dilation if with_dilation else ()))
 
 
-def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
+def max_pool2d_forward(x, g: PoolGeometry):
     """``(y, indices)`` of ``(N, C, Ho, Wo)``: each window's maximum and its flat ``h * W + w``.
 
     One thread per output scans its window in row-major order (first maximum wins).
     """
-    op = "max_pool2d_forward"
-    _check_device_arrays(op, x=x)
-    dtype = launch.common_float_dtype(op, x=x.dtype)
-    check_ndim(op, "x", x, 4, "(N, C, H, W)")
-    g = pool2d_geometry(op, x.shape, kernel_size, stride, padding, dilation)
-    launch.check_int32_planes(op, x=g.input_shape)
-
+    launch.check_int32_planes("max_pool2d_forward", x=g.input_shape)
+    dtype = x.dtype
     x = cupy.ascontiguousarray(x)
     y = cupy.empty(g.output_shape, dtype)
     indices = cupy.empty(g.output_shape, cupy.int64)
@@ -283,16 +245,14 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
 def max_pool2d_backward(grad_y, indices, input_shape):
     """``grad_x`` of ``input_shape``: zeros, with each ``grad_y`` atomically added at its index.
 
-    ``indices`` must come from ``max_pool2d_forward`` on an input of ``input_shape``
-    (integers, read as int64); an index outside the input plane raises (checked on the
-    GPU, which waits for the result) rather than writing out of bounds.
+    ``indices`` come from ``max_pool2d_forward`` on an input of ``input_shape``
+    (integers, read as int64; the contract checked that each lies in the input plane,
+    waiting for the GPU's answer, so no write falls out of bounds).
     """
-    op = "max_pool2d_backward"
-    _check_device_arrays(op, grad_y=grad_y, indices=indices)
-    dtype = launch.common_float_dtype(op, grad_y=grad_y.dtype)
-    n, c, h, w = max_pool2d_backward_shape(op, grad_y, indices, input_shape)
+    n, c, h, w = input_shape
     _, _, ho, wo = grad_y.shape
-    launch.check_int32_planes(op, input_shape=(n, c, h, w), grad_y=grad_y.shape)
+    launch.check_int32_planes("max_pool2d_backward", input_shape=(n, c, h, w), grad_y=grad_y.shape)
+    dtype = grad_y.dtype
 
     grad_y = cupy.ascontiguousarray(grad_y)
     indices = cupy.ascontiguousarray(indices, dtype=cupy.int64)
@@ -302,15 +262,10 @@ def max_pool2d_backward(grad_y, indices, input_shape):
     return grad_x
 
 
-def avg_pool2d_forward(x, kernel_size, stride, padding):
+def avg_pool2d_forward(x, g: PoolGeometry):
     """``y (N, C, Ho, Wo)``: each zero-padded window's sum over ``KH * KW`` (count_include_pad)."""
-    op = "avg_pool2d_forward"
-    _check_device_arrays(op, x=x)
-    dtype = launch.common_float_dtype(op, x=x.dtype)
-    check_ndim(op, "x", x, 4, "(N, C, H, W)")
-    g = pool2d_geometry(op, x.shape, kernel_size, stride, padding)
-    launch.check_int32_planes(op, x=g.input_shape)
-
+    launch.check_int32_planes("avg_pool2d_forward", x=g.input_shape)
+    dtype = x.dtype
     x = cupy.ascontiguousarray(x)
     y = cupy.empty(g.output_shape, dtype)
     _launch(_kernel("pool.cu", "avg_pool2d_forward", dtype), launch.elementwise_launch(y.size),
@@ -318,15 +273,10 @@ def avg_pool2d_forward(x, kernel_size, stride, padding):
     return y
 
 
-def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride, padding):
-    """``grad_x`` of ``input_shape``: each input gathers ``grad_y / (KH*KW)`` of every window holding it."""
-    op = "avg_pool2d_backward"
-    _check_device_arrays(op, grad_y=grad_y)
-    dtype = launch.common_float_dtype(op, grad_y=grad_y.dtype)
-    input_shape = check_shape(op, "input_shape", input_shape, "(N, C, H, W)")
-    g = pool2d_geometry(op, input_shape, kernel_size, stride, padding)
-    check_same_shape(op, "grad_y", grad_y.shape, g.output_shape, "the pooled shape of input_shape")
-    launch.check_int32_planes(op, input_shape=g.input_shape)
+def avg_pool2d_backward(grad_y, g: PoolGeometry):
+    """``grad_x`` (N, C, H, W): each input gathers ``grad_y / (KH*KW)`` of every window holding it."""
+    launch.check_int32_planes("avg_pool2d_backward", input_shape=g.input_shape)
+    dtype = grad_y.dtype
 
     grad_y = cupy.ascontiguousarray(grad_y)
     grad_x = cupy.empty((g.n, g.c, g.h, g.w), dtype)

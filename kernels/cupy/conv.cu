@@ -5,7 +5,7 @@
 //     cols[(c * KH + p) * KW + q,  (s * Ho + i) * Wo + j] = xpad[s, c, i*sh + p*dh, j*sw + q*dw]
 //
 // of shape (C*KH*KW, S*Ho*Wo): one row per weight tap, one column per output pixel. Then
-// (cupy_gpu, with the tiled GEMM of gemm.cu)
+// (backend.py, with the tiled GEMM of gemm.cu)
 //
 //     forward          Y  (O, S*Ho*Wo)   = W (O, C*KH*KW) @ cols
 //     backward input   dcols             = W^T @ dY,  then col2im(dcols) -> dx

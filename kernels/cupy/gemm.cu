@@ -1,6 +1,6 @@
 // Batched GEMM, C[z] = A[z] @ B[z], with shared-memory tiling and register blocking.
 //
-// Implements the contract's `matmul` (see minift/backend.py); backend.matmul is the host
+// Implements the contract's `matmul` (see minift/contract/__init__.py); backend.matmul is the host
 // side. A is (M, K) and B is (K, N), read through element strides, so transposed views
 // need no copy; C is C-contiguous (batch, M, N). Batch z starts at z * a_batch_stride in
 // A and z * b_batch_stride in B (a stride of 0 broadcasts one matrix over the batch).

@@ -1,6 +1,6 @@
 """Host-side arithmetic for the CUDA kernels: launch geometry, shapes, strides, sources.
 
-Everything the GPU backend (``cupy_gpu``) decides before a kernel runs lives here, in
+Everything the GPU backend (``backend.py``) decides before a kernel runs lives here, in
 plain Python that never imports CuPy, so it is tested on machines without a GPU:
 
 * how many blocks and threads each kernel gets, and which elements each thread owns
@@ -156,20 +156,8 @@ def sample_chunks(samples: int, bytes_per_sample: int, budget: int):
 
 
 # ----------------------------------------------------------------------------------------
-# dtypes, strides and matmul batching
+# strides and matmul batching
 # ----------------------------------------------------------------------------------------
-
-def common_float_dtype(op: str, **dtypes) -> np.dtype:
-    """The one dtype, float32 or float64, of the named arrays (``None`` entries are skipped)."""
-    named = {name: np.dtype(d) for name, d in dtypes.items() if d is not None}
-    for name, dtype in named.items():
-        if dtype.name not in FLOAT_TYPES:
-            raise TypeError(f"{op}: {name} must be float32 or float64, got {dtype}")
-    if len(set(named.values())) > 1:
-        listed = ", ".join(f"{name} is {dtype}" for name, dtype in named.items())
-        raise TypeError(f"{op}: all arrays must have one dtype, but {listed}; convert with .astype()")
-    return next(iter(named.values()))
-
 
 def element_strides(byte_strides, itemsize: int) -> tuple[int, ...]:
     """CuPy/NumPy strides (bytes) as strides in elements, which the kernels use."""
@@ -178,27 +166,11 @@ def element_strides(byte_strides, itemsize: int) -> tuple[int, ...]:
     return tuple(s // itemsize for s in byte_strides)
 
 
-def matmul_geometry(a_shape, b_shape) -> tuple[tuple[int, ...], int, int, int]:
-    """``(batch_shape, M, K, N)`` of ``a (..., M, K) @ b (..., K, N)``, batch broadcast as numpy."""
-    a_shape, b_shape = tuple(a_shape), tuple(b_shape)
-    if len(a_shape) < 2 or len(b_shape) < 2:
-        raise ValueError(f"matmul: both operands must be at least 2-D, got shapes {a_shape} and {b_shape}")
-    (m, k), (k_b, n) = a_shape[-2:], b_shape[-2:]
-    if k != k_b:
-        raise ValueError(
-            f"matmul: a {a_shape} has {k} columns but b {b_shape} has {k_b} rows; "
-            f"the inner sizes must match"
-        )
+def check_int32_matrix(op: str, m: int, k: int, n: int) -> None:
+    """Raise unless the GEMM's 32-bit ``int`` sizes can hold M, K and N (the shapes were
+    checked by the contract, ``minift.contract.geometry.matmul_geometry``)."""
     if max(m, n, k) > INT32_MAX:
-        raise ValueError(f"matmul: M, K and N must be below 2**31, got {m}, {k}, {n}")
-    try:
-        batch_shape = np.broadcast_shapes(a_shape[:-2], b_shape[:-2])
-    except ValueError:
-        raise ValueError(
-            f"matmul: the batch dimensions {a_shape[:-2]} of a and {b_shape[:-2]} of b "
-            f"do not broadcast"
-        ) from None
-    return tuple(batch_shape), m, k, n
+        raise ValueError(f"{op}: M, K and N must be below 2**31, got {m}, {k}, {n}")
 
 
 def broadcast_batch_strides(batch_shape, shape, strides) -> tuple[int, ...]:

@@ -1,6 +1,6 @@
 // Max and average pooling over (N, C, H, W), forward and backward.
 //
-// Implements the contract's max_pool2d_* and avg_pool2d_* (minift/backend.py). All
+// Implements the contract's max_pool2d_* and avg_pool2d_* (minift/contract/__init__.py). All
 // arrays are C-contiguous (the host makes them so). Every kernel runs one thread per
 // element it owns, in a grid-stride loop, with the last (width) index fastest, so a
 // warp writes 32 consecutive outputs and, with stride 1, reads neighbouring inputs.

@@ -1,23 +1,25 @@
-"""minift's ``numba`` backend: the kernel contract of ``minift/backend.py``, compiled by Numba.
+"""minift's ``numba`` backend: the kernel contract (``minift.contract``), compiled by Numba.
 
 ``minift.backend`` imports this module when the backend is ``numba`` (or ``auto`` and Numba
-is installed) and looks the contract's functions up by name. Each is implemented in a
-module of its own, whose docstring explains its loop order and why it is fast:
+is installed), and the contract's entries look their kernels up here by name, after they
+have checked the arguments: each kernel receives the checked geometry and holds only its
+loops. Each is implemented in a module of its own, whose docstring explains its loop
+order and why it is fast:
 
-- ``numba_gemm``  a cache-blocked, vectorised matrix multiply, and the BLAS/blocked switch;
-- ``numba_conv``  conv2d forward and backward: im2col + GEMM (+ col2im) per image;
-- ``numba_pool``  max and average pooling, forward and backward;
-- ``numba_env``   where compiled kernels are cached (``NUMBA_CACHE_DIR``).
+- ``gemm.py``  a cache-blocked, vectorised matrix multiply, and the BLAS/blocked switch;
+- ``conv.py``  conv2d forward and backward: im2col + GEMM (+ col2im) per chunk of images;
+- ``pool.py``  max and average pooling, forward and backward;
+- ``env.py``   where compiled kernels are cached (``NUMBA_CACHE_DIR``).
 
 Each kernel is compiled for its input types on first use (a few seconds) and cached on
-disk, so later runs start fast. Inputs may have any strides; the contract functions copy a
-non-contiguous input once where a kernel wants unit-stride rows.
+disk, so later runs start fast. Inputs may have any strides; the kernels copy a
+non-contiguous input once where a loop wants unit-stride rows.
 
 **The GEMM behind ``matmul``** (and the convolutions' products) is chosen by
 ``MINIFT_NUMBA_GEMM``, read at each call:
 
 - ``blas`` (default): NumPy's ``matmul``, i.e. OpenBLAS (hand-tuned assembly; fastest);
-- ``blocked``: ``numba_gemm.matmul_blocked``, the Numba GEMM you can read.
+- ``blocked``: ``gemm.matmul_blocked``, the Numba GEMM you can read.
 
 **Threads**: importing this module applies ``minift.backend.threads``' policy, so that BLAS's and
 Numba's thread pools take turns on the cores; if BLAS was started before minift could
@@ -30,8 +32,6 @@ errors point at the offending line -- at a small fraction of the speed, so use t
 """
 
 from __future__ import annotations
-
-import math
 
 from minift.backend import threads
 
@@ -47,7 +47,6 @@ from minift.kernels.numba.pool import (  # noqa: E402
     max_pool2d_backward,
     max_pool2d_forward,
 )
-from minift.contract.checks import check_float_arrays  # noqa: E402
 from numba import config, njit, set_num_threads  # noqa: E402
 
 set_num_threads(min(config.NUMBA_NUM_THREADS, threads.numba_thread_count()))
@@ -82,34 +81,18 @@ def check_available() -> None:
         raise RuntimeError("Numba compiled a probe function that gives a wrong result")
 
 
-def matmul(a, b):
+def matmul(a, b, g):
     """The contract's ``matmul``: ``a (..., M, K) @ b (..., K, N) -> (..., M, N)``.
 
-    Batch dimensions broadcast as in ``numpy.matmul``. With ``MINIFT_NUMBA_GEMM=blas`` this
-    is NumPy's matmul, as in the reference. With ``blocked``, each operand is viewed as a
-    stack (B, rows, columns) -- a broadcast operand keeps a zero batch stride, so nothing
-    is copied -- and ``matmul_blocked`` runs the B products.
+    With ``MINIFT_NUMBA_GEMM=blas`` this is NumPy's matmul, as in the reference. With
+    ``blocked``, each operand is viewed as a stack (B, rows, columns) -- a broadcast
+    operand keeps a zero batch stride, so nothing is copied -- and ``matmul_blocked`` runs
+    the B products (``g``: the checked ``MatmulGeometry``).
     """
-    kernel = "matmul"
-    check_float_arrays(kernel, a=a, b=b)
-    if a.ndim < 2 or b.ndim < 2:
-        raise ValueError(f"{kernel}: both operands must be at least 2-D, got shapes {a.shape} and {b.shape}")
-    (m, k), (k_b, n) = a.shape[-2:], b.shape[-2:]
-    if k != k_b:
-        raise ValueError(
-            f"{kernel}: a (..., M, K) and b (..., K, N) must agree on K, got shapes {a.shape} and {b.shape}"
-        )
-    try:
-        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    except ValueError:
-        raise ValueError(
-            f"{kernel}: the batch dimensions {a.shape[:-2]} and {b.shape[:-2]} do not broadcast"
-        ) from None
     if gemm_implementation() == "blas":
         return np.ascontiguousarray(np.matmul(a, b))
-    products = math.prod(batch)
-    stack_a = np.broadcast_to(a, (*batch, m, k)).reshape(products, m, k)
-    stack_b = np.broadcast_to(b, (*batch, k, n)).reshape(products, k, n)
-    out = np.empty((products, m, n), dtype=a.dtype)
+    stack_a = np.broadcast_to(a, (*g.batch_shape, g.m, g.k)).reshape(g.batch, g.m, g.k)
+    stack_b = np.broadcast_to(b, (*g.batch_shape, g.k, g.n)).reshape(g.batch, g.k, g.n)
+    out = np.empty((g.batch, g.m, g.n), dtype=a.dtype)
     matmul_blocked(stack_a, stack_b, out)
-    return out.reshape(*batch, m, n)
+    return out.reshape(g.output_shape)

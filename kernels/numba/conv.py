@@ -1,7 +1,8 @@
 """2-D convolution in Numba: im2col and col2im in parallel Numba loops, the products on a GEMM.
 
-Implements ``minift.reference.conv2d_forward``, ``conv2d_backward_input`` and
-``conv2d_backward_weight``. Read ``minift/reference/conv.py`` first: the three passes are
+Implements the contract's ``conv2d_forward``, ``conv2d_backward_input`` and
+``conv2d_backward_weight`` (``minift.contract``, which checks the arguments and hands each
+function the ``ConvGeometry`` g). Read ``minift/reference/conv.py`` first: the three passes are
 the three products of one matrix equation over the im2col matrix ``cols[n]``::
 
     forward          y[n]           = W_mat @ cols[n]
@@ -33,9 +34,9 @@ What this file does differently from the reference, and why it is faster:
 5. **The products run on the GEMM ``MINIFT_NUMBA_GEMM`` selects** (``numba_gemm``): BLAS
    by default, or the blocked Numba GEMM.
 
-The rows of ``cols`` are ordered (c, p, q) -- channel first -- so the weight
-``(O, C, KH, KW)`` is already ``W_mat (O, C*KH*KW)`` without a copy (the reference orders
-them (p, q, c); the products are the same).
+The rows of ``cols`` are ordered (c, p, q) -- channel first, as in every backend
+(``ConvGeometry.taps``) -- so the weight ``(O, C, KH, KW)`` is already
+``W_mat (O, C*KH*KW)`` without a copy.
 """
 
 from __future__ import annotations
@@ -47,8 +48,6 @@ import numpy as np
 
 from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
 from minift.kernels.numba.gemm import matmul_into
-from minift.contract.checks import check_float_arrays, check_ndim, check_same_shape, check_shape
-from minift.contract.geometry import conv2d_geometry
 from numba import njit, prange, uint64
 
 CHUNK_BYTES = 2 * 2**20  # columns of one chunk of images: about the L2 caches of two cores (measured best)
@@ -220,34 +219,21 @@ def _gemm(a, b, out):
     matmul_into(a[None], b[None], out[None])
 
 
-def _weight_matrix(weight):
-    """weight (O, C, KH, KW) -> W_mat (O, C*KH*KW), columns ordered (c, p, q); no copy if contiguous."""
-    o, c, kh, kw = weight.shape
-    return np.ascontiguousarray(weight).reshape(o, c * kh * kw)
+def _weight_matrix(weight, g):
+    """W_mat (O, C*KH*KW) = weight.reshape, columns in tap order (c, p, q); no copy if contiguous."""
+    return np.ascontiguousarray(weight).reshape(g.o, g.taps)
 
 
-# The contract functions: check the arguments with the reference's own checks (``checks``,
-# ``geometry``), so they fail exactly as it does, then compute.
-
-
-def conv2d_forward(x, weight, bias, stride, padding, dilation):
-    """The contract's ``conv2d_forward`` (see ``minift/backend.py``).
+def conv2d_forward(x, weight, bias, g):
+    """The contract's ``conv2d_forward`` (see ``minift.contract``).
 
     x (N, C, H, W), weight (O, C, KH, KW), bias (O,) or None -> y (N, O, Ho, Wo):
     per chunk of B images, one GEMM ``W_mat (O, C*KH*KW) @ cols (C*KH*KW, B*Ho*Wo)``,
     whose (O, B, Ho*Wo) result is then laid out as y's (B, O, Ho*Wo).
     """
-    kernel = "conv2d_forward"
-    check_float_arrays(kernel, x=x, weight=weight, **({} if bias is None else {"bias": bias}))
-    check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
-    check_ndim(kernel, "weight", weight, 4, "(O, C, KH, KW)")
-    g = conv2d_geometry(kernel, x.shape, weight.shape, stride, padding, dilation)
-    if bias is not None:
-        check_same_shape(kernel, "bias", bias.shape, (g.o,), "one entry per output channel")
     n, o, ho, wo = g.output_shape
-
     x = np.ascontiguousarray(x)
-    w_mat = _weight_matrix(weight)
+    w_mat = _weight_matrix(weight, g)
     rows, positions = w_mat.shape[1], ho * wo
     y = np.empty((n, o, positions), dtype=x.dtype)
     for start, stop in image_chunks(n, rows * positions * x.itemsize):
@@ -262,24 +248,17 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
     return y.reshape(n, o, ho, wo)
 
 
-def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation):
+def conv2d_backward_input(grad_y, weight, g):
     """The contract's ``conv2d_backward_input``.
 
-    grad_y (N, O, Ho, Wo), weight (O, C, KH, KW) -> grad_x of ``input_shape`` (N, C, H, W):
+    grad_y (N, O, Ho, Wo), weight (O, C, KH, KW) -> grad_x (N, C, H, W):
     per chunk of B images, ``col2im(W_mat.T @ dL/dy)`` with dL/dy laid out (O, B*Ho*Wo).
     """
-    kernel = "conv2d_backward_input"
-    check_float_arrays(kernel, grad_y=grad_y, weight=weight)
-    check_ndim(kernel, "weight", weight, 4, "(O, C, KH, KW)")
-    input_shape = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
-    g = conv2d_geometry(kernel, input_shape, weight.shape, stride, padding, dilation)
-    check_same_shape(kernel, "grad_y", grad_y.shape, g.output_shape, "the output shape of this convolution")
-
     n, o, ho, wo = g.output_shape
-    w_mat = _weight_matrix(weight)
+    w_mat = _weight_matrix(weight, g)
     rows, positions = w_mat.shape[1], ho * wo
     grad_y = np.ascontiguousarray(grad_y).reshape(n, o, positions)
-    grad_x = np.zeros(input_shape, dtype=grad_y.dtype)
+    grad_x = np.zeros(g.input_shape, dtype=grad_y.dtype)
     for start, stop in image_chunks(n, rows * positions * grad_y.itemsize):
         images = stop - start
         grad_y_t = _batch_inside(grad_y[start:stop])
@@ -289,22 +268,15 @@ def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation
     return grad_x
 
 
-def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation):
+def conv2d_backward_weight(grad_y, x, g):
     """The contract's ``conv2d_backward_weight``.
 
-    grad_y (N, O, Ho, Wo), x (N, C, H, W) -> grad_w of ``weight_shape`` (O, C, KH, KW):
+    grad_y (N, O, Ho, Wo), x (N, C, H, W) -> grad_w (O, C, KH, KW):
     per chunk of B images, ``dL/dW_mat += dL/dy (O, B*Ho*Wo) @ cols (C*KH*KW, B*Ho*Wo).T``,
     the sum over the images done by the GEMM itself.
     """
-    kernel = "conv2d_backward_weight"
-    check_float_arrays(kernel, grad_y=grad_y, x=x)
-    check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
-    weight_shape = check_shape(kernel, "weight_shape", weight_shape, "(O, C, KH, KW)")
-    g = conv2d_geometry(kernel, x.shape, weight_shape, stride, padding, dilation)
-    check_same_shape(kernel, "grad_y", grad_y.shape, g.output_shape, "the output shape of this convolution")
-
     n, o, ho, wo = g.output_shape
-    rows, positions = math.prod(weight_shape[1:]), ho * wo
+    rows, positions = g.taps, ho * wo
     x = np.ascontiguousarray(x)
     grad_y = np.ascontiguousarray(grad_y).reshape(n, o, positions)
     grad_w_mat = np.zeros((o, rows), dtype=x.dtype)
@@ -316,4 +288,4 @@ def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation):
         grad_y_t = _batch_inside(grad_y[start:stop])
         _gemm(grad_y_t.reshape(o, images * positions), cols.reshape(rows, images * positions).T, chunk_product)
         grad_w_mat += chunk_product
-    return grad_w_mat.reshape(weight_shape)
+    return grad_w_mat.reshape(g.weight_shape)

@@ -1,7 +1,8 @@
 """2-D max and average pooling in Numba: one (image, channel) plane per task.
 
-Implements ``minift.reference.max_pool2d_forward`` / ``max_pool2d_backward`` /
-``avg_pool2d_forward`` / ``avg_pool2d_backward``. The reference reduces KH*KW strided
+Implements the contract's ``max_pool2d_forward`` / ``max_pool2d_backward`` /
+``avg_pool2d_forward`` / ``avg_pool2d_backward`` (``minift.contract``, which checks the
+arguments and hands each function the ``PoolGeometry`` g). The reference reduces KH*KW strided
 views of the padded plane, one full pass over memory per kernel offset. Here each output
 element is computed in one go by a loop over its window, so every input element is read
 once (pooling is limited by memory traffic, not arithmetic), and no padded copy of the
@@ -34,8 +35,6 @@ import numpy as np
 
 from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
 from minift.kernels.numba.conv import valid_range
-from minift.contract.checks import check_float_arrays, check_ndim, check_same_shape, check_shape
-from minift.contract.geometry import max_pool2d_backward_shape, pool2d_geometry
 from numba import njit, prange, uint64
 
 
@@ -201,16 +200,11 @@ def avg_pool2d_backward_kernel(grad_y, input_hw, kernel_size, stride, padding):
     return grad_x
 
 
-# The contract functions: check the arguments with the reference's own checks (``checks``,
-# ``geometry``), so they fail exactly as it does, then run a kernel.
+# The contract's kernels: the arguments were checked by ``minift.contract``.
 
 
-def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
-    """The contract's ``max_pool2d_forward`` (see ``minift/backend.py``): ``(y, indices)``."""
-    kernel = "max_pool2d_forward"
-    check_float_arrays(kernel, x=x)
-    check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
-    g = pool2d_geometry(kernel, x.shape, kernel_size, stride, padding, dilation)
+def max_pool2d_forward(x, g):
+    """The contract's ``max_pool2d_forward``: ``(y, indices)``."""
     planes = np.ascontiguousarray(x).reshape(g.n * g.c, g.h, g.w)
     if (g.kernel_size, g.stride) in FIXED_WINDOWS and g.padding == (0, 0) and g.dilation == (1, 1):
         y, indices = fixed_window_kernel(g.kernel_size, g.stride)(planes, (g.ho, g.wo))
@@ -221,9 +215,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
 
 def max_pool2d_backward(grad_y, indices, input_shape):
     """The contract's ``max_pool2d_backward``: grad_y scatter-added at indices."""
-    kernel = "max_pool2d_backward"
-    check_float_arrays(kernel, grad_y=grad_y)
-    n, c, h, w = max_pool2d_backward_shape(kernel, grad_y, indices, input_shape)
+    n, c, h, w = input_shape
     planes = (n * c, *grad_y.shape[2:])
     grad_y = np.ascontiguousarray(grad_y).reshape(planes)
     indices = np.ascontiguousarray(indices, dtype=np.int64).reshape(planes)
@@ -231,24 +223,15 @@ def max_pool2d_backward(grad_y, indices, input_shape):
     return grad_x.reshape(n, c, h, w)
 
 
-def avg_pool2d_forward(x, kernel_size, stride, padding):
+def avg_pool2d_forward(x, g):
     """The contract's ``avg_pool2d_forward``: window means, zero padding counted."""
-    kernel = "avg_pool2d_forward"
-    check_float_arrays(kernel, x=x)
-    check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
-    g = pool2d_geometry(kernel, x.shape, kernel_size, stride, padding)
     planes = np.ascontiguousarray(x).reshape(g.n * g.c, g.h, g.w)
     y = avg_pool2d_forward_kernel(planes, g.kernel_size, g.stride, g.padding, (g.ho, g.wo))
     return y.reshape(g.output_shape)
 
 
-def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride, padding):
+def avg_pool2d_backward(grad_y, g):
     """The contract's ``avg_pool2d_backward``: each grad_y / (KH*KW) added over its window."""
-    kernel = "avg_pool2d_backward"
-    check_float_arrays(kernel, grad_y=grad_y)
-    input_shape = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
-    g = pool2d_geometry(kernel, input_shape, kernel_size, stride, padding)
-    check_same_shape(kernel, "grad_y", grad_y.shape, g.output_shape, "the pooled shape of input_shape")
     planes = np.ascontiguousarray(grad_y).reshape(g.n * g.c, g.ho, g.wo)
     grad_x = avg_pool2d_backward_kernel(planes, (g.h, g.w), g.kernel_size, g.stride, g.padding)
-    return grad_x.reshape(input_shape)
+    return grad_x.reshape(g.input_shape)

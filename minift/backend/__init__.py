@@ -1,15 +1,15 @@
-"""The kernel contract: which implementation runs each hot path.
+"""Backend selection: which implementation of the kernel contract runs the hot paths.
 
-minift's ops never call a convolution or a matmul directly; they call the functions
-below, which dispatch to one *backend* — a module that implements every entry of
-``CONTRACT`` with exactly the signature and semantics documented here:
+The kernel contract (``minift.contract``) checks each call and then asks ``implementation``
+here for the kernel to run. A *backend* is a module that implements every entry of
+``minift.contract.CONTRACT``:
 
 ================  ==========================================  =========================
 backend           module                                       arrays
 ================  ==========================================  =========================
 ``numpy``         ``minift.reference`` (the oracle)            NumPy
-``numba``         ``minift.kernels.numba.backend`` (@njit)  NumPy
-``cupy``          ``minift.kernels.cupy.backend`` (CUDA C)   CuPy (on an NVIDIA GPU)
+``numba``         ``minift.kernels.numba.backend`` (@njit)     NumPy
+``cupy``          ``minift.kernels.cupy.backend`` (CUDA C)     CuPy (on an NVIDIA GPU)
 ================  ==========================================  =========================
 
 Choose with the environment variable ``MINIFT_BACKEND=numpy|numba|cupy|auto`` (read at
@@ -23,54 +23,8 @@ Asking for an unavailable backend by name raises ``BackendUnavailableError`` wit
 install command. CuPy arrays always run on the CuPy kernels (device placement follows the
 data); ``MINIFT_BACKEND=cupy`` also makes ``"cuda"`` the default device for new tensors.
 
-The contract (every kernel reads any strided input, never writes to its inputs, and
-returns new C-contiguous arrays of the input's floating dtype, float32 or float64; all
-floating inputs of one call share that dtype, anything else is a TypeError, never a silent
-upcast; an empty batch, N = 0, is allowed):
-
-``matmul(a, b)``
-    ``a (..., M, K) @ b (..., K, N) -> (..., M, N)``; batch dimensions broadcast as in
-    ``numpy.matmul``. Both operands are at least 2-D (the op layer handles 1-D cases).
-
-``conv2d_forward(x, weight, bias, stride, padding, dilation)``
-    ``x (N, C, H, W)``, ``weight (O, C, KH, KW)``, ``bias (O,)`` or ``None``; ``stride``,
-    ``padding``, ``dilation`` are ``(int, int)`` pairs for (height, width). Zero padding.
-    ``Ho = (H + 2*ph - dh*(KH-1) - 1) // sh + 1`` (likewise ``Wo``), and::
-
-        y[n, o, i, j] = bias[o] + sum_{c,p,q} weight[o, c, p, q] * xpad[n, c, i*sh + p*dh, j*sw + q*dw]
-
-    returns ``y (N, O, Ho, Wo)``.
-
-``conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation)``
-    ``dL/dx`` of the above: ``grad_y (N, O, Ho, Wo)``, returns ``grad_x`` of
-    ``input_shape = (N, C, H, W)`` (the transposed convolution; rows and columns of the
-    input that no window reaches get zero).
-
-``conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation)``
-    ``dL/dW``: returns ``grad_w`` of ``weight_shape = (O, C, KH, KW)``,
-    ``grad_w[o,c,p,q] = sum_{n,i,j} grad_y[n,o,i,j] * xpad[n, c, i*sh + p*dh, j*sw + q*dw]``.
-    (``dL/dbias = grad_y.sum((0, 2, 3))`` is computed by the op, not by a kernel.)
-
-``max_pool2d_forward(x, kernel_size, stride, padding, dilation)``
-    ``x (N, C, H, W)``, pairs of ints as above; padding is with ``-inf`` and
-    ``padding <= kernel_size // 2`` (PyTorch's rule). Returns ``(y, indices)``, both
-    ``(N, C, Ho, Wo)``; ``indices`` is int64, the flat index ``h * W + w`` into the
-    *unpadded* input plane of the maximum. Among equal maxima the first in row-major
-    window order wins (PyTorch's rule); a NaN in a window wins over numbers (the first
-    NaN). A window made only of padding (possible with dilation) is refused with a
-    ValueError rather than returning -inf with an out-of-range index.
-
-``max_pool2d_backward(grad_y, indices, input_shape)``
-    Returns ``grad_x`` of ``input_shape``: zeros, then ``grad_y`` scatter-*added* at
-    ``indices`` (overlapping windows may pick the same element).
-
-``avg_pool2d_forward(x, kernel_size, stride, padding)``
-    Zero padding with ``padding <= kernel_size // 2``, ``count_include_pad=True``
-    (PyTorch's default): every window sum is divided by ``KH * KW``. Returns ``y (N, C, Ho, Wo)``.
-
-``avg_pool2d_backward(grad_y, input_shape, kernel_size, stride, padding)``
-    Returns ``grad_x`` of ``input_shape``: each ``grad_y[n,c,i,j] / (KH*KW)`` added to
-    every input element of its window.
+This package never imports NumPy: ``threads.py`` configures the thread pools before NumPy
+loads, and the backend modules are imported only when first selected.
 """
 
 from __future__ import annotations
@@ -80,17 +34,6 @@ import os
 from contextlib import contextmanager
 
 from . import threads
-
-CONTRACT = (
-    "matmul",
-    "conv2d_forward",
-    "conv2d_backward_input",
-    "conv2d_backward_weight",
-    "max_pool2d_forward",
-    "max_pool2d_backward",
-    "avg_pool2d_forward",
-    "avg_pool2d_backward",
-)
 
 BACKEND_MODULES = {
     "numpy": "minift.reference",
@@ -103,15 +46,6 @@ INSTALL_HINTS = {
     "numba": "pip install 'minift[numba]'   (or: pip install numba)",
     "cupy": "pip install 'minift[cuda]'    (an NVIDIA GPU and a CUDA 12 driver; 'minift[cuda13]' for CUDA 13)",
 }
-
-
-def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    """Output length of a convolution or pooling window along one axis (floor mode).
-
-    ``(size + 2*padding - dilation*(kernel-1) - 1) // stride + 1``; every backend uses this,
-    through ``minift.contract.geometry``, which also checks the window arguments.
-    """
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 class BackendUnavailableError(RuntimeError):
@@ -213,7 +147,8 @@ def _is_cupy(array) -> bool:
 
 
 def implementation(kernel: str, array):
-    """The function that runs ``kernel`` for data like ``array`` under the current backend.
+    """The kernel named ``kernel`` (an entry of ``minift.contract.CONTRACT``) of the backend
+    that runs data like ``array`` now: the CuPy backend for a CuPy array, else the selected one.
 
     Also lets ``threads`` re-fit the CPU thread count to the free cores (every 0.3 s at most).
     """
@@ -226,37 +161,3 @@ def implementation(kernel: str, array):
         get_backend()
         module = _loaded[_state["cpu"]]
     return getattr(module, kernel)
-
-
-# The dispatching entry points that ops call. Signatures and semantics: see the module docstring.
-
-def matmul(a, b):
-    return implementation("matmul", a)(a, b)
-
-
-def conv2d_forward(x, weight, bias, stride, padding, dilation):
-    return implementation("conv2d_forward", x)(x, weight, bias, stride, padding, dilation)
-
-
-def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation):
-    return implementation("conv2d_backward_input", grad_y)(grad_y, weight, input_shape, stride, padding, dilation)
-
-
-def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation):
-    return implementation("conv2d_backward_weight", grad_y)(grad_y, x, weight_shape, stride, padding, dilation)
-
-
-def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
-    return implementation("max_pool2d_forward", x)(x, kernel_size, stride, padding, dilation)
-
-
-def max_pool2d_backward(grad_y, indices, input_shape):
-    return implementation("max_pool2d_backward", grad_y)(grad_y, indices, input_shape)
-
-
-def avg_pool2d_forward(x, kernel_size, stride, padding):
-    return implementation("avg_pool2d_forward", x)(x, kernel_size, stride, padding)
-
-
-def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride, padding):
-    return implementation("avg_pool2d_backward", grad_y)(grad_y, input_shape, kernel_size, stride, padding)

@@ -39,8 +39,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minift import backend
+from minift import backend, contract
 from minift.backend import threads
+from minift.contract.geometry import conv_output_size
 
 Step = Callable[[], object]
 
@@ -72,7 +73,7 @@ def matmul_row(n: int) -> Row:
 
     def make_step():
         a, b = _random(n, n), _random(n, n)
-        return lambda: backend.matmul(a, b)
+        return lambda: contract.matmul(a, b)
 
     def make_torch_step(torch):
         a, b = torch.from_numpy(_random(n, n)), torch.from_numpy(_random(n, n))
@@ -85,16 +86,16 @@ def conv_row(label: str, n: int, c: int, size: int, o: int, kernel: int = 3, pad
     """conv2d forward + backward_input + backward_weight, stride 1: 3 x 2*N*O*Ho*Wo*C*KH*KW flops."""
     x_shape, w_shape = (n, c, size, size), (o, c, kernel, kernel)
     geometry = ((1, 1), (padding, padding), (1, 1))
-    out = backend.conv_output_size(size, kernel, 1, padding, 1)
+    out = conv_output_size(size, kernel, 1, padding, 1)
     flops = 3 * 2.0 * n * o * out * out * c * kernel * kernel
 
     def make_step():
         x, w, grad_y = _random(*x_shape), _random(*w_shape), _random(n, o, out, out)
 
         def step():
-            backend.conv2d_forward(x, w, None, *geometry)
-            backend.conv2d_backward_input(grad_y, w, x_shape, *geometry)
-            backend.conv2d_backward_weight(grad_y, x, w_shape, *geometry)
+            contract.conv2d_forward(x, w, None, *geometry)
+            contract.conv2d_backward_input(grad_y, w, x_shape, *geometry)
+            contract.conv2d_backward_weight(grad_y, x, w_shape, *geometry)
 
         return step
 
@@ -123,8 +124,8 @@ def max_pool_row(n: int, c: int, size: int) -> Row:
         grad_y = _random(n, c, size // 2, size // 2)
 
         def step():
-            _, indices = backend.max_pool2d_forward(x, *pool)
-            backend.max_pool2d_backward(grad_y, indices, shape)
+            _, indices = contract.max_pool2d_forward(x, *pool)
+            contract.max_pool2d_backward(grad_y, indices, shape)
 
         return step
 

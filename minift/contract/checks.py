@@ -1,7 +1,9 @@
-"""Argument checks shared by the reference kernels.
+"""The argument checks of the kernel contract (``minift.contract``).
 
-A bad call fails here, before any work is done, with a message that names the kernel,
-what it expected and what it got. Nothing is modified by a call that fails.
+Each contract entry calls these once, before it dispatches to a backend, so a bad call
+fails here -- before any work is done, on every backend alike -- with a message that
+names the entry, what it expected and what it got. Nothing is modified by a call that
+fails.
 """
 
 from __future__ import annotations
@@ -11,14 +13,27 @@ import numbers
 FLOAT_DTYPES = ("float32", "float64")
 
 
+def _array_kind(array) -> str:
+    """``numpy.ndarray`` or ``cupy.ndarray``: which library (and so which device) holds it."""
+    return f"{type(array).__module__.split('.')[0]}.{type(array).__name__}"
+
+
 def check_float_arrays(kernel: str, **arrays) -> None:
-    """Every array is float32 or float64, and all of them share one dtype (no silent upcast)."""
+    """Every array is float32 or float64, all share one dtype (no silent upcast) and
+    one kind (all NumPy or all CuPy: one device)."""
     for name, array in arrays.items():
         dtype = getattr(array, "dtype", None)
         if dtype is None:
             raise TypeError(f"{kernel}: {name} must be an array, got {type(array).__name__}")
         if dtype.name not in FLOAT_DTYPES:
             raise TypeError(f"{kernel}: {name} must be float32 or float64, got {dtype}")
+    kinds = {name: _array_kind(array) for name, array in arrays.items()}
+    if len(set(kinds.values())) > 1:
+        listed = ", ".join(f"{name} is a {kind}" for name, kind in kinds.items())
+        raise TypeError(
+            f"{kernel}: all arrays must live on one device, but {listed}; "
+            f"move them with cupy.asarray(...) or cupy.asnumpy(...)"
+        )
     dtypes = {name: array.dtype.name for name, array in arrays.items()}
     if len(set(dtypes.values())) > 1:
         listed = ", ".join(f"{name} {dtype}" for name, dtype in dtypes.items())
@@ -44,8 +59,9 @@ def check_pair(kernel: str, name: str, value, minimum: int) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
-def check_shape(kernel: str, name: str, shape, layout: str) -> tuple[int, ...]:
-    """A shape tuple of non-negative ints with as many entries as ``layout`` names."""
+def check_shape_argument(kernel: str, name: str, shape, layout: str) -> tuple[int, ...]:
+    """A shape passed as an argument (e.g. ``input_shape``): a tuple of non-negative ints
+    with as many entries as ``layout`` names; returned as a tuple of Python ints."""
     expected = layout.count(",") + 1
     if (
         not isinstance(shape, (tuple, list))

@@ -1,31 +1,84 @@
-"""The geometry of conv2d and pool2d: their output sizes, and the checks of their arguments.
+"""The geometry of the contract's kernels: every size of a call, and the checks of its arguments.
 
-Every backend -- this NumPy reference, the Numba kernels and the CuPy kernels -- sizes its
-outputs with these functions, so the same bad call fails with the same message, word for
-word, whichever backend runs it. A call that fails here has done no work.
+The contract entries (``minift.contract``) call these functions once per call, before they
+dispatch, and hand the result -- a ``MatmulGeometry``, ``ConvGeometry`` or ``PoolGeometry``
+-- to the backend's kernel, which then only runs its loops. So the same bad call fails
+with the same message, word for word, whichever backend would have run it, and a call
+that fails here has done no work.
 
 Along one axis, a window of k taps spaced d apart (the dilation) spans ``d*(k-1) + 1``
 positions; window i starts at ``i*s - p`` (s: stride, p: padding) and reads the input at
 ``i*s - p + t*d`` for ``t < k``. The windows that fit in the padded input number
 
-    out = (size + 2*p - d*(k-1) - 1) // s + 1        (``minift.backend.conv_output_size``)
+    out = (size + 2*p - d*(k-1) - 1) // s + 1        (``conv_output_size``)
 
 and a call is refused when ``out < 1`` along either axis. Pooling adds two rules:
 ``p <= k // 2`` (PyTorch's), and no window may lie wholly on the padding, where it would
 have no maximum.
 
 The shapes passed to ``conv2d_geometry`` and ``pool2d_geometry`` are four ints each: a
-caller first checks its arrays (``check_ndim``) and shape arguments (``check_shape``),
+caller first checks its arrays (``check_ndim``) and shape arguments (``check_shape_argument``),
 whose messages name the argument. ``max_pool2d_backward_shape`` checks the arrays of
 max pooling's backward pass itself (it has no window to size).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from minift.backend import conv_output_size
-from minift.contract.checks import check_ndim, check_pair, check_same_shape, check_shape
+from minift.contract.checks import check_ndim, check_pair, check_same_shape, check_shape_argument
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """Output length of a convolution or pooling window along one axis (floor mode).
+
+    ``(size + 2*padding - dilation*(kernel-1) - 1) // stride + 1``: the windows that fit.
+    """
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+@dataclass(frozen=True)
+class MatmulGeometry:
+    """The sizes of ``a (..., M, K) @ b (..., K, N)``: the broadcast batch shape and M, K, N."""
+
+    batch_shape: tuple[int, ...]
+    m: int
+    k: int
+    n: int
+
+    @property
+    def batch(self) -> int:
+        """How many matrix products: the product of the batch shape."""
+        return math.prod(self.batch_shape)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (*self.batch_shape, self.m, self.n)
+
+
+def broadcast_batch_shapes(kernel: str, a_batch, b_batch) -> tuple[int, ...]:
+    """NumPy's broadcasting of two batch shapes (aligned on the right; 1 stretches)."""
+    width = max(len(a_batch), len(b_batch))
+    a_sizes = (1,) * (width - len(a_batch)) + tuple(a_batch)
+    b_sizes = (1,) * (width - len(b_batch)) + tuple(b_batch)
+    if any(x != y and 1 not in (x, y) for x, y in zip(a_sizes, b_sizes)):
+        raise ValueError(f"{kernel}: the batch dimensions {tuple(a_batch)} and {tuple(b_batch)} do not broadcast")
+    return tuple(y if x == 1 else x for x, y in zip(a_sizes, b_sizes))
+
+
+def matmul_geometry(kernel: str, a_shape, b_shape) -> MatmulGeometry:
+    """Check the shapes of ``a @ b`` (both at least 2-D, inner sizes equal, batches
+    broadcastable) and size the product."""
+    a_shape, b_shape = tuple(a_shape), tuple(b_shape)
+    if len(a_shape) < 2 or len(b_shape) < 2:
+        raise ValueError(f"{kernel}: both operands must be at least 2-D, got shapes {a_shape} and {b_shape}")
+    (m, k), (k_b, n) = a_shape[-2:], b_shape[-2:]
+    if k != k_b:
+        raise ValueError(
+            f"{kernel}: a (..., M, K) and b (..., K, N) must agree on K, got shapes {a_shape} and {b_shape}"
+        )
+    return MatmulGeometry(broadcast_batch_shapes(kernel, a_shape[:-2], b_shape[:-2]), m, k, n)
 
 
 def output_size(kernel: str, input_hw, kernel_size, stride, padding, dilation) -> tuple[int, int]:
@@ -90,7 +143,13 @@ class ConvGeometry(WindowGeometry):
 
     @property
     def taps(self) -> int:
-        """Rows of the im2col matrix: ``C * KH * KW``."""
+        """Rows of the im2col matrix, columns of the weight matrix: ``C * KH * KW``.
+
+        Every backend orders them (c, p, q), channel first: tap ``(c*KH + p)*KW + q``
+        multiplies ``weight[o, c, p, q]``, so the weight matrix ``W_mat (O, C*KH*KW)`` is
+        ``weight.reshape(O, C*KH*KW)`` -- no copy of a contiguous weight -- and
+        ``cols[(c*KH + p)*KW + q, i*Wo + j] = xpad[c, i*sh + p*dh, j*sw + q*dw]``.
+        """
         return self.c * self.kh * self.kw
 
 
@@ -180,7 +239,7 @@ def max_pool2d_backward_shape(kernel: str, grad_y, indices, input_shape) -> tupl
     check_same_shape(kernel, "indices", indices.shape, grad_y.shape, "one index per grad_y element")
     if indices.dtype.kind not in "iu":
         raise TypeError(f"{kernel}: indices must be integers (int64), got {indices.dtype}")
-    n, c, h, w = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
+    n, c, h, w = check_shape_argument(kernel, "input_shape", input_shape, "(N, C, H, W)")
     check_same_shape(kernel, "grad_y", grad_y.shape[:2], (n, c), "its (N, C) must match input_shape")
     if indices.size and (indices.min() < 0 or indices.max() >= h * w):
         raise ValueError(f"{kernel}: indices must lie in [0, H*W) = [0, {h * w}) for input_shape {input_shape}")

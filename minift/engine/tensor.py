@@ -1,20 +1,14 @@
-"""``Tensor``: an array that remembers how it was made, and ``backward`` that walks it back.
+"""``Tensor``: an array that remembers how it was made.
 
 A tensor holds ``data`` (a NumPy array, or a CuPy array on the GPU), ``requires_grad``,
-and ``grad`` (a ``Tensor`` or ``None``). A tensor made by an op also holds ``_node``: the
-``Function`` that made it, its saved context, and its input tensors (see ``autograd.py``).
+and ``grad`` (a ``Tensor`` or ``None``). A tensor made by an op also holds ``grad_fn``: the
+graph node with the ``Function`` that made it, its saved context and its input tensors.
+``loss.backward()`` walks those nodes back (``autograd.backward``, in ``autograd.py``).
 
-``loss.backward()`` does reverse-mode differentiation in three steps:
-
-1. order every tensor that leads to ``loss`` so that each comes after all tensors it
-   depends on (a topological sort, done with an explicit stack so that a graph thousands
-   of ops deep cannot hit Python's recursion limit);
-2. visit them from ``loss`` back to the inputs; each node receives ``dL/d(out)``, summed
-   over all its uses, and its ``Function.backward`` turns it into ``dL/d(input)``;
-3. leaves (tensors made by the user, such as parameters) accumulate into ``.grad``.
-
-Afterwards the graph's saved arrays are freed; a second ``backward`` through it raises
-unless the first one passed ``retain_graph=True``.
+The methods (``x.sum(dim=1)``, ``x + y``, ``x.relu()``) are one-line calls into
+``minift.functional``, where each op and its docstring live. In-place methods (``x += 1``,
+``x.zero_()``, ``x[0] = 5``) compute the op and write the result into ``x``'s own array
+(``_inplace``): under ``no_grad`` that is how a parameter is updated by hand.
 
 minift differs from PyTorch on purpose in one place: ``Tensor.data`` is the raw array
 (in PyTorch it is another Tensor), so that optimizers read like the math on the page.
@@ -25,37 +19,24 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd
-from .autograd import FREED, unbroadcast
+from .. import functional as F  # functional builds Tensors too: only its attributes are used, at call time
 from ..backend.device import array_module, check_device, device_of, to_device
-
-DTYPES = {
-    "float16": np.float16,
-    "float32": np.float32,
-    "float64": np.float64,
-    "int8": np.int8,
-    "int16": np.int16,
-    "int32": np.int32,
-    "int64": np.int64,
-    "uint8": np.uint8,
-    "bool": np.bool_,
-}
-float32, float64, int64, int32, bool_ = np.float32, np.float64, np.int64, np.int32, np.bool_
-
-
-def as_dtype(dtype) -> np.dtype:
-    """Turn ``"float32"``, ``np.float32`` or ``minift.float32`` into a supported NumPy dtype."""
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError:
-        resolved = None
-    if resolved is None or resolved.name not in DTYPES:
-        raise TypeError(f"unknown dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-    return resolved
+from .dtypes import DTYPES, as_dtype, bool_, can_store, float32, float64, int32, int64  # noqa: F401 - re-exported
 
 
 def _default_dtype(array) -> np.dtype:
     """Python floats become float32 (PyTorch's default); arrays keep their own dtype."""
     return np.dtype(np.float32) if array.dtype == np.float64 else array.dtype
+
+
+class HookHandle:
+    """What ``register_hook`` returns: ``handle.remove()`` takes the hook off again."""
+
+    def __init__(self, hooks: dict, key: int):
+        self._hooks, self._key = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self._key, None)
 
 
 class Tensor:
@@ -67,10 +48,12 @@ class Tensor:
     tensors can require gradients.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_node", "_retains_grad", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_retains_grad", "_hooks",
+                 "_version_counter", "__weakref__")
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, dtype=None, requires_grad=False, device=None):
+        source = data
         if isinstance(data, Tensor):
             data = data.data
         from_python = not hasattr(data, "dtype")
@@ -100,6 +83,9 @@ class Tensor:
         self.requires_grad = False
         self._node = None
         self._retains_grad = False
+        self._hooks = None
+        shares_memory = isinstance(source, Tensor) and array is data
+        self._version_counter = source._version_counter if shares_memory else [0]
         if requires_grad:
             self.requires_grad_(True)
 
@@ -114,6 +100,8 @@ class Tensor:
         out.requires_grad = False
         out._node = None
         out._retains_grad = False
+        out._hooks = None
+        out._version_counter = [0]
         return out
 
     # ---------------------------------------------------------------- properties
@@ -129,6 +117,9 @@ class Tensor:
     def ndim(self) -> int:
         return self.data.ndim
 
+    def dim(self) -> int:
+        return self.data.ndim
+
     @property
     def device(self) -> str:
         return device_of(self.data)
@@ -137,6 +128,17 @@ class Tensor:
     def is_leaf(self) -> bool:
         """True for tensors made by the user, not by an op that tracked gradients."""
         return self._node is None
+
+    @property
+    def grad_fn(self):
+        """The graph node of the op that made this tensor (None for a leaf); ``.name()``
+        is the op's name, e.g. ``"Sum"``."""
+        return self._node
+
+    @property
+    def _version(self) -> int:
+        """How many in-place changes this tensor's memory has had (shared with its views)."""
+        return self._version_counter[0]
 
     def size(self, dim=None):
         return self.shape if dim is None else self.shape[dim]
@@ -159,16 +161,50 @@ class Tensor:
         return array if dtype is None else array.astype(dtype)
 
     def item(self):
+        """The value of a one-element tensor as a Python number."""
         if self.data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
         return self.data.reshape(()).item()
+
+    def _python_scalar(self):
+        if self.data.size != 1:
+            raise ValueError("only one element tensors can be converted to Python scalars")
+        return self.data.reshape(()).item()
+
+    def __float__(self) -> float:
+        return float(self._python_scalar())
+
+    def __int__(self) -> int:
+        return int(self._python_scalar())
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            amount = "no values" if self.data.size == 0 else "more than one value"
+            raise RuntimeError(f"Boolean value of Tensor with {amount} is ambiguous")
+        return bool(self._python_scalar())
+
+    def __index__(self) -> int:
+        if self.data.size != 1 or self.dtype.kind not in "iu":
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self._python_scalar())
+
+    def __format__(self, spec: str) -> str:
+        """``f"{loss:.3f}"`` formats a 0-d tensor's value; other tensors only as ``str``."""
+        if self.ndim == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
 
     def tolist(self):
         return self.numpy().tolist()
 
     def detach(self) -> "Tensor":
-        """The same data, cut from the graph (shares memory, like PyTorch)."""
-        return Tensor._from_array(self.data)
+        """The same data, cut from the graph (shares memory and version, like PyTorch)."""
+        out = Tensor._from_array(self.data)
+        out._version_counter = self._version_counter
+        return out
+
+    def clone(self) -> "Tensor":
+        return F.clone(self)
 
     def to(self, target) -> "Tensor":
         """``.to("cuda")`` / ``.to("cpu")`` moves data; ``.to(minift.float64)`` casts.
@@ -221,6 +257,18 @@ class Tensor:
         """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep it)."""
         self._retains_grad = True
 
+    def register_hook(self, hook) -> HookHandle:
+        """Call ``hook(grad)`` when this tensor's gradient has been computed, before it is
+        used; a hook that returns a Tensor replaces the gradient. Returns a handle whose
+        ``remove()`` takes the hook off."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._hooks is None:
+            self._hooks = {}
+        key = max(self._hooks, default=-1) + 1
+        self._hooks[key] = hook
+        return HookHandle(self._hooks, key)
+
     def backward(self, gradient=None, retain_graph: bool = False) -> None:
         """Accumulate ``d(self)/d(leaf)`` into ``leaf.grad`` for every leaf that requires grad.
 
@@ -247,7 +295,284 @@ class Tensor:
                     f"gradient has shape {seed.shape} but the tensor has shape {self.shape}"
                 )
             seed = seed.astype(self.dtype, copy=False)
-        _run_backward(self, seed, retain_graph)
+        autograd.backward(self, seed, retain_graph)
+
+    # ---------------------------------------------------------------- in place
+    def _inplace(self, op, *args) -> "Tensor":
+        """Every in-place op: ``self = op(self, *args)``, written into ``self``'s own array.
+
+        Under ``no_grad`` (or with nothing requiring grad) the op just computes. With grad
+        mode on, in-place on a leaf that requires grad is refused (its value is what the
+        gradient is about); on any other tensor the op is recorded on ``before``, a tensor
+        that holds the old value's node, and ``self`` takes the new node. The version bump
+        lets backward refuse if a saved array was overwritten.
+        """
+        records = autograd.is_grad_enabled() and (
+            self.requires_grad or any(getattr(a, "requires_grad", False) for a in args))
+        if records and self.requires_grad and self.is_leaf:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+        if records:
+            before = Tensor._from_array(self.data)
+            before.requires_grad, before._node = self.requires_grad, self._node
+            before._version_counter = self._version_counter
+            result = op(before, *args)
+        else:
+            with autograd.no_grad():
+                result = op(self, *args)
+        if result.shape != self.shape:
+            raise RuntimeError(f"output with shape {list(self.shape)} doesn't match the broadcast shape "
+                               f"{list(result.shape)}")
+        if not can_store(result.dtype, self.dtype):
+            raise RuntimeError(f"result type {result.dtype} can't be cast to the desired output type {self.dtype}")
+        self.data[...] = result.data
+        self._version_counter[0] += 1
+        if records:
+            self.requires_grad, self._node = result.requires_grad, result._node
+        return self
+
+    def add_(self, other, *, alpha=1) -> "Tensor":
+        return self._inplace(lambda x, y: F.add(x, y if alpha == 1 else F.mul(y, alpha)), other)
+
+    def sub_(self, other, *, alpha=1) -> "Tensor":
+        return self._inplace(lambda x, y: F.sub(x, y if alpha == 1 else F.mul(y, alpha)), other)
+
+    def mul_(self, other) -> "Tensor":
+        return self._inplace(F.mul, other)
+
+    def div_(self, other) -> "Tensor":
+        return self._inplace(F.div, other)
+
+    def pow_(self, exponent) -> "Tensor":
+        return self._inplace(F.pow, exponent)
+
+    def clamp_(self, min=None, max=None) -> "Tensor":  # noqa: A002 - PyTorch's names
+        return self._inplace(lambda x: F.clamp(x, min, max))
+
+    clip_ = clamp_
+
+    def copy_(self, src) -> "Tensor":
+        """Write ``src`` (broadcast to this shape, cast to this dtype) into this tensor."""
+        return self._inplace(lambda x, s: F.copy_into(x, s), src)
+
+    def fill_(self, value) -> "Tensor":
+        return self.copy_(value)
+
+    def zero_(self) -> "Tensor":
+        return self.copy_(0)
+
+    def masked_fill_(self, mask, value) -> "Tensor":
+        return self._inplace(lambda x, v: F.masked_fill(x, mask, v), value)
+
+    def __setitem__(self, index, value) -> None:
+        self._inplace(lambda x, v: F.setitem(x, index, v), value)
+
+    def __iadd__(self, other):
+        return self._inplace(F.add, other)
+
+    def __isub__(self, other):
+        return self._inplace(F.sub, other)
+
+    def __imul__(self, other):
+        return self._inplace(F.mul, other)
+
+    def __itruediv__(self, other):
+        return self._inplace(F.div, other)
+
+    def __ipow__(self, other):
+        return self._inplace(F.pow, other)
+
+    # ---------------------------------------------------------------- operators
+    def __add__(self, other):
+        return F.add(self, other)
+
+    def __radd__(self, other):
+        return F.add(other, self)
+
+    def __sub__(self, other):
+        return F.sub(self, other)
+
+    def __rsub__(self, other):
+        return F.sub(other, self)
+
+    def __mul__(self, other):
+        return F.mul(self, other)
+
+    def __rmul__(self, other):
+        return F.mul(other, self)
+
+    def __truediv__(self, other):
+        return F.div(self, other)
+
+    def __rtruediv__(self, other):
+        return F.div(other, self)
+
+    def __pow__(self, other):
+        return F.pow(self, other)
+
+    def __rpow__(self, other):
+        return F.pow(other, self)
+
+    def __matmul__(self, other):
+        return F.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return F.matmul(Tensor(other), self)
+
+    def __neg__(self):
+        return F.neg(self)
+
+    def __abs__(self):
+        return F.abs(self)
+
+    def __getitem__(self, index):
+        return F.getitem(self, index)
+
+    def _compare(self, other, compare) -> "Tensor":
+        """Comparisons make a bool tensor and record nothing (they have no gradient)."""
+        return Tensor._from_array(compare(self.data, getattr(other, "data", other)))
+
+    def __lt__(self, other):
+        return self._compare(other, np.less)
+
+    def __le__(self, other):
+        return self._compare(other, np.less_equal)
+
+    def __gt__(self, other):
+        return self._compare(other, np.greater)
+
+    def __ge__(self, other):
+        return self._compare(other, np.greater_equal)
+
+    def __eq__(self, other):
+        return self._compare(other, np.equal)
+
+    def __ne__(self, other):
+        return self._compare(other, np.not_equal)
+
+    __hash__ = object.__hash__  # tensors are dict keys by identity (optimizer state)
+
+    # ---------------------------------------------------------------- element-wise
+    def exp(self):
+        return F.exp(self)
+
+    def log(self):
+        return F.log(self)
+
+    def sqrt(self):
+        return F.sqrt(self)
+
+    def abs(self):
+        return F.abs(self)
+
+    def neg(self):
+        return F.neg(self)
+
+    def maximum(self, other):
+        return F.maximum(self, other)
+
+    def minimum(self, other):
+        return F.minimum(self, other)
+
+    def clamp(self, min=None, max=None):  # noqa: A002 - PyTorch's names
+        return F.clamp(self, min, max)
+
+    clip = clamp
+
+    def masked_fill(self, mask, value):
+        return F.masked_fill(self, mask, value)
+
+    def relu(self):
+        return F.relu(self)
+
+    def sigmoid(self):
+        return F.sigmoid(self)
+
+    def tanh(self):
+        return F.tanh(self)
+
+    def gelu(self, approximate="none"):
+        return F.gelu(self, approximate)
+
+    def softmax(self, dim=None, *, axis=None):
+        return F.softmax(self, dim, axis=axis)
+
+    def log_softmax(self, dim=None, *, axis=None):
+        return F.log_softmax(self, dim, axis=axis)
+
+    # ---------------------------------------------------------------- reductions
+    def sum(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return F.sum(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def mean(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return F.mean(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def amax(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return F.amax(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def amin(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return F.amin(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def max(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return F.max(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def min(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return F.min(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def argmax(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return F.argmax(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def argmin(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return F.argmin(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def var(self, dim=None, keepdim=None, *, correction=1, axis=None, keepdims=None):
+        return F.var(self, dim, keepdim, correction=correction, axis=axis, keepdims=keepdims)
+
+    def std(self, dim=None, keepdim=None, *, correction=1, axis=None, keepdims=None):
+        return F.std(self, dim, keepdim, correction=correction, axis=axis, keepdims=keepdims)
+
+    def logsumexp(self, dim=None, keepdim=None, *, axis=None, keepdims=None):
+        return F.logsumexp(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def matmul(self, other):
+        return F.matmul(self, other)
+
+    # ---------------------------------------------------------------- shape
+    def reshape(self, *shape):
+        return F.reshape(self, *shape)
+
+    def view(self, *shape):
+        return F.reshape(self, *shape)
+
+    def permute(self, *dims):
+        return F.permute(self, *dims)
+
+    def transpose(self, dim0=-2, dim1=-1):
+        return F.transpose(self, dim0, dim1)
+
+    @property
+    def T(self):
+        return F.permute(self, tuple(range(self.ndim))[::-1])
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        return F.flatten(self, start_dim, end_dim)
+
+    def squeeze(self, dim=None, *, axis=None):
+        return F.squeeze(self, dim, axis=axis)
+
+    def unsqueeze(self, dim=None, *, axis=None):
+        return F.unsqueeze(self, dim, axis=axis)
+
+    def expand(self, *shape):
+        return F.expand(self, *shape)
+
+    def broadcast_to(self, shape):
+        return F.broadcast_to(self, shape)
+
+    def split(self, split_size_or_sections, dim=None, *, axis=None):
+        return F.split(self, split_size_or_sections, dim, axis=axis)
+
+    def gather(self, dim, index):
+        return F.gather(self, dim, index)
 
     # ---------------------------------------------------------------- display
     def __repr__(self) -> str:
@@ -259,134 +584,8 @@ class Tensor:
             extras.append(f"dtype={self.dtype}")
         if self.device != "cpu":
             extras.append(f"device='{self.device}'")
-        if self._node is not None and self._node is not FREED:
-            extras.append(f"grad_fn=<{self._node.fn.__name__}>")
+        if self._node is not None:
+            extras.append(f"grad_fn={self._node!r}")
         elif self.requires_grad:
             extras.append("requires_grad=True")
         return "tensor(" + ", ".join([body, *extras]) + ")"
-
-    __hash__ = object.__hash__  # tensors are dict keys by identity (optimizer state)
-
-
-def _topological_order(root: Tensor) -> list:
-    """Tensors reachable from ``root`` through ops that require grad, inputs first.
-
-    An iterative depth-first search: a tensor is appended after all of its inputs.
-    """
-    order, visited = [], set()
-    stack = [(root, False)]
-    while stack:
-        tensor, inputs_done = stack.pop()
-        if inputs_done:
-            order.append(tensor)
-            continue
-        if id(tensor) in visited:
-            continue
-        visited.add(id(tensor))
-        stack.append((tensor, True))
-        if tensor._node is not None:
-            for parent in tensor._node.inputs:
-                if parent.requires_grad and id(parent) not in visited:
-                    stack.append((parent, False))
-    return order
-
-
-def _run_backward(root: Tensor, seed, retain_graph: bool) -> None:
-    # grads maps id(tensor) -> (dL/d(tensor), borrowed). "borrowed" marks a gradient that
-    # is a view of, or the same array as, a gradient held elsewhere: it is copied before a
-    # leaf keeps it, so that changing one .grad in place can never change another. The seed
-    # is borrowed too: it may be the caller's own array, passed as backward(gradient).
-    grads = {id(root): (seed, True)}
-    for tensor in reversed(_topological_order(root)):
-        entry = grads.pop(id(tensor), None)
-        if entry is None:
-            continue
-        grad, borrowed = entry
-        node = tensor._node
-        if node is None or tensor._retains_grad:
-            _accumulate(tensor, grad, borrowed)
-        if node is None:
-            continue
-        if node is FREED:
-            raise RuntimeError(
-                "trying to backward through the graph a second time: its saved arrays were "
-                "freed by the first backward(); pass retain_graph=True to the first call"
-            )
-        input_grads = node.fn.backward(node.ctx, grad)
-        if not isinstance(input_grads, tuple):
-            input_grads = (input_grads,)
-        returned = []
-        for parent, parent_grad in zip(node.inputs, input_grads):
-            if parent_grad is None or not parent.requires_grad:
-                continue
-            if parent_grad.shape != parent.shape:
-                parent_grad = unbroadcast(parent_grad, parent.shape)
-            key = id(parent)
-            if key in grads:
-                grads[key] = (grads[key][0] + parent_grad, False)
-            else:
-                aliased = (
-                    parent_grad is grad
-                    or getattr(parent_grad, "base", None) is not None
-                    or any(parent_grad is other for other in returned)
-                )
-                grads[key] = (parent_grad, aliased)
-            returned.append(parent_grad)
-        if not retain_graph:
-            node.ctx.free()
-            tensor._node = FREED
-
-
-def _accumulate(tensor: Tensor, grad, borrowed: bool) -> None:
-    """``tensor.grad += grad``, never keeping an array that something else holds."""
-    if borrowed or grad.dtype != tensor.dtype:
-        grad = grad.astype(tensor.dtype, copy=True)
-    if tensor.grad is None:
-        tensor.grad = Tensor._from_array(grad)
-    else:
-        tensor.grad.data = tensor.grad.data + grad
-
-
-def _install_methods() -> None:
-    """Give Tensor its operators and methods, each a thin call into ``minift.functional``.
-
-    Done after the class so that ``functional`` (which builds Tensors) can import this
-    module; the methods are listed here in one table instead of forty one-line defs.
-    """
-    from .. import functional as F
-
-    def compare(op):
-        return lambda self, other: Tensor._from_array(op(self.data, getattr(other, "data", other)))
-
-    def reflected(fn):
-        return lambda self, other: fn(other, self)
-
-    methods = {
-        "__add__": F.add, "__radd__": reflected(F.add),
-        "__sub__": F.sub, "__rsub__": reflected(F.sub),
-        "__mul__": F.mul, "__rmul__": reflected(F.mul),
-        "__truediv__": F.div, "__rtruediv__": reflected(F.div),
-        "__pow__": F.pow, "__rpow__": reflected(F.pow),
-        "__matmul__": F.matmul, "__rmatmul__": reflected(lambda a, b: F.matmul(Tensor(a), b)),
-        "__neg__": F.neg, "__getitem__": F.getitem, "__abs__": F.abs,
-        "__lt__": compare(np.less), "__le__": compare(np.less_equal),
-        "__gt__": compare(np.greater), "__ge__": compare(np.greater_equal),
-        "__eq__": compare(np.equal), "__ne__": compare(np.not_equal),
-        "exp": F.exp, "log": F.log, "sqrt": F.sqrt, "abs": F.abs, "neg": F.neg,
-        "maximum": F.maximum, "minimum": F.minimum, "clip": F.clip, "clamp": F.clip,
-        "sum": F.sum, "mean": F.mean, "max": F.max, "min": F.min, "var": F.var, "std": F.std,
-        "logsumexp": F.logsumexp, "matmul": F.matmul,
-        "reshape": F.reshape, "view": F.reshape, "permute": F.permute, "transpose": F.transpose,
-        "flatten": F.flatten, "squeeze": F.squeeze, "unsqueeze": F.unsqueeze,
-        "expand": F.expand, "broadcast_to": F.broadcast_to, "split": F.split,
-        "relu": F.relu, "sigmoid": F.sigmoid, "tanh": F.tanh, "gelu": F.gelu,
-        "softmax": F.softmax, "log_softmax": F.log_softmax,
-    }
-    for name, fn in methods.items():
-        setattr(Tensor, name, fn)
-    Tensor.T = property(lambda self: F.permute(self, tuple(range(self.ndim))[::-1]))
-    Tensor.argmax = lambda self, axis=None, keepdims=False: Tensor._from_array(
-        self.data.argmax(axis=axis, keepdims=keepdims))
-
-
-_install_methods()

@@ -7,19 +7,20 @@ forward formula and its gradient.
 
 from .activation import gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from .conv import conv2d
-from .elementwise import (abs, add, clamp, clip, div, exp, log, maximum, minimum, mul, neg,
-                          pow, sqrt, sub, where)
+from .elementwise import (abs, add, clamp, clip, clone, div, exp, log, masked_fill, maximum, minimum,
+                          mul, neg, pow, sqrt, sub, where)
 from .linalg import linear, matmul
 from .loss import binary_cross_entropy_with_logits, cross_entropy, mse_loss
 from .normalization import batch_norm, layer_norm
 from .pool import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d
-from .reduction import logsumexp, max, mean, min, std, sum, var
-from .shape import (broadcast_to, cat, concatenate, expand, flatten, getitem, pad, permute,
-                    reshape, split, squeeze, stack, transpose, unsqueeze)
+from .reduction import amax, amin, argmax, argmin, logsumexp, max, mean, min, std, sum, var
+from .shape import (broadcast_to, cat, concatenate, copy_into, expand, flatten, gather, getitem, pad,
+                    permute, reshape, setitem, split, squeeze, stack, transpose, unsqueeze)
 from .sparse import dropout, embedding
 
 __all__ = [
-    "abs", "adaptive_avg_pool2d", "add", "avg_pool2d", "batch_norm", "binary_cross_entropy_with_logits",
+    "abs", "adaptive_avg_pool2d", "amax", "amin", "argmax", "argmin", "clone", "copy_into", "gather",
+    "masked_fill", "setitem", "add", "avg_pool2d", "batch_norm", "binary_cross_entropy_with_logits",
     "broadcast_to", "cat", "clamp", "clip", "concatenate", "conv2d", "cross_entropy", "div", "dropout",
     "embedding", "exp", "expand", "flatten", "gelu", "getitem", "global_avg_pool2d", "layer_norm",
     "leaky_relu", "linear", "log", "log_softmax", "logsumexp", "matmul", "max", "max_pool2d", "maximum", "mean",

@@ -7,6 +7,7 @@ import math
 
 from ..engine.autograd import Function
 from ..backend.device import array_module
+from .arguments import spelled
 from .special import erf
 
 
@@ -175,12 +176,14 @@ def _axis(x, axis):
     return axis % max(x.ndim, 1) if x.ndim else None
 
 
-def softmax(x, axis=-1):
-    return Softmax.apply(x, axis=_axis(x, axis))
+def softmax(x, dim=None, *, axis=None):
+    """Softmax along ``dim`` (NumPy spelling: ``axis``), the last axis by default."""
+    return Softmax.apply(x, axis=_axis(x, spelled(dim, axis, -1)))
 
 
-def log_softmax(x, axis=-1):
-    return LogSoftmax.apply(x, axis=_axis(x, axis))
+def log_softmax(x, dim=None, *, axis=None):
+    """Log-softmax along ``dim`` (NumPy spelling: ``axis``), the last axis by default."""
+    return LogSoftmax.apply(x, axis=_axis(x, spelled(dim, axis, -1)))
 
 
 

@@ -1,7 +1,10 @@
-"""Element-wise ops: arithmetic, exp / log / sqrt / abs, maximum / minimum, clip, where.
+"""Element-wise ops: arithmetic, exp / log / sqrt / abs, maximum / minimum, clip, where,
+masked_fill, clone.
 
 Binary ops broadcast as NumPy does; their backward returns gradients of the broadcast
 shape and the engine sums them back to each input's shape (``autograd.unbroadcast``).
+Mixed dtypes promote as PyTorch's do (``engine/dtypes.py``): ``int tensor * 2.5`` is
+float32, ``int tensor / 2`` too.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine.autograd import Function
+from ..engine.dtypes import DEFAULT_FLOAT, result_type
 from ..backend.device import array_module, to_device
 
 
@@ -37,11 +41,15 @@ class Sub(Function):
 
 
 class Mul(Function):
-    """z = x * y.   dL/dx = g * y,  dL/dy = g * x."""
+    """z = x * y.   dL/dx = g * y,  dL/dy = g * x.
+
+    Only what backward reads is saved: ``x`` only if ``y`` wants a gradient (then
+    ``loss *= 2`` may change ``loss`` in place: its old value is not needed)."""
 
     @staticmethod
     def forward(ctx, x, y):
-        ctx.save_for_backward(x, y)
+        needs_x, needs_y = ctx.needs_input_grad
+        ctx.save_for_backward(x if needs_y else None, y if needs_x else None)
         return x * y
 
     @staticmethod
@@ -53,11 +61,11 @@ class Mul(Function):
 
 
 class Div(Function):
-    """z = x / y.   dL/dx = g / y,  dL/dy = -g * x / y**2."""
+    """z = x / y.   dL/dx = g / y,  dL/dy = -g * x / y**2  (``x`` saved only for dL/dy)."""
 
     @staticmethod
     def forward(ctx, x, y):
-        ctx.save_for_backward(x, y)
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, y)
         return x / y
 
     @staticmethod
@@ -73,7 +81,7 @@ class Pow(Function):
 
     @staticmethod
     def forward(ctx, x, y):
-        z = x**y
+        z = (x**y).astype(x.dtype, copy=False)  # NumPy makes bool ** bool int8
         ctx.save_for_backward(x, y, z)
         return z
 
@@ -224,6 +232,18 @@ class Where(Function):
         return xp.where(ctx.condition, g, zero), xp.where(ctx.condition, zero, g)
 
 
+class Clone(Function):
+    """z = a copy of x (its own memory).   dL/dx = g."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
 class Cast(Function):
     """z = x converted to another floating dtype.  dL/dx = g converted back."""
 
@@ -250,24 +270,41 @@ class ToDevice(Function):
         return to_device(g, ctx.device)
 
 
+def _operands(x, y, true_division=False):
+    """Both operands as Tensors of the dtype PyTorch's promotion gives (``result_type``):
+    a Python number takes the other's dtype unless its kind ranks higher (``int tensor *
+    2.5`` is float32). ``true_division`` of integers gives the default float."""
+    from ..engine.tensor import Tensor
+
+    if isinstance(x, Tensor) and isinstance(y, Tensor) and x.dtype == y.dtype and (
+            x.dtype.kind == "f" or not true_division):
+        return x, y  # the common case, decided without the rules
+    like = x if isinstance(x, Tensor) else y
+    dtype = result_type(x, y)
+    if true_division and dtype.kind != "f":
+        dtype = DEFAULT_FLOAT
+    return _as_tensor(x, dtype, like), _as_tensor(y, dtype, like)
+
+
 def _lift(value, like):
-    """A constant operand as a Tensor: Python numbers take ``like``'s dtype and device."""
+    """A constant operand beside ``like``: a Tensor as it is, a number with the dtype
+    promotion gives it, an array as a Tensor of its own dtype on ``like``'s device."""
     from ..engine.tensor import Tensor
 
     if isinstance(value, Tensor):
         return value
-    if isinstance(value, (int, float, bool)) and like.dtype.kind == "f":
-        return Tensor._from_array(array_module(like.data).asarray(value, dtype=like.dtype))
+    if not hasattr(value, "dtype") or isinstance(value, np.generic):
+        return _as_tensor(value, result_type(like, value), like)
     return Tensor(value, device=like.device)
 
 
-def _operands(x, y):
-    """Both operands as Tensors; a number takes the dtype and device of the other."""
+def _as_tensor(value, dtype, like):
+    """``value`` (a Tensor, array or number) as a Tensor of ``dtype`` on ``like``'s device."""
     from ..engine.tensor import Tensor
 
-    if isinstance(x, Tensor):
-        return x, _lift(y, x)
-    return _lift(x, y), y
+    if isinstance(value, Tensor):
+        return value if value.dtype == dtype else value.to(dtype)
+    return Tensor._from_array(array_module(like.data).asarray(value, dtype=dtype))
 
 
 def _broadcast_error(name: str, *shapes) -> ValueError | None:
@@ -315,7 +352,7 @@ def mul(x, y):
 
 
 def div(x, y):
-    return _apply(Div, "div", *_operands(x, y))
+    return _apply(Div, "div", *_operands(x, y, true_division=True))
 
 
 def pow(x, y):
@@ -358,6 +395,24 @@ def clip(x, min=None, max=None):  # noqa: A002 - PyTorch's argument names
 
 
 clamp = clip
+
+
+def clone(x):
+    """A copy of ``x`` in its own memory, still connected to the graph (``dL/dx = g``)."""
+    return Clone.apply(x)
+
+
+def masked_fill(x, mask, value):
+    """``x`` with ``value`` wherever the boolean ``mask`` (broadcast to ``x``'s shape) is
+    true; ``value`` is cast to ``x``'s dtype.   dL/dx = g where the mask is false."""
+    from ..engine.tensor import Tensor
+
+    cond = mask.data if isinstance(mask, Tensor) else array_module(x.data).asarray(mask)
+    if cond.dtype != np.bool_:
+        raise RuntimeError(f"masked_fill only supports boolean masks, but got mask with dtype {cond.dtype}")
+    if np.broadcast_shapes(cond.shape, x.shape) != x.shape:
+        raise RuntimeError(f"masked_fill: a mask of shape {cond.shape} does not broadcast to the tensor's shape {x.shape}")
+    return Where.apply(_as_tensor(value, x.dtype, x), x, condition=cond)
 
 
 def where(condition, x, y):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .. import backend
+from .. import contract
 from ..engine.autograd import Function
 
 
@@ -15,7 +15,7 @@ class MatMul(Function):
 
     (summed over broadcast batch axes by the engine). A 1-D ``X`` is a row ``(1, K)`` and a
     1-D ``Y`` a column ``(K, 1)`` for the product, and that axis is dropped afterwards,
-    exactly as ``numpy.matmul`` does. The product itself runs on the selected backend.
+    exactly as ``numpy.matmul`` does. The product itself is the kernel contract's ``matmul``.
     """
 
     @staticmethod
@@ -24,7 +24,7 @@ class MatMul(Function):
         x2 = x[None, :] if ctx.x_vector else x
         y2 = y[:, None] if ctx.y_vector else y
         ctx.save_for_backward(x2, y2)
-        z = backend.matmul(x2, y2)
+        z = contract.matmul(x2, y2)
         if ctx.y_vector:
             z = z[..., 0]
         if ctx.x_vector:
@@ -40,11 +40,11 @@ class MatMul(Function):
             g = g[..., None, :]
         dx = dy = None
         if ctx.needs_input_grad[0]:
-            dx = backend.matmul(g, y2.swapaxes(-1, -2))
+            dx = contract.matmul(g, y2.swapaxes(-1, -2))
             if ctx.x_vector:
                 dx = dx.reshape(dx.shape[:-2] + dx.shape[-1:])
         if ctx.needs_input_grad[1]:
-            dy = backend.matmul(x2.swapaxes(-1, -2), g)
+            dy = contract.matmul(x2.swapaxes(-1, -2), g)
             if ctx.y_vector:
                 dy = dy[..., 0]
         return dx, dy
@@ -79,7 +79,7 @@ class Linear(Function):
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
         ctx.rows = math.prod(x.shape[:-1])
-        y = backend.matmul(x.reshape(ctx.rows, x.shape[-1]), weight.T)
+        y = contract.matmul(x.reshape(ctx.rows, x.shape[-1]), weight.T)
         if bias is not None:
             y += bias
         return y.reshape(x.shape[:-1] + (weight.shape[0],))
@@ -89,8 +89,8 @@ class Linear(Function):
         x, weight = ctx.saved
         g_rows = g.reshape(ctx.rows, weight.shape[0])
         needs = ctx.needs_input_grad
-        dx = backend.matmul(g_rows, weight).reshape(x.shape) if needs[0] else None
-        dw = backend.matmul(g_rows.T, x.reshape(ctx.rows, x.shape[-1])) if needs[1] else None
+        dx = contract.matmul(g_rows, weight).reshape(x.shape) if needs[0] else None
+        dw = contract.matmul(g_rows.T, x.reshape(ctx.rows, x.shape[-1])) if needs[1] else None
         if len(needs) == 2:
             return dx, dw
         return dx, dw, g_rows.sum(axis=0) if needs[2] else None

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from .. import backend
+from .. import contract
 from ..engine.autograd import Function
 from ..backend.device import array_module
 from ..contract.checks import check_ndim, check_pair
-from ..contract.geometry import pool2d_geometry
 from .conv import pair
 
 
@@ -16,7 +15,7 @@ class MaxPool2d(Function):
 
     @staticmethod
     def forward(ctx, x, kernel_size, stride, padding, dilation):
-        y, indices = backend.max_pool2d_forward(x, kernel_size, stride, padding, dilation)
+        y, indices = contract.max_pool2d_forward(x, kernel_size, stride, padding, dilation)
         ctx.save_for_backward(indices)
         ctx.shape = x.shape
         return y
@@ -24,7 +23,7 @@ class MaxPool2d(Function):
     @staticmethod
     def backward(ctx, g):
         (indices,) = ctx.saved
-        return backend.max_pool2d_backward(g, indices, ctx.shape)
+        return contract.max_pool2d_backward(g, indices, ctx.shape)
 
 
 class AvgPool2d(Function):
@@ -33,11 +32,11 @@ class AvgPool2d(Function):
     @staticmethod
     def forward(ctx, x, kernel_size, stride, padding):
         ctx.shape, ctx.geometry = x.shape, (kernel_size, stride, padding)
-        return backend.avg_pool2d_forward(x, kernel_size, stride, padding)
+        return contract.avg_pool2d_forward(x, kernel_size, stride, padding)
 
     @staticmethod
     def backward(ctx, g):
-        return backend.avg_pool2d_backward(g, ctx.shape, *ctx.geometry)
+        return contract.avg_pool2d_backward(g, ctx.shape, *ctx.geometry)
 
 
 def _adaptive_bins(size: int, out: int) -> list:
@@ -70,25 +69,22 @@ class AdaptiveAvgPool2d(Function):
         return dx
 
 
-def _pool_geometry(name, x, kernel_size, stride, padding, dilation=1):
-    """Check a pooling call before any work, as every backend's kernel will (same checks,
-    ``name`` in the message); return its ``PoolGeometry``. ``stride`` None: the kernel size."""
-    check_ndim(name, "x", x, 4, "(N, C, H, W)")
+def _window(kernel_size, stride, padding) -> dict:
+    """PyTorch's pooling arguments as pairs; ``stride`` None means the kernel size. The
+    contract entries check them, before any work."""
     kernel_size = pair(kernel_size)
     stride = kernel_size if stride is None else pair(stride)
-    return pool2d_geometry(name, x.shape, kernel_size, stride, pair(padding), pair(dilation))
+    return dict(kernel_size=kernel_size, stride=stride, padding=pair(padding))
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
     """PyTorch's ``F.max_pool2d`` (floor mode); ``stride`` defaults to ``kernel_size``."""
-    g = _pool_geometry("max_pool2d", x, kernel_size, stride, padding, dilation)
-    return MaxPool2d.apply(x, kernel_size=g.kernel_size, stride=g.stride, padding=g.padding, dilation=g.dilation)
+    return MaxPool2d.apply(x, **_window(kernel_size, stride, padding), dilation=pair(dilation))
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
     """PyTorch's ``F.avg_pool2d`` (floor mode, count_include_pad=True)."""
-    g = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding)
-    return AvgPool2d.apply(x, kernel_size=g.kernel_size, stride=g.stride, padding=g.padding)
+    return AvgPool2d.apply(x, **_window(kernel_size, stride, padding))
 
 
 def adaptive_avg_pool2d(x, output_size):

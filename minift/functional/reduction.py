@@ -1,16 +1,25 @@
-"""Reductions along axes: sum, mean, max, min, var, std, logsumexp.
+"""Reductions along axes: sum, mean, amax, amin, max, min, var, std, logsumexp, argmax, argmin.
 
-Each takes ``axis`` (None for all axes, an int, or a tuple; negative counts from the end)
-and ``keepdims``. The backward of a reduction broadcasts ``g`` back over the reduced axes,
-so it first restores them as size-1 axes (``_keep``).
+Each takes ``dim`` (None for all axes, an int, or a tuple; negative counts from the end)
+and ``keepdim``, or NumPy's spellings ``axis=`` / ``keepdims=`` (``arguments.py``). The
+backward of a reduction broadcasts ``g`` back over the reduced axes, so it first restores
+them as size-1 axes (``_keep``).
+
+``max`` / ``min`` are PyTorch's: over all elements a 0-d tensor; along one ``dim`` the
+pair ``(values, indices)``. ``amax`` / ``amin`` reduce over any axes and return values.
 """
 
 from __future__ import annotations
 
 import builtins  # this module defines sum / max / min, shadowing the built-ins
+from collections import namedtuple
 
 from ..engine.autograd import Function
 from ..backend.device import array_module
+from .arguments import dim_and_keepdim
+
+values_indices = namedtuple("values_indices", ["values", "indices"])
+values_indices.__doc__ = "What ``max(x, dim)`` / ``min(x, dim)`` return: ``(values, indices)``, as torch.return_types."
 
 
 def _axes(axis, ndim: int) -> tuple:
@@ -69,20 +78,34 @@ class Mean(Function):
 
 class Max(Function):
     """z = max of x over ``axes``.  The gradient is shared equally by every element equal
-    to the maximum (``torch.amax``'s rule); ``Min`` is the same with min."""
+    to the maximum (``torch.amax``'s rule)."""
 
     @staticmethod
-    def forward(ctx, x, axes, keepdims, reduce="max"):
-        z = x.max(axis=axes, keepdims=True) if reduce == "max" else x.min(axis=axes, keepdims=True)
-        ctx.save_for_backward(x, z)
-        ctx.axes = axes
-        return z if keepdims else z.reshape([n for i, n in enumerate(z.shape) if i not in axes])
+    def forward(ctx, x, axes, keepdims):
+        return _save_extremum(ctx, x, x.max(axis=axes, keepdims=True), axes, keepdims)
 
     @staticmethod
     def backward(ctx, g):
         x, z = ctx.saved
         winners = (x == z).astype(g.dtype)
         return winners * (_keep(g, x.shape, ctx.axes) / winners.sum(axis=ctx.axes, keepdims=True))
+
+
+class Min(Function):
+    """z = min of x over ``axes``; the gradient is shared as ``Max``'s."""
+
+    @staticmethod
+    def forward(ctx, x, axes, keepdims):
+        return _save_extremum(ctx, x, x.min(axis=axes, keepdims=True), axes, keepdims)
+
+    backward = Max.backward
+
+
+def _save_extremum(ctx, x, z, axes, keepdims):
+    """Save what ``Max.backward`` reads; return ``z`` (kept as size-1 axes) in the asked shape."""
+    ctx.save_for_backward(x, z)
+    ctx.axes = axes
+    return z if keepdims else z.reshape([n for i, n in enumerate(z.shape) if i not in axes])
 
 
 class Var(Function):
@@ -126,30 +149,88 @@ class LogSumExp(Function):
         return _keep(g, x.shape, ctx.axes) * array_module(x).exp(x - z)
 
 
-def sum(x, axis=None, keepdims=False):  # noqa: A001 - PyTorch's name
-    return Sum.apply(x, axes=_axes(axis, x.ndim), keepdims=keepdims)
+def sum(x, dim=None, keepdim=None, *, axis=None, keepdims=None):  # noqa: A001 - PyTorch's name
+    dim, keepdim = dim_and_keepdim(dim, keepdim, axis, keepdims)
+    return Sum.apply(x, axes=_axes(dim, x.ndim), keepdims=keepdim)
 
 
-def mean(x, axis=None, keepdims=False):
-    return Mean.apply(x, axes=_axes(axis, x.ndim), keepdims=keepdims)
+def mean(x, dim=None, keepdim=None, *, axis=None, keepdims=None):
+    dim, keepdim = dim_and_keepdim(dim, keepdim, axis, keepdims)
+    return Mean.apply(x, axes=_axes(dim, x.ndim), keepdims=keepdim)
 
 
-def max(x, axis=None, keepdims=False):  # noqa: A001
-    return Max.apply(x, axes=_axes(axis, x.ndim), keepdims=keepdims, reduce="max")
+def amax(x, dim=None, keepdim=None, *, axis=None, keepdims=None):
+    """The largest value over ``dim`` (an int, a tuple, or None for all axes)."""
+    dim, keepdim = dim_and_keepdim(dim, keepdim, axis, keepdims)
+    return Max.apply(x, axes=_axes(dim, x.ndim), keepdims=keepdim)
 
 
-def min(x, axis=None, keepdims=False):  # noqa: A001
-    return Max.apply(x, axes=_axes(axis, x.ndim), keepdims=keepdims, reduce="min")
+def amin(x, dim=None, keepdim=None, *, axis=None, keepdims=None):
+    """The smallest value over ``dim`` (an int, a tuple, or None for all axes)."""
+    dim, keepdim = dim_and_keepdim(dim, keepdim, axis, keepdims)
+    return Min.apply(x, axes=_axes(dim, x.ndim), keepdims=keepdim)
 
 
-def var(x, axis=None, keepdims=False, correction=1):
+def max(x, dim=None, keepdim=None, *, axis=None, keepdims=None):  # noqa: A001
+    """PyTorch's ``max``: without ``dim`` the largest element (a 0-d tensor, the gradient
+    shared by ties); with an int ``dim`` the pair ``(values, indices)`` along it, the
+    gradient going to the index picked."""
+    return _extremum_along(x, dim, keepdim, axis, keepdims, amax, argmax)
+
+
+def min(x, dim=None, keepdim=None, *, axis=None, keepdims=None):  # noqa: A001
+    """PyTorch's ``min``: as ``max``, with the smallest."""
+    return _extremum_along(x, dim, keepdim, axis, keepdims, amin, argmin)
+
+
+def _extremum_along(x, dim, keepdim, axis, keepdims, reduce_all, arg):
+    from .shape import gather, squeeze
+
+    dim, keepdim = dim_and_keepdim(dim, keepdim, axis, keepdims)
+    if dim is None:
+        return reduce_all(x)
+    if not isinstance(dim, int):
+        raise TypeError(f"max/min take one int dim (for several axes use amax/amin), got {dim!r}")
+    indices = arg(x, dim, keepdim=True)
+    values = gather(x, dim, indices)
+    if not keepdim:
+        values, indices = squeeze(values, dim), squeeze(indices, dim)
+    return values_indices(values, indices)
+
+
+def argmax(x, dim=None, keepdim=None, *, axis=None, keepdims=None):
+    """The index of the largest value along ``dim`` (of the flattened tensor without it);
+    int64, no gradient. Ties give the first index."""
+    return _arg_extremum(x, dim, keepdim, axis, keepdims, "argmax")
+
+
+def argmin(x, dim=None, keepdim=None, *, axis=None, keepdims=None):
+    """The index of the smallest value along ``dim``; as ``argmax``."""
+    return _arg_extremum(x, dim, keepdim, axis, keepdims, "argmin")
+
+
+def _arg_extremum(x, dim, keepdim, axis, keepdims, method):
+    from ..engine.tensor import Tensor
+
+    dim, keepdim = dim_and_keepdim(dim, keepdim, axis, keepdims)
+    if x.data.size == 0:
+        raise IndexError(f"{method}(): cannot take the {method} of an empty tensor")
+    if dim is not None:
+        (dim,) = _axes(dim, x.ndim) or (None,)
+    found = getattr(x.data, method)(axis=dim, keepdims=keepdim)
+    return Tensor._from_array(array_module(x.data).asarray(found, dtype="int64"))
+
+
+def var(x, dim=None, keepdim=None, *, correction=1, axis=None, keepdims=None):
     """Variance; ``correction=1`` is the unbiased estimate (PyTorch's default), 0 the biased."""
-    return Var.apply(x, axes=_axes(axis, x.ndim), keepdims=keepdims, correction=correction)
+    dim, keepdim = dim_and_keepdim(dim, keepdim, axis, keepdims)
+    return Var.apply(x, axes=_axes(dim, x.ndim), keepdims=keepdim, correction=correction)
 
 
-def std(x, axis=None, keepdims=False, correction=1):
-    return var(x, axis, keepdims, correction).sqrt()
+def std(x, dim=None, keepdim=None, *, correction=1, axis=None, keepdims=None):
+    return var(x, dim, keepdim, correction=correction, axis=axis, keepdims=keepdims).sqrt()
 
 
-def logsumexp(x, axis=None, keepdims=False):
-    return LogSumExp.apply(x, axes=_axes(axis, x.ndim), keepdims=keepdims)
+def logsumexp(x, dim=None, keepdim=None, *, axis=None, keepdims=None):
+    dim, keepdim = dim_and_keepdim(dim, keepdim, axis, keepdims)
+    return LogSumExp.apply(x, axes=_axes(dim, x.ndim), keepdims=keepdim)

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..engine.autograd import Function
 from ..backend.device import array_module, scatter_add
+from .arguments import spelled
 
 
 class Reshape(Function):
@@ -74,6 +75,45 @@ class GetItem(Function):
             dx[ctx.index] = g
         else:
             scatter_add(dx, ctx.index, g)
+        return dx
+
+
+class SetItem(Function):
+    """z = x with z[index] = v (``x[index] = v`` without changing ``x``; ``Tensor.__setitem__``
+    writes z back into x).   dL/dx = g with zeros at ``index``,  dL/dv = g[index]."""
+
+    @staticmethod
+    def forward(ctx, x, v, index):
+        ctx.index = index
+        z = x.copy()
+        z[index] = v
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        dx = g.copy()
+        dx[ctx.index] = 0
+        return dx, g[ctx.index]
+
+
+class Gather(Function):
+    """z[i, j, k] = x[index[i, j, k], j, k] for dim 0 (and likewise along any ``dim``):
+    ``z.shape == index.shape``.   dL/dx = g scatter-added back (an index picked twice gets
+    both gradients)."""
+
+    @staticmethod
+    def forward(ctx, x, dim, index):
+        xp = array_module(x)
+        grids = [xp.arange(n).reshape([-1 if i == a else 1 for i in range(index.ndim)])
+                 for a, n in enumerate(index.shape)]
+        grids[dim] = index
+        ctx.shape, ctx.picks = x.shape, tuple(grids)
+        return x[ctx.picks]
+
+    @staticmethod
+    def backward(ctx, g):
+        dx = array_module(g).zeros(ctx.shape, dtype=g.dtype)
+        scatter_add(dx, ctx.picks, g)
         return dx
 
 
@@ -167,7 +207,8 @@ def transpose(x, dim0=-2, dim1=-1):
     return Permute.apply(x, axes=tuple(axes))
 
 
-def getitem(x, index):
+def _raw_index(index):
+    """An index with any Tensor in it replaced by its array (integer or bool only)."""
     from ..engine.tensor import Tensor
 
     def raw(part):
@@ -177,11 +218,54 @@ def getitem(x, index):
             return part.data
         return part
 
-    index = tuple(raw(p) for p in index) if isinstance(index, tuple) else raw(index)
-    return GetItem.apply(x, index=index)
+    return tuple(raw(p) for p in index) if isinstance(index, tuple) else raw(index)
 
 
-def concatenate(tensors, axis=0):
+def getitem(x, index):
+    return GetItem.apply(x, index=_raw_index(index))
+
+
+def setitem(x, index, value):
+    """``x`` with ``value`` written at ``index``, as a new tensor (``x`` is unchanged);
+    ``value`` is cast to ``x``'s dtype. ``x[index] = value`` writes this into ``x``."""
+    from ..engine.tensor import Tensor
+
+    if not isinstance(value, Tensor):
+        value = Tensor._from_array(array_module(x.data).asarray(value, dtype=x.dtype))
+    return SetItem.apply(x, value, index=_raw_index(index))
+
+
+def gather(x, dim, index):
+    """PyTorch's ``gather``: values of ``x`` picked along ``dim`` by the int64 ``index``,
+    which has ``x``'s number of dimensions and, on every other axis, at most its length."""
+    from ..engine.tensor import Tensor
+
+    idx = index.data if isinstance(index, Tensor) else array_module(x.data).asarray(index)
+    dim = _axis("gather", dim, x.shape)
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError(f"gather(): expected an int64 index, got dtype {idx.dtype}")
+    if idx.ndim != x.ndim or any(n > m for a, (n, m) in enumerate(zip(idx.shape, x.shape)) if a != dim):
+        raise RuntimeError(f"gather(): index of shape {tuple(idx.shape)} does not fit input of shape {x.shape} "
+                           f"along dim {dim}: same number of dimensions, and no longer than the input on other axes")
+    if idx.size and (idx.min() < 0 or idx.max() >= x.shape[dim]):
+        raise IndexError(f"gather(): index out of range for dim {dim} of length {x.shape[dim]}: "
+                         f"got values in [{int(idx.min())}, {int(idx.max())}]")
+    return Gather.apply(x, dim=dim, index=idx)
+
+
+def copy_into(x, src):
+    """``src`` broadcast to ``x``'s shape and cast to its dtype: what ``x.copy_(src)``
+    writes into ``x`` (``x`` gives only the shape, dtype and device)."""
+    from ..engine.tensor import Tensor
+
+    if not isinstance(src, Tensor):
+        src = Tensor._from_array(array_module(x.data).asarray(src, dtype=x.dtype))
+    return broadcast_to(src.to(x.dtype), x.shape)
+
+
+def concatenate(tensors, dim=None, *, axis=None):
+    """The tensors joined along ``dim`` (0 by default); ``cat`` is the same function."""
+    axis = spelled(dim, axis, 0)
     tensors = list(tensors)
     shapes = _shapes_of_same_ndim(tensors, "concatenate")
     axis = _axis("concatenate", axis, shapes[0])
@@ -193,7 +277,9 @@ def concatenate(tensors, axis=0):
 cat = concatenate
 
 
-def stack(tensors, axis=0):
+def stack(tensors, dim=None, *, axis=None):
+    """The tensors, all of one shape, stacked along a new axis ``dim`` (0 by default)."""
+    axis = spelled(dim, axis, 0)
     tensors = list(tensors)
     shapes = _shapes_of_same_ndim(tensors, "stack")
     if any(s != shapes[0] for s in shapes):
@@ -201,10 +287,10 @@ def stack(tensors, axis=0):
     return Stack.apply(*tensors, axis=_axis("stack", axis, shapes[0], new_axis=True))
 
 
-def split(x, split_size_or_sections, axis=0):
-    """PyTorch's ``split``: an int is the size of each chunk (the last may be smaller); a
-    list gives each chunk's size and must sum to the axis length."""
-    axis = _axis("split", axis, x.shape)
+def split(x, split_size_or_sections, dim=None, *, axis=None):
+    """PyTorch's ``split`` along ``dim`` (0 by default): an int is the size of each chunk
+    (the last may be smaller); a list gives each chunk's size and must sum to the axis length."""
+    axis = _axis("split", spelled(dim, axis, 0), x.shape)
     length = x.shape[axis]
     if isinstance(split_size_or_sections, int):
         if split_size_or_sections <= 0:
@@ -257,7 +343,10 @@ def expand(x, *shape):
     return broadcast_to(x, full)
 
 
-def squeeze(x, axis=None):
+def squeeze(x, dim=None, *, axis=None):
+    """Drop axis ``dim`` if its length is 1 (PyTorch leaves it otherwise), or every
+    length-1 axis when ``dim`` is None."""
+    axis = spelled(dim, axis, None)
     if axis is None:
         return Reshape.apply(x, shape=tuple(n for n in x.shape if n != 1))
     axis = _axis("squeeze", axis, x.shape)
@@ -266,7 +355,11 @@ def squeeze(x, axis=None):
     return Reshape.apply(x, shape=x.shape[:axis] + x.shape[axis + 1:])
 
 
-def unsqueeze(x, axis):
+def unsqueeze(x, dim=None, *, axis=None):
+    """A new axis of length 1 at position ``dim`` (negative counts from the end)."""
+    axis = spelled(dim, axis, None)
+    if axis is None:
+        raise TypeError("unsqueeze() missing the position of the new axis: dim")
     axis = _axis("unsqueeze", axis, x.shape, new_axis=True)
     return Reshape.apply(x, shape=x.shape[:axis] + (1,) + x.shape[axis:])
 

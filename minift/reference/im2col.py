@@ -6,8 +6,8 @@ at a time in Python that is hopelessly slow. im2col ("image to columns") instead
 every window into a column of a matrix, so that all those dot products become one matrix
 product, which BLAS runs at full speed::
 
-    cols[n]  (KH*KW*C, Ho*Wo)   column i*Wo + j holds the window under output pixel (i, j)
-    y[n]     = W_mat @ cols[n]   W_mat: the weight rearranged to (O, KH*KW*C)
+    cols[n]  (C*KH*KW, Ho*Wo)   column i*Wo + j holds the window under output pixel (i, j)
+    y[n]     = W_mat @ cols[n]   W_mat = weight.reshape(O, C*KH*KW)
 
 The price is memory: each input element is copied into up to KH*KW columns.
 
@@ -15,9 +15,10 @@ The price is memory: each input element is copied into up to KH*KW columns.
 ``j*sw + q*dw`` for the kernel offsets ``p < KH``, ``q < KW`` (s: stride, d: dilation). Fix
 one offset (p, q): across all windows it reads a regular grid of the plane, the strided
 slice ``rows p*dh, p*dh + sh, ..., p*dh + (Ho-1)*sh`` (columns likewise). So im2col is a loop
-over the KH*KW offsets, each copying one strided slice -- a few large array copies instead
-of N*Ho*Wo small ones. This is why the rows of ``cols`` are ordered (p, q, c), offset first:
-the rows of one offset form one block, written by one copy.
+over the KH*KW offsets, each copying one strided slice (all images and channels at once)
+-- a few large array copies instead of N*Ho*Wo small ones. The rows of ``cols`` are
+ordered (c, p, q), channel first, as in every backend (``ConvGeometry.taps``): then the
+weight (O, C, KH, KW) is the matrix W_mat by a reshape, without a copy.
 
 **col2im** is the adjoint (the transpose) of im2col, and what the backward pass needs: it
 runs the same loop but *adds* each block back onto its slice of the plane, because windows
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from minift.contract.geometry import output_size
 
 
 def pad_planes(x, padding, value=0.0):
@@ -60,37 +60,35 @@ def offset_slices(p: int, q: int, out_hw, stride, dilation) -> tuple[slice, slic
     return rows, columns
 
 
-def im2col(x, kernel_size, stride, padding, dilation):
+def im2col(x, g):
     """Copy every window of x into columns.
 
-    x (N, C, H, W) -> cols (N, KH, KW, C, Ho, Wo) with
-    ``cols[n, p, q, c, i, j] = xpad[n, c, i*sh + p*dh, j*sw + q*dw]`` (xpad: zero-padded x).
-    ``cols[n].reshape(KH*KW*C, Ho*Wo)`` is the im2col matrix of image n.
+    x (N, C, H, W) -> cols (N, C, KH, KW, Ho, Wo) with
+    ``cols[n, c, p, q, i, j] = xpad[n, c, i*sh + p*dh, j*sw + q*dw]`` (xpad: zero-padded x),
+    for the windows of ``g`` (a ``WindowGeometry``). ``cols[n].reshape(C*KH*KW, Ho*Wo)``
+    is the im2col matrix of image n.
     """
-    n, c, h, w = x.shape
-    kh, kw = kernel_size
-    out_hw = output_size("im2col", (h, w), kernel_size, stride, padding, dilation)
-    xpad = pad_planes(x, padding)
-    cols = np.empty((n, kh, kw, c, *out_hw), dtype=x.dtype)
-    for p, q in np.ndindex(kh, kw):
-        rows, columns = offset_slices(p, q, out_hw, stride, dilation)
-        cols[:, p, q] = xpad[:, :, rows, columns]
+    n, c = x.shape[:2]
+    xpad = pad_planes(x, g.padding)
+    cols = np.empty((n, c, g.kh, g.kw, g.ho, g.wo), dtype=x.dtype)
+    for p, q in np.ndindex(g.kh, g.kw):
+        rows, columns = offset_slices(p, q, (g.ho, g.wo), g.stride, g.dilation)
+        cols[:, :, p, q] = xpad[:, :, rows, columns]
     return cols
 
 
-def col2im(cols, input_shape, stride, padding, dilation):
+def col2im(cols, g):
     """The adjoint of im2col: add every column entry back where it was copied from.
 
-    cols (N, KH, KW, C, Ho, Wo) -> x (input_shape = (N, C, H, W)) with
-    ``x[n, c, h, w] = sum of cols[n, p, q, c, i, j] over all (p, q, i, j) with
+    cols (N, C, KH, KW, Ho, Wo) -> x (N, C, H, W) with
+    ``x[n, c, h, w] = sum of cols[n, c, p, q, i, j] over all (p, q, i, j) with
     i*sh + p*dh - ph == h and j*sw + q*dw - pw == w``; positions no window reads get zero.
     ``cols`` may be any strided (even broadcast) array.
     """
-    n, kh, kw, c, ho, wo = cols.shape
-    h, w = input_shape[2], input_shape[3]
-    ph, pw = padding
+    n, c = cols.shape[:2]
+    (ph, pw), h, w = g.padding, g.h, g.w
     xpad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
-    for p, q in np.ndindex(kh, kw):
-        rows, columns = offset_slices(p, q, (ho, wo), stride, dilation)
-        xpad[:, :, rows, columns] += cols[:, p, q]
+    for p, q in np.ndindex(g.kh, g.kw):
+        rows, columns = offset_slices(p, q, (g.ho, g.wo), g.stride, g.dilation)
+        xpad[:, :, rows, columns] += cols[:, :, p, q]
     return np.ascontiguousarray(xpad[:, :, ph : ph + h, pw : pw + w])

@@ -6,14 +6,15 @@ one strided slice of the padded plane -- a *view*, no copy. So a pool over a KH 
 is an elementwise reduction of KH*KW views: the maximum of the views for max pooling,
 their sum for average pooling. No window is ever copied, which makes a 2x2 max pool many
 times faster than gathering the windows and calling ``max`` on them.
+
+The arguments were checked, and the sizes computed, by the contract entry of the same name
+(``minift.contract``), which hands each function the ``PoolGeometry`` g.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from minift.contract.checks import check_float_arrays, check_ndim, check_same_shape, check_shape
-from minift.contract.geometry import max_pool2d_backward_shape, pool2d_geometry
 from minift.reference.im2col import col2im, offset_slices, pad_planes
 
 
@@ -26,7 +27,7 @@ def _offset_views(xpad, kernel_size, out_hw, stride, dilation):
     return views
 
 
-def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
+def max_pool2d_forward(x, g):
     """y = max over each window, with the flat index of the maximum.
 
     ``y[n, c, i, j] = max_{p,q} xpad[n, c, i*sh + p*dh, j*sw + q*dw]`` (xpad: padded with -inf)
@@ -41,10 +42,6 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation):
     many were passed before the first one equal to y: ``not_found`` stays True until the
     window's maximum is met, and each step adds it to the count.
     """
-    kernel = "max_pool2d_forward"
-    check_float_arrays(kernel, x=x)
-    check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
-    g = pool2d_geometry(kernel, x.shape, kernel_size, stride, padding, dilation)
     h, w, ho, wo = g.h, g.w, g.ho, g.wo
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = g.kernel_size, g.stride, g.padding, g.dilation
 
@@ -81,9 +78,7 @@ def max_pool2d_backward(grad_y, indices, input_shape):
     overlapping windows may pick the same element. grad_y, indices (N, C, Ho, Wo) ->
     grad_x of ``input_shape`` (N, C, H, W).
     """
-    kernel = "max_pool2d_backward"
-    check_float_arrays(kernel, grad_y=grad_y)
-    n, c, h, w = max_pool2d_backward_shape(kernel, grad_y, indices, input_shape)
+    n, c, h, w = input_shape
 
     grad_x = np.zeros((n, c, h * w), dtype=grad_y.dtype)
     plane = np.arange(n * c).reshape(n, c, 1, 1)
@@ -91,17 +86,13 @@ def max_pool2d_backward(grad_y, indices, input_shape):
     return grad_x.reshape(n, c, h, w)
 
 
-def avg_pool2d_forward(x, kernel_size, stride, padding):
+def avg_pool2d_forward(x, g):
     """y = mean over each window, zero padding counted (count_include_pad=True).
 
     ``y[n, c, i, j] = sum_{p,q} xpad[n, c, i*sh + p, j*sw + q] / (KH * KW)``
 
     x (N, C, H, W) -> y (N, C, Ho, Wo): the sum of the KH*KW offset views, divided.
     """
-    kernel = "avg_pool2d_forward"
-    check_float_arrays(kernel, x=x)
-    check_ndim(kernel, "x", x, 4, "(N, C, H, W)")
-    g = pool2d_geometry(kernel, x.shape, kernel_size, stride, padding)
     views = _offset_views(pad_planes(x, g.padding), g.kernel_size, (g.ho, g.wo), g.stride, (1, 1))
     y = views[0].copy()
     for view in views[1:]:
@@ -110,19 +101,13 @@ def avg_pool2d_forward(x, kernel_size, stride, padding):
     return y
 
 
-def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride, padding):
+def avg_pool2d_backward(grad_y, g):
     """dL/dx of average pooling: each grad_y[n, c, i, j] / (KH*KW) added to every element of window (i, j).
 
     That is col2im of grad_y / (KH*KW) repeated at every kernel offset (a broadcast view,
-    nothing copied). grad_y (N, C, Ho, Wo) -> grad_x of ``input_shape`` (N, C, H, W).
+    nothing copied). grad_y (N, C, Ho, Wo) -> grad_x (N, C, H, W).
     """
-    kernel = "avg_pool2d_backward"
-    check_float_arrays(kernel, grad_y=grad_y)
-    input_shape = check_shape(kernel, "input_shape", input_shape, "(N, C, H, W)")
-    g = pool2d_geometry(kernel, input_shape, kernel_size, stride, padding)
-    check_same_shape(kernel, "grad_y", grad_y.shape, g.output_shape, "the pooled shape of input_shape")
-
     share = grad_y / (g.kh * g.kw)
-    # col2im wants (N, KH, KW, C, Ho, Wo): the same share at every offset (p, q).
-    cols = np.broadcast_to(share[:, None, None], (g.n, g.kh, g.kw, g.c, g.ho, g.wo))
-    return col2im(cols, input_shape, g.stride, g.padding, (1, 1))
+    # col2im wants (N, C, KH, KW, Ho, Wo): the same share at every offset (p, q).
+    cols = np.broadcast_to(share[:, :, None, None], (g.n, g.c, g.kh, g.kw, g.ho, g.wo))
+    return col2im(cols, g)
