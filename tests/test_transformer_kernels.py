@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from minift import backend, contract
 from minift.backend import threads
 from minift.reference import transformer as reference
 
@@ -135,7 +136,7 @@ def test_layer_norm_gradients_do_not_depend_on_the_thread_count():
 def test_empty_inputs(dtype):
     x = np.zeros((0, 5), dtype)
     assert fused.softmax_forward(x).shape == (0, 5)
-    y, mean, rstd = fused.layer_norm_forward(x)
+    y, mean, rstd = fused.layer_norm_forward(x, None, None, 1e-5)
     assert (y.shape, mean.shape, rstd.shape) == ((0, 5), (0,), (0,))
     grad_x, grad_w, grad_b = fused.layer_norm_backward(x, x, mean, rstd, np.ones(5, dtype))
     assert grad_x.shape == (0, 5) and np.array_equal(grad_w, np.zeros(5)) and np.array_equal(grad_b, np.zeros(5))
@@ -143,27 +144,37 @@ def test_empty_inputs(dtype):
 
 
 BAD_CALLS = [
-    ("softmax_forward", lambda m, x: m.softmax_forward(x, np.zeros((3,), np.float64)), ValueError, "broadcast"),
-    ("softmax_forward", lambda m, x: m.softmax_forward(x, np.zeros((4,), np.float32)), TypeError, "share one dtype"),
-    ("softmax_forward", lambda m, x: m.softmax_forward(x.astype(np.int64)), TypeError, "float32 or float64"),
-    ("softmax_backward", lambda m, x: m.softmax_backward(x[:1], x), ValueError, "grad_z must have shape (2, 4)"),
-    ("layer_norm_forward", lambda m, x: m.layer_norm_forward(x, np.ones(3)), ValueError, "weight must have shape (4,)"),
-    ("layer_norm_forward", lambda m, x: m.layer_norm_forward(x, None, None, -1.0), ValueError, "eps"),
-    ("layer_norm_backward", lambda m, x: m.layer_norm_backward(x, x, np.zeros(3), np.zeros(2)), ValueError,
+    ("softmax_forward", lambda x: contract.softmax_forward(x, np.zeros((3,))), ValueError, "broadcast"),
+    ("softmax_forward", lambda x: contract.softmax_forward(x, np.zeros((4,), np.float32)), TypeError, "share one dtype"),
+    ("softmax_forward", lambda x: contract.softmax_forward(x.astype(np.int64)), TypeError, "float32 or float64"),
+    ("softmax_backward", lambda x: contract.softmax_backward(x[:1], x), ValueError, "grad_z must have shape (2, 4)"),
+    ("layer_norm_forward", lambda x: contract.layer_norm_forward(x, np.ones(3)), ValueError,
+     "weight must have shape (4,)"),
+    ("layer_norm_forward", lambda x: contract.layer_norm_forward(x, None, None, -1.0), ValueError, "eps"),
+    ("layer_norm_forward", lambda x: contract.layer_norm_forward(x[0, 0]), ValueError, "at least one axis"),
+    ("layer_norm_backward", lambda x: contract.layer_norm_backward(x, x, np.zeros(3), np.zeros(2)), ValueError,
      "mean must have shape (2,)"),
-    ("gelu_backward", lambda m, x: m.gelu_backward(x, x, x[:, :2]), ValueError, "cdf must have shape (2, 4)"),
+    ("gelu_backward", lambda x: contract.gelu_backward(x, x, x[:, :2]), ValueError, "cdf must have shape (2, 4)"),
 ]
 
 
 @pytest.mark.parametrize("kernel, call, error, fragment", BAD_CALLS)
-def test_bad_calls_fail_alike_in_both_and_change_nothing(kernel, call, error, fragment):
+def test_bad_calls_fail_alike_on_both_backends_and_change_nothing(kernel, call, error, fragment):
     messages = []
-    for module in (reference, fused):
+    for name in ("numpy", "numba"):
         x = np.arange(8.0).reshape(2, 4)
         before = x.copy()
-        with pytest.raises(error) as caught:
-            call(module, x)
+        with backend.use_backend(name), pytest.raises(error) as caught:
+            call(x)
         assert np.array_equal(x, before)
         assert kernel in str(caught.value) and fragment in str(caught.value)
         messages.append(str(caught.value))
     assert messages[0] == messages[1]
+
+
+@pytest.mark.parametrize("name", ["numpy", "numba"])
+def test_the_contract_dispatches_the_row_kernels(name):
+    module = reference if name == "numpy" else fused
+    with backend.use_backend(name):
+        for kernel in contract.ROW_KERNELS:
+            assert backend.implementation(kernel, np.zeros(1)) is getattr(module, kernel)

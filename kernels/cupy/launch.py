@@ -127,6 +127,19 @@ def elementwise_launch(total: int, threads: int = THREADS_PER_BLOCK):
     return (blocks, 1, 1), (threads, 1, 1)
 
 
+ROW_THREADS = 256  # transformer.cu's ROW_THREADS: the threads of one row's block
+
+
+def row_launch(rows: int, op: str):
+    """``(grid, block)`` for the row kernels of ``transformer.cu``: one block of ``ROW_THREADS`` per row.
+
+    grid.x may reach 2**31 - 1; more rows than that are refused with the op's name.
+    """
+    if rows > MAX_GRID_X:
+        raise ValueError(f"{op}: {rows} rows need {rows} blocks; CUDA allows at most {MAX_GRID_X}. Split the batch.")
+    return (rows, 1, 1), (ROW_THREADS, 1, 1)
+
+
 # ----------------------------------------------------------------------------------------
 # Index limits and im2col chunks of convolution and pooling
 # ----------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ order and why it is fast:
 - ``gemm.py``  a cache-blocked, vectorised matrix multiply, and the BLAS/blocked switch;
 - ``conv.py``  conv2d forward and backward: im2col + GEMM (+ col2im) per chunk of images;
 - ``pool.py``  max and average pooling, forward and backward;
+- ``transformer.py``  softmax with a mask, layer norm and GELU, fused, forward and backward;
 - ``env.py``   where compiled kernels are cached (``NUMBA_CACHE_DIR``).
 
 Each kernel is compiled for its input types on first use (a few seconds) and cached on
@@ -47,6 +48,14 @@ from minift.kernels.numba.pool import (  # noqa: E402
     max_pool2d_backward,
     max_pool2d_forward,
 )
+from minift.kernels.numba.transformer import (  # noqa: E402
+    gelu_backward,
+    gelu_forward,
+    layer_norm_backward,
+    layer_norm_forward,
+    softmax_backward,
+    softmax_forward,
+)
 from numba import config, njit, set_num_threads  # noqa: E402
 
 set_num_threads(min(config.NUMBA_NUM_THREADS, threads.numba_thread_count()))
@@ -60,6 +69,12 @@ __all__ = [
     "max_pool2d_backward",
     "avg_pool2d_forward",
     "avg_pool2d_backward",
+    "softmax_forward",
+    "softmax_backward",
+    "layer_norm_forward",
+    "layer_norm_backward",
+    "gelu_forward",
+    "gelu_backward",
     "gemm_implementation",
     "check_available",
 ]
