@@ -178,3 +178,24 @@ def test_the_contract_dispatches_the_row_kernels(name):
     with backend.use_backend(name):
         for kernel in contract.ROW_KERNELS:
             assert backend.implementation(kernel, np.zeros(1)) is getattr(module, kernel)
+
+
+# --------------------------------------------------------------------------- the ops that call them
+
+@pytest.mark.parametrize("name", ["numpy", "numba"])
+@settings(deadline=None, max_examples=15)
+@given(data=st.data(), shape=hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=5))
+def test_softmax_with_an_additive_mask_is_softmax_of_the_sum_and_has_its_gradient(name, data, shape):
+    import minift
+    from minift import functional as F
+
+    x = data.draw(values(np.float64, shape))
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    moved = np.moveaxis(x, axis, -1)  # the mask broadcasts against x with `axis` last
+    mask = np.where(data.draw(hnp.arrays(np.bool_, moved.shape[-1:])), -np.inf, 0.0)
+    mask[0] = 0.0  # every row keeps one allowed entry
+    with backend.use_backend(name):
+        got = F.softmax(minift.tensor(x), axis, additive_mask=mask).numpy()
+        np.testing.assert_allclose(np.moveaxis(got, axis, -1), reference.softmax_forward(moved, mask), rtol=1e-12)
+        x_tensor = minift.tensor(x, requires_grad=True)
+        assert minift.gradcheck(lambda t: F.softmax(t, axis, additive_mask=mask) * minift.tensor(x), [x_tensor])

@@ -80,10 +80,10 @@ def layer_norm_backward(grad_y, x, mean, rstd, weight):
 def gelu_forward(x):
     from ..functional.special import erf  # scipy's erf where installed
 
-    cdf = 0.5 * (1 + erf(x / x.dtype.type(math.sqrt(2))))
-    return x * cdf, cdf
+    cdf = np.asarray(0.5 * (1 + erf(x / x.dtype.type(math.sqrt(2)))))  # asarray: a 0-d x gives scalars
+    return np.asarray(x * cdf), cdf
 
 
 def gelu_backward(grad_y, x, cdf):
     pdf = np.exp(-0.5 * x * x) * x.dtype.type(1 / math.sqrt(2 * math.pi))
-    return grad_y * (cdf + x * pdf)
+    return np.asarray(grad_y * (cdf + x * pdf))
