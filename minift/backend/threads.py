@@ -51,9 +51,16 @@ CPU-time accounts measure the cause directly, cost one small file read per inter
 need no warm-up. It starts at one thread, so a program never runs with more threads than
 it has seen free cores.
 
-Measured with ``python -m minift.backend.threads`` (conv2d S2 forward + backward; median ms
-for 1 thread, 2 threads, and the policy, and what it chose): see ``main``. ``minift bench
---threads`` shows the same for every row.
+Measured with ``python -m minift.backend.threads`` (conv2d S2 forward + backward, median ms
+(max), the three settings taking turns), on the same machine shared with seven other
+engineers' jobs (load average 17)::
+
+                                   1 thread     2 threads     policy (chose)
+    the machine as it was          45 (887)     2044 (3670)   36 (947), 1
+    pinned to one core             28 (267)       28 (310)    28 (288), 1
+    another process on core 1      29 (1072)    3322 (5031)   37 (706), 1
+
+``minift bench --threads 1,2,default`` shows the same for every row.
 
 Choose a fixed count with ``MINIFT_NUM_THREADS=n`` or ``set_num_threads(n)`` (for
 reproducible runs: float32 sums may come out in another order on another thread count);
