@@ -30,7 +30,7 @@ OpenBLAS 0.3.30 SkylakeX kernels, Numba 0.68), median ms of conv2d forward + bac
 of a 512 x 512 matmul, pools at 1 / 2 threads each::
 
                               matmul 512   conv S1   conv S2   conv S3
-    quiet machine              1.9 / 1.2    17 / 13   40 / 27   33 / 21
+    machine at load 1.5        1.9 / 1.2    17 / 13   40 / 27   33 / 21
     another process on a core  1.8 / 32     12 / 77   25 / 41   20 / 41
 
 (and a 2-thread matmul at 36 ms against 1.9 on one thread while other engineers' jobs
