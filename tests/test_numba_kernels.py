@@ -466,9 +466,9 @@ def test_benchmark_sweeps_thread_counts_taking_turns():
     assert [(c["implementation"], c["threads"]) for c in cells] == [
         (name, count) for name in ("numpy", "numba") for count in ("1", "2", "default")
     ]
-    # per backend: one warm-up call per count, then the counts take turns call by call
-    timed = [count for name, count, value in seen if name == "numpy"][3:]
-    assert timed[:2] == [1, 2] and len(timed) == 6
+    # per backend: one warm-up call per count, then the counts take turns, an untimed call then a timed one
+    turns = [count for name, count, value in seen if name == "numpy"][3:]
+    assert turns[:4] == [1, 1, 2, 2] and len(turns) == 2 * 2 * 3
     assert all(value == 8.0 for _, _, value in seen)
     for cell in cells:
         assert cell["max_over_median"] >= 1.0

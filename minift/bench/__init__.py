@@ -176,8 +176,12 @@ def measure_settings(step: Step, settings: dict, repeat: int, warmup: int) -> di
     """Seconds of each of ``repeat`` calls of ``step`` under each setting, the settings taking turns.
 
     ``settings`` maps a name to a function of no arguments that puts the setting in place
-    (a thread count). Round after round, each setting runs one call, so that all meet
-    the same load on a shared machine and their ratios hold even when the load changes.
+    (a thread count). Round after round, each setting runs one timed call, so that all
+    meet the same load on a shared machine and their ratios hold even when the load
+    changes. With more than one setting, an untimed call comes first after each switch:
+    the previous setting's worker threads may still be awake (spinning OpenBLAS threads
+    slowed the next setting's call 5x on a loaded machine), and the thread policy gets its
+    look at the cores.
     """
     for apply in settings.values():
         apply()
@@ -187,6 +191,8 @@ def measure_settings(step: Step, settings: dict, repeat: int, warmup: int) -> di
     for _ in range(repeat):
         for name, apply in settings.items():
             apply()
+            if len(settings) > 1:
+                step()
             start = time.perf_counter()
             step()
             times[name].append(time.perf_counter() - start)
@@ -235,7 +241,7 @@ READING_GUIDE = (
     "How to read this: each cell is the median of the timed calls (max/med: the slowest call over the median; "
     "above 3, the machine got in the way). 'threads' is both pools' count: 1, 2, or 'default', minift's policy "
     "(as many as there are free cores; PyTorch: its own default, all cores). The settings of a row take turns "
-    "call by call, so they meet the same load. 'vs numpy' and 'vs torch' compare with the same row and threads "
+    "(an untimed call after each switch, then a timed one), so they meet the same load. 'vs numpy' and 'vs torch' compare with the same row and threads "
     "(2.0 = twice as fast); 'vs best' is the fixed thread count that ran fastest over the default (1.00 = the "
     "default matched it; 0.80 = the default took 1.25x as long)."
 )
