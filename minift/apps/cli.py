@@ -160,6 +160,20 @@ def thread_settings() -> str:
     return f"{settings}; BLAS and Numba pools take turns: {threads.pools_take_turns()}; {os.cpu_count()} CPUs"
 
 
+def thread_sweep(text: str) -> tuple:
+    """'1,2,default' -> (1, 2, None): the thread counts ``minift bench`` sweeps (None: the policy)."""
+    counts = []
+    for item in text.split(","):
+        item = item.strip()
+        if item == "default":
+            counts.append(None)
+        elif item.isdigit() and int(item) >= 1:
+            counts.append(int(item))
+        else:
+            raise argparse.ArgumentTypeError(f"expected thread counts like 1,2,default; got {item!r} in {text!r}")
+    return tuple(counts)
+
+
 def run_bench_command(args) -> None:
     if args.distributed:  # 1 and 2 processes under mpiexec (minift.bench.distributed)
         from ..bench.distributed import report
@@ -168,7 +182,7 @@ def run_bench_command(args) -> None:
         return
     from ..bench import run_benchmarks
 
-    run_benchmarks(repeat=args.repeat, warmup=args.warmup)
+    run_benchmarks(repeat=args.repeat, warmup=args.warmup, thread_counts=args.threads)
 
 
 def run_finetune_image_command(args) -> int:
@@ -322,6 +336,9 @@ def build_parser() -> Parser:
     bench.add_argument("--distributed", action="store_true",
                        help="instead: the small CNN's and MiniLM's training steps with 1 and 2 processes under "
                             "mpiexec, and MPI's all-reduce bandwidth beside the copy bandwidth (needs minift[mpi])")
+    bench.add_argument("--threads", type=thread_sweep, default=(1, 2, None), metavar="LIST",
+                       help="thread counts to sweep, comma-separated, 'default' for minift's policy "
+                            "(default: 1,2,default)")
     _common(bench, seed=False)
     bench.set_defaults(run=run_bench_command)
 
