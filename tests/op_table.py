@@ -27,7 +27,8 @@ from hypothesis.extra import numpy as hnp
 import minift
 import minift.functional as F
 from strategies import (DISTINCT, NEAR_LATTICE, NONZERO, OFF_LATTICE, POSITIVE, REALS, UNIT, Case, Sides,
-                        arrays, broadcast_shapes, clip_bounds, elementwise, reduction, shapes)
+                        arrays, broadcast_shapes, ceil_output_length, clip_bounds, conv2d_oracle, elementwise, reduction,
+                        shapes)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,21 @@ def gelu_reference(x, approximate):
     if approximate == "tanh":
         return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
     return 0.5 * x * (1 + erf(x / math.sqrt(2)))
+
+
+OFF_INTEGERS = OFF_LATTICE.map(lambda value: 4 * value)  # in [-8, 8), never within 0.2 of an integer
+
+
+def hardswish_reference(x):
+    return x * np.minimum(np.maximum(x + 3, 0), 6) / 6
+
+
+def softplus_reference(x, beta, threshold):
+    return np.where(beta * x > threshold, x, np.log1p(np.exp(beta * x)) / beta)
+
+
+def mish_reference(x):
+    return x * np.tanh(np.log1p(np.exp(x)))
 
 
 # ------------------------------------------------------------------ reductions and softmax
@@ -414,6 +430,54 @@ def cross_entropy_reference(x, target, ignore_index, reduction, label_smoothing)
 
 
 @st.composite
+def weighted_class_cases(draw, sides: Sides, smoothing: bool) -> Case:
+    """``cross_entropy_cases`` with a positive class ``weight (C,)`` (and, for cross-entropy,
+    label smoothing), the inputs of ``nll_loss`` and of a weighted cross-entropy."""
+    case = draw(cross_entropy_cases(sides))
+    params = {key: value for key, value in case.params.items() if smoothing or key != "label_smoothing"}
+    params["weight"] = draw(hnp.arrays(np.float64, case.arrays[0].shape[1], elements=POSITIVE))
+    return Case(case.arrays, params)
+
+
+def weighted_nll_reference(logp, target, weight, ignore_index, reduction, label_smoothing=0.0):
+    """PyTorch's rule: ``w[y] (1 - e)(-logp[y]) + e/C sum_c w[c](-logp[c])`` per sample, 0
+    where ignored; the mean divides by the summed ``w[y]`` of the samples kept."""
+    classes = logp.shape[1]
+    flat = np.moveaxis(logp, 1, -1).reshape(-1, classes)
+    t = target.reshape(-1)
+    kept = t != ignore_index
+    safe = np.where(kept, t, 0)
+    picked = flat[np.arange(len(t)), safe]
+    losses = np.where(kept, weight[safe] * (1 - label_smoothing) * -picked
+                      + label_smoothing / classes * -(flat * weight).sum(axis=1), 0.0)
+    if reduction == "none":
+        return losses.reshape(target.shape)
+    return losses.sum() if reduction == "sum" else losses.sum() / np.where(kept, weight[safe], 0).sum()
+
+
+def weighted_cross_entropy_reference(x, **params):
+    shifted = x - x.max(axis=1, keepdims=True)
+    return weighted_nll_reference(shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)), **params)
+
+
+@st.composite
+def difference_cases(draw, sides: Sides, beta: bool) -> Case:
+    """``input`` and ``target`` of one shape whose difference stays off the lattice, so away
+    from the kinks of |d| at 0 and of smooth L1 at |d| = beta (a multiple of the lattice)."""
+    shape = draw(shapes(sides, min_side=1))
+    x, d = draw(arrays(shape)), draw(arrays(shape, OFF_LATTICE))
+    params = {"reduction": draw(st.sampled_from(["mean", "sum", "none"]))}
+    if beta:
+        params["beta"] = draw(st.sampled_from([0.0, 0.25, 0.5, 1.0]))
+    return Case((x, x - d), params)
+
+
+def smooth_l1_reference(x, target, reduction, beta):
+    d = np.abs(x - target)
+    return REDUCE[reduction](np.where(d < beta, 0.5 * d**2 / max(beta, 1e-300), d - 0.5 * beta))
+
+
+@st.composite
 def mse_cases(draw, sides: Sides) -> Case:
     shape = draw(shapes(sides, min_side=1))
     reduction = draw(st.sampled_from(["mean", "sum", "none"]))
@@ -488,6 +552,45 @@ def batch_norm_cases(draw, sides: Sides, training: bool) -> Case:
     return Case(inputs, params)
 
 
+@st.composite
+def rms_norm_cases(draw, sides: Sides) -> Case:
+    lead = draw(shapes(sides, max_dims=2))
+    normalized = draw(shapes(sides, min_dims=1, max_dims=2, min_side=1))
+    inputs = (draw(arrays(lead + normalized)),)
+    if draw(st.booleans()):
+        inputs += (draw(arrays(normalized)),)
+    # eps large enough to keep the curvature near x = 0 within central differences (eps=None: parity tests)
+    return Case(inputs, {"normalized_shape": normalized, "eps": draw(st.sampled_from([0.1, 1.0]))})
+
+
+def rms_norm_reference(x, weight=None, normalized_shape=(), eps=None):
+    eps = np.finfo(x.dtype).eps if eps is None else eps
+    axes_ = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    y = x / np.sqrt((x * x).mean(axis=axes_, keepdims=True) + eps)
+    return y if weight is None else y * weight
+
+
+@st.composite
+def group_norm_cases(draw, sides: Sides) -> Case:
+    """``x (N, G·c, ...)`` with at least two distinct values per group, and maybe weight and bias."""
+    n, groups, per_group = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    spatial = draw(shapes(sides, max_dims=2, min_side=1))
+    assume(per_group * math.prod(spatial) >= 2)
+    channels = groups * per_group
+    inputs = (draw(arrays((n, channels) + spatial, DISTINCT, unique=True)),)
+    if draw(st.booleans()):
+        inputs += (draw(arrays((channels,))), draw(arrays((channels,))))
+    return Case(inputs, {"num_groups": groups})
+
+
+def group_norm_reference(x, weight=None, bias=None, num_groups=1, eps=1e-5):
+    grouped = x.reshape(x.shape[0], num_groups, -1)
+    y = ((grouped - grouped.mean(axis=2, keepdims=True)) / np.sqrt(grouped.var(axis=2, keepdims=True) + eps))
+    y = y.reshape(x.shape)
+    channel = (1, -1) + (1,) * (x.ndim - 2)
+    return y if weight is None else y * weight.reshape(channel) + bias.reshape(channel)
+
+
 def batch_norm_forward(x, weight=None, bias=None, training=True, running_mean=None, running_var=None):
     """The running statistics are buffers of the model's dtype, so they take the dtype of ``x``."""
     if running_mean is not None:
@@ -546,16 +649,10 @@ def output_hw(x_shape, kernel, stride, padding, dilation) -> tuple:
                  for a in (0, 1))
 
 
-def conv2d_reference(x, weight, bias=None, stride=1, padding=0, dilation=1):
-    """y[n, o, i, j] = bias[o] + sum_{c,p,q} weight[o, c, p, q] * xpad[n, c, i*sh + p*dh, j*sw + q*dw]."""
-    stride, padding, dilation = pairs(stride), pairs(padding), pairs(dilation)
-    kernel = weight.shape[2:]
-    out_hw = output_hw(x.shape, kernel, stride, padding, dilation)
-    padded = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
-    y = np.zeros((x.shape[0], weight.shape[0]) + out_hw)
-    for (p, q), view in windows(padded, kernel, stride, dilation, out_hw):
-        y += np.einsum("nchw,oc->nohw", view, weight[:, :, p, q])
-    return y if bias is None else y + bias[None, :, None, None]
+def conv2d_reference(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """y[n, o, i, j] = bias[o] + sum_{c,p,q} weight[o, c, p, q] * xpad[n, c, i*sh + p*dh, j*sw + q*dw]
+    (within o's group): the kernel tests' oracle, ``strategies.conv2d_oracle``."""
+    return conv2d_oracle(x, weight, bias, pairs(stride), pairs(padding), pairs(dilation), groups)
 
 
 def every_window_touches_the_input(length, kernel, stride, padding, dilation) -> bool:
@@ -593,6 +690,118 @@ def pool_reference(x, kernel_size, stride, padding, dilation=(1, 1), reduce="max
     if reduce == "max":
         return np.max(views, axis=0)
     return np.sum(views, axis=0) / (kernel_size[0] * kernel_size[1])
+
+
+@st.composite
+def grouped_conv2d_cases(draw, sides: Sides) -> Case:
+    """conv2d with ``groups`` (1 to 3), often depthwise (one input channel per group)."""
+    groups = draw(st.integers(1, 3))
+    c_group, o_group = draw(st.sampled_from([1, 1, 2])), draw(st.integers(1, 2))
+    n = draw(st.integers(min(sides.low, 1), 2))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride, padding, dilation = ((draw(st.integers(1, 2)),) * 2, (draw(st.integers(0, 1)),) * 2, (draw(st.integers(1, 2)),) * 2)
+    h, w = (fitting_length(draw, sides, dilation[a] * (kernel[a] - 1) + 1, padding[a]) for a in (0, 1))
+    inputs = (draw(arrays((n, groups * c_group, h, w))), draw(arrays((groups * o_group, c_group) + kernel)))
+    if draw(st.booleans()):
+        inputs += (draw(arrays((groups * o_group,))),)
+    return Case(inputs, {"stride": stride, "padding": padding[0], "dilation": dilation, "groups": groups})
+
+
+@st.composite
+def conv_transpose2d_cases(draw, sides: Sides) -> Case:
+    """conv_transpose2d: x (N, C_in, H, W), weight (C_in, C_out/groups, KH, KW), with an output of at least 1x1."""
+    groups = draw(st.integers(1, 2))
+    c_in, c_out = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    n = draw(st.integers(min(sides.low, 1), 2))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, 1)), draw(st.integers(0, 1)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    output_padding = tuple(draw(st.integers(0, s - 1)) for s in stride)
+    h, w = draw(st.integers(1, max(sides.high, 1))), draw(st.integers(1, max(sides.high, 1)))
+    assume(all(out >= 1 for out in conv_transpose_hw((h, w), kernel, stride, padding, dilation, output_padding)))
+    inputs = (draw(arrays((n, c_in, h, w))), draw(arrays((c_in, c_out // groups) + kernel)))
+    if draw(st.booleans()):
+        inputs += (draw(arrays((c_out,))),)
+    return Case(inputs, {"stride": stride, "padding": padding, "output_padding": output_padding, "groups": groups,
+                         "dilation": dilation})
+
+
+def conv_transpose_hw(hw, kernel, stride, padding, dilation, output_padding) -> tuple:
+    """(Ho, Wo) = (H - 1)*s - 2p + d*(k - 1) + output_padding + 1 along each axis."""
+    return tuple((size - 1) * s - 2 * p + d * (k - 1) + extra + 1
+                 for size, k, s, p, d, extra in zip(hw, kernel, stride, padding, dilation, output_padding))
+
+
+def conv_transpose2d_reference(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Each input pixel scatters its weighted kernel: for ci in group g and co < C_out/G,
+    ``ypad[n, g*C_out/G + co, i*sh + p*dh, j*sw + q*dw] += x[n, ci, i, j] * weight[ci, co, p, q]``;
+    y is ypad without the padding (output_padding adds rows and columns at the end)."""
+    (n, c_in, h, w), (_, co_group, kh, kw) = x.shape, weight.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    ho, wo = conv_transpose_hw((h, w), (kh, kw), stride, padding, dilation, output_padding)
+    ypad = np.zeros((n, co_group * groups, ho + 2 * ph, wo + 2 * pw))
+    ci_group = c_in // groups
+    for ci, p, q in np.ndindex(c_in, kh, kw):
+        outputs = slice(ci // ci_group * co_group, (ci // ci_group + 1) * co_group)
+        rows = slice(p * dh, p * dh + (h - 1) * sh + 1, sh)
+        cols = slice(q * dw, q * dw + (w - 1) * sw + 1, sw)
+        ypad[:, outputs, rows, cols] += x[:, ci, None] * weight[ci, :, p, q][None, :, None, None]
+    y = ypad[:, :, ph: ph + ho, pw: pw + wo]
+    return y if bias is None else y + bias[None, :, None, None]
+
+
+@st.composite
+def conv1d_cases(draw, sides: Sides) -> Case:
+    groups = draw(st.integers(1, 2))
+    c, o = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    n, kernel = draw(st.integers(min(sides.low, 1), 2)), draw(st.integers(1, 3))
+    stride, padding, dilation = draw(st.integers(1, 2)), draw(st.integers(0, 1)), draw(st.integers(1, 2))
+    length = fitting_length(draw, sides, dilation * (kernel - 1) + 1, padding)
+    inputs = (draw(arrays((n, c, length))), draw(arrays((o, c // groups, kernel))))
+    if draw(st.booleans()):
+        inputs += (draw(arrays((o,))),)
+    return Case(inputs, {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups})
+
+
+def conv1d_reference(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """y[n, o, i] = bias[o] + sum_{c,k} weight[o, c, k] * xpad[n, c, i*s + k*d]: conv2d's formula over height 1."""
+    y = conv2d_oracle(x[:, :, None], weight[:, :, None], bias, (1, stride), (0, padding), (1, dilation), groups)
+    return y[:, :, 0]
+
+
+@st.composite
+def ceil_pool_cases(draw, sides: Sides, average: bool) -> Case:
+    """Pooling in ceil mode (with, for the average, ``count_include_pad`` drawn)."""
+    case = draw(pool_cases(sides, dilated=not average))
+    params = {**case.params, "ceil_mode": True}
+    if average:
+        params["count_include_pad"] = draw(st.booleans())
+    return Case(case.arrays, params)
+
+
+def ceil_pool_reference(x, kernel_size, stride, padding, dilation=(1, 1), ceil_mode=True, count_include_pad=True,
+                        reduce="max"):
+    """The maximum of each window, or its sum over its divisor: the number of its positions
+    inside the padded input (``count_include_pad``) or on the input alone; windows in ceil
+    mode may run past the padded input, where they read nothing."""
+    stride = kernel_size if stride is None else stride
+    out_hw = tuple(ceil_output_length(*args) for args in zip(x.shape[2:], kernel_size, stride, padding, dilation))
+    past = tuple(max(0, (out - 1) * s + d * (k - 1) + 1 - (size + 2 * p))
+                 for out, size, k, s, p, d in zip(out_hw, x.shape[2:], kernel_size, stride, padding, dilation))
+    spread = ((0, 0), (0, 0), (padding[0], padding[0] + past[0]), (padding[1], padding[1] + past[1]))
+    if reduce == "max":
+        padded = np.pad(x, spread, constant_values=-np.inf)
+        return np.max([view for _, view in windows(padded, kernel_size, stride, dilation, out_hw)], axis=0)
+    (h, w), (ph, pw) = x.shape[2:], padding
+    counted = np.zeros((1, 1, h + 2 * ph + past[0], w + 2 * pw + past[1]))  # 1 where a position counts
+    if count_include_pad:
+        counted[:, :, : h + 2 * ph, : w + 2 * pw] = 1.0
+    else:
+        counted[:, :, ph: ph + h, pw: pw + w] = 1.0
+    sums = np.sum([view for _, view in windows(np.pad(x, spread), kernel_size, stride, dilation, out_hw)], axis=0)
+    divisors = np.sum([view for _, view in windows(counted, kernel_size, stride, dilation, out_hw)], axis=0)
+    return sums / divisors
 
 
 @st.composite
@@ -704,11 +913,25 @@ OPS = [
        lambda sides: elementwise(sides, REALS, params=st.just({"approximate": "tanh"}))),
     Op("sigmoid", F.sigmoid, lambda x: 1 / (1 + np.exp(-x)), unary(REALS)),
     Op("tanh", F.tanh, np.tanh, unary(REALS)),
+    Op("relu6", F.relu6, lambda x: np.minimum(np.maximum(x, 0), 6), unary(OFF_INTEGERS)),
+    Op("hardsigmoid", F.hardsigmoid, lambda x: np.minimum(np.maximum(x + 3, 0), 6) / 6, unary(OFF_INTEGERS)),
+    Op("hardswish", F.hardswish, hardswish_reference, unary(OFF_INTEGERS)),
+    Op("silu", F.silu, lambda x: x / (1 + np.exp(-x)), unary(REALS)),
+    Op("softplus", F.softplus, softplus_reference,
+       lambda sides: elementwise(sides, REALS, params=st.fixed_dictionaries(
+           {"beta": st.sampled_from([0.5, 1.0, 3.0]), "threshold": st.just(20.0)}))),
+    Op("mish", F.mish, mish_reference, unary(REALS)),
     Op("softmax", F.softmax, softmax_reference, softmax_cases),
     Op("log_softmax", F.log_softmax, log_softmax_reference, softmax_cases),
     # losses
     Op("cross_entropy", F.cross_entropy, cross_entropy_reference, cross_entropy_cases),
+    Op("cross_entropy (weighted)", F.cross_entropy, weighted_cross_entropy_reference,
+       lambda sides: weighted_class_cases(sides, smoothing=True)),
+    Op("nll_loss", F.nll_loss, weighted_nll_reference, lambda sides: weighted_class_cases(sides, smoothing=False)),
     Op("mse_loss", F.mse_loss, mse_reference, mse_cases),
+    Op("l1_loss", F.l1_loss, lambda x, t, reduction: REDUCE[reduction](np.abs(x - t)),
+       lambda sides: difference_cases(sides, beta=False)),
+    Op("smooth_l1_loss", F.smooth_l1_loss, smooth_l1_reference, lambda sides: difference_cases(sides, beta=True)),
     Op("binary_cross_entropy_with_logits",
        lambda x, t, pos_weight=None, reduction="mean": F.binary_cross_entropy_with_logits(x, t, reduction, pos_weight),
        bce_reference, bce_cases),
@@ -718,6 +941,11 @@ OPS = [
     Op("layer_norm",
        lambda x, weight=None, bias=None, normalized_shape=(): F.layer_norm(x, normalized_shape, weight, bias),
        layer_norm_reference, layer_norm_cases),
+    Op("rms_norm",
+       lambda x, weight=None, normalized_shape=(), eps=None: F.rms_norm(x, normalized_shape, weight, eps),
+       rms_norm_reference, rms_norm_cases),
+    Op("group_norm", lambda x, weight=None, bias=None, num_groups=1: F.group_norm(x, num_groups, weight, bias),
+       group_norm_reference, group_norm_cases),
     Op("batch_norm (training)", batch_norm_forward, batch_norm_reference,
        lambda sides: batch_norm_cases(sides, training=True)),
     Op("batch_norm (inference)", batch_norm_forward, batch_norm_reference,
@@ -727,6 +955,14 @@ OPS = [
     Op("max_pool2d", F.max_pool2d, pool_reference, lambda sides: pool_cases(sides, dilated=True), kernel=True),
     Op("avg_pool2d", F.avg_pool2d, lambda x, **p: pool_reference(x, reduce="mean", **p),
        lambda sides: pool_cases(sides, dilated=False), kernel=True),
+    Op("conv2d (groups)", F.conv2d, conv2d_reference, grouped_conv2d_cases, kernel=True),
+    Op("conv_transpose2d", F.conv_transpose2d, conv_transpose2d_reference, conv_transpose2d_cases, kernel=True),
+    Op("conv1d", F.conv1d, conv1d_reference, conv1d_cases, kernel=True),
+    Op("max_pool2d (ceil_mode)", F.max_pool2d, ceil_pool_reference, lambda sides: ceil_pool_cases(sides, False),
+       kernel=True),
+    Op("avg_pool2d (ceil_mode, count_include_pad)", F.avg_pool2d,
+       lambda x, **p: ceil_pool_reference(x, reduce="mean", **p), lambda sides: ceil_pool_cases(sides, True),
+       kernel=True),
     Op("adaptive_avg_pool2d", F.adaptive_avg_pool2d, adaptive_pool_reference, adaptive_pool_cases),
     Op("global_avg_pool2d", F.global_avg_pool2d, lambda x: x.mean(axis=(2, 3)), image_cases),
 ]

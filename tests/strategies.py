@@ -246,8 +246,8 @@ class ConvCase:
 
     @property
     def geometry(self) -> tuple:
-        """(stride, padding, dilation): the trailing arguments of every conv2d contract entry."""
-        return self.stride, self.padding, self.dilation
+        """(stride, padding, dilation, groups): the trailing arguments of every conv2d contract entry."""
+        return self.stride, self.padding, self.dilation, self.groups
 
     @property
     def output_shape(self) -> tuple:
@@ -261,15 +261,17 @@ def conv_output_shape(x_shape, weight_shape, stride, padding, dilation) -> tuple
 
 
 @st.composite
-def conv_cases(draw, batch=st.integers(1, 3), dtypes=(np.float64,), groups=st.just(1)):
+def conv_cases(draw, batch=st.integers(1, 3), dtypes=(np.float64,), groups=st.integers(1, 3)):
     """One ConvCase, every array in a drawn layout (read-only) and dtype; values from a drawn seed.
 
-    ``groups``: a strategy for the number of groups (channels in and out are multiples of it).
+    ``groups``: a strategy for the number of groups (channels in and out are multiples of
+    it); half the grouped cases are depthwise (one input channel per group).
     """
     kh, sh, ph, dh, h = draw(axis_geometry())
     kw, sw, pw, dw, w = draw(axis_geometry())
     n, count = draw(batch), draw(groups)
-    c, o = count * draw(st.integers(1, 3)), count * draw(st.integers(1, 3))
+    depthwise = count > 1 and draw(st.booleans())
+    c, o = count * (1 if depthwise else draw(st.integers(1, 3))), count * draw(st.integers(1, 3))
     dtype = draw(st.sampled_from(dtypes))
     rng = np.random.default_rng(draw(SEEDS))
 
@@ -278,8 +280,8 @@ def conv_cases(draw, batch=st.integers(1, 3), dtypes=(np.float64,), groups=st.ju
 
     x, weight = array((n, c, h, w)), array((o, c // count, kh, kw))
     bias = array((o,)) if draw(st.booleans()) else None
-    geometry = ((sh, sw), (ph, pw), (dh, dw))
-    return ConvCase(x, weight, bias, *geometry, array(conv_output_shape(x.shape, weight.shape, *geometry)), count)
+    window = ((sh, sw), (ph, pw), (dh, dw))
+    return ConvCase(x, weight, bias, *window, array(conv_output_shape(x.shape, weight.shape, *window)), count)
 
 
 def conv2d_oracle(x, weight, bias, stride, padding, dilation, groups=1):
@@ -307,13 +309,16 @@ def conv2d_oracle(x, weight, bias, stride, padding, dilation, groups=1):
 
 @dataclass
 class PoolCase:
-    """A pooling: x (N, C, H, W) and its (kernel_size, stride, padding, dilation) pairs."""
+    """A pooling: x (N, C, H, W), its (kernel_size, stride, padding, dilation) pairs, and
+    the flags ``ceil_mode`` and (for the average) ``count_include_pad``."""
 
     x: np.ndarray
     kernel_size: tuple
     stride: tuple
     padding: tuple
     dilation: tuple
+    ceil_mode: bool = False
+    count_include_pad: bool = True
 
     @property
     def window(self) -> tuple:
@@ -321,12 +326,30 @@ class PoolCase:
         return self.kernel_size, self.stride, self.padding
 
     @property
+    def max_args(self) -> tuple:
+        """The arguments of ``max_pool2d_forward`` after x."""
+        return (*self.window, self.dilation, self.ceil_mode)
+
+    @property
+    def avg_args(self) -> tuple:
+        """The arguments of ``avg_pool2d_forward`` after x (and of ``avg_pool2d_backward`` after input_shape)."""
+        return (*self.window, self.ceil_mode, self.count_include_pad)
+
+    @property
     def output_shape(self) -> tuple:
         n, c, h, w = self.x.shape
+        length = ceil_output_length if self.ceil_mode else output_length
         return (n, c) + tuple(
-            output_length(size, k, s, p, d)
+            length(size, k, s, p, d)
             for size, k, s, p, d in zip((h, w), self.kernel_size, self.stride, self.padding, self.dilation)
         )
+
+
+def ceil_output_length(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """Windows in ceil mode: starts i*s (in the padded axis) up to the last that leaves some
+    of its span inside, and that start on the input or its left padding (PyTorch's rule)."""
+    room = size + 2 * padding - dilation * (kernel - 1) - 1
+    return sum(1 for i in range(size + 2 * padding) if i * stride < room + stride and i * stride - padding < size)
 
 
 POOL_VALUES = ("distinct", "ties", "-inf")
@@ -354,11 +377,13 @@ def windows_reach_the_input(kernel, stride, padding, dilation, size) -> bool:
 
 @st.composite
 def pool_cases(draw, kinds=POOL_VALUES, max_dilation=2, dtypes=(np.float64,)):
-    """One PoolCase every window of which reaches x; x read-only, in a drawn layout and dtype."""
+    """One PoolCase every window of which reaches x; x read-only, in a drawn layout and
+    dtype; ``ceil_mode`` and ``count_include_pad`` drawn."""
     axes_ = [draw(axis_geometry(pool=True, max_dilation=max_dilation)) for _ in range(2)]
     assume(all(windows_reach_the_input(*axis) for axis in axes_))
     kernel_size, stride, padding, dilation, size = (tuple(values) for values in zip(*axes_))
     n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     rng = np.random.default_rng(draw(SEEDS))
     values = pool_values(rng, (n, c, *size), draw(st.sampled_from(kinds))).astype(draw(st.sampled_from(dtypes)))
-    return PoolCase(read_only(values, draw(st.sampled_from(LAYOUTS))), kernel_size, stride, padding, dilation)
+    return PoolCase(read_only(values, draw(st.sampled_from(LAYOUTS))), kernel_size, stride, padding, dilation,
+                    draw(st.booleans()), draw(st.booleans()))

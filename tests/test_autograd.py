@@ -211,3 +211,20 @@ def test_gradients_never_alias_each_other_or_the_upstream_gradient(graph):
             if j != i:
                 np.testing.assert_array_equal(other, before[j])
         changed -= 100
+
+
+def test_grad_fn_outlives_backward_but_its_saved_arrays_do_not():
+    t = leaf([1.0, 2.0])
+    loss = (t * t).sum()
+    loss.backward()
+    assert loss.grad_fn.name() == "Sum" and loss.grad_fn.ctx is None and loss.grad_fn.inputs == ()
+    assert "grad_fn=<Sum>" in repr(loss)
+
+
+def test_enable_grad_works_as_a_decorator_inside_no_grad():
+    @minift.enable_grad()
+    def triple(t):
+        return t * 3
+
+    with minift.no_grad():
+        assert triple(leaf([1.0])).requires_grad

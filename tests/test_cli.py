@@ -249,7 +249,18 @@ def test_bench_passes_its_options_through(capsys, monkeypatch):
     calls = []
     monkeypatch.setattr(bench, "run_benchmarks", lambda **options: calls.append(options))
     status, _, _ = run(capsys, "bench", "--repeat", "3", "--warmup", "0")
-    assert status == 0 and calls == [{"repeat": 3, "warmup": 0}]
+    assert status == 0 and calls == [{"repeat": 3, "warmup": 0, "thread_counts": (1, 2, None)}]
+    status, _, _ = run(capsys, "bench", "--threads", "default,1")
+    assert status == 0 and calls[-1]["thread_counts"] == (None, 1)
+
+
+def test_bench_refuses_a_bad_thread_sweep(capsys, monkeypatch):
+    bench = pytest.importorskip("minift.bench")
+    calls = []
+    monkeypatch.setattr(bench, "run_benchmarks", lambda **options: calls.append(options))
+    status, _, err = run(capsys, "bench", "--threads", "1,0")
+    assert_one_line_error(status, err, 2, "1,2,default", "'0'")
+    assert calls == []
 
 
 def test_the_demo_command_passes_its_options(capsys, monkeypatch, tmp_path):

@@ -23,7 +23,7 @@ import pytest
 
 from minift.kernels.cupy import launch
 
-SOURCES = ("gemm.cu", "conv.cu", "pool.cu")
+SOURCES = ("gemm.cu", "conv.cu", "pool.cu", "depthwise.cu", "transformer.cu")
 DTYPES = ("float32", "float64")
 # Turing, Ampere, Hopper. sm_70 (Volta) is no longer supported by CUDA 13's nvcc.
 ARCHITECTURES = ("sm_75", "sm_80", "sm_90")
@@ -123,6 +123,12 @@ def test_gemm_tiling_constants_match_the_python_model():
     assert constants["BLOCK_M"] == tiling.block_m and constants["BLOCK_N"] == tiling.block_n
     assert constants["BLOCK_K"] == tiling.block_k and constants["RUN"] == tiling.run
     assert constants["THREAD_M"] == tiling.thread_m and constants["THREAD_N"] == tiling.thread_n
+
+
+def test_the_depthwise_reduction_block_matches_its_launch():
+    text = (launch.KERNELS_DIR / "depthwise.cu").read_text()
+    threads = int(re.search(r"constexpr int REDUCTION_THREADS = (\d+);", text).group(1))
+    assert threads == launch.REDUCTION_THREADS and threads & (threads - 1) == 0  # halving needs a power of two
 
 
 def test_every_kernel_the_host_launches_is_defined_in_its_source():

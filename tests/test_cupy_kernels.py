@@ -92,12 +92,44 @@ def test_elementwise_launch_has_no_idle_block_and_respects_limits(total):
     assert (blocks - 1) * threads < total or total == 0  # the last block has work
 
 
+@given(rows=st.integers(0, launch.MAX_GRID_X))
+def test_row_launch_gives_each_row_one_block_of_the_sources_width(rows):
+    (blocks, _, _), (threads, _, _) = launch.row_launch(rows, "softmax_forward")
+    assert blocks == rows
+    source = launch.cuda_source("transformer.cu")
+    assert f"constexpr int ROW_THREADS = {threads};" in source
+
+
+def test_row_launch_refuses_more_rows_than_cuda_allows():
+    with pytest.raises(ValueError, match="layer_norm_forward: .* at most"):
+        launch.row_launch(launch.MAX_GRID_X + 1, "layer_norm_forward")
+
+
 @given(total=st.integers(0, 3000), threads=st.sampled_from([32, 256]))
 def test_grid_stride_loop_visits_every_element_once(total, threads):
     (blocks, _, _), _ = launch.elementwise_launch(total, threads)
     grid_threads = blocks * threads
     visited = np.concatenate([np.arange(t, total, grid_threads) for t in range(grid_threads)] + [np.arange(0)])
     assert np.array_equal(np.sort(visited), np.arange(total))
+
+
+@given(outputs=st.integers(1, 5000), terms=st.integers(0, 3000))
+def test_reduction_launch_gives_each_output_a_block_whose_threads_share_every_term_once(outputs, terms):
+    (blocks, _, _), (threads, _, _) = launch.reduction_launch(outputs)
+    assert blocks == outputs and threads == launch.REDUCTION_THREADS
+    visited = np.concatenate([np.arange(t, terms, threads) for t in range(threads)])  # t, t + T, ... (the kernel's loop)
+    assert np.array_equal(np.sort(visited), np.arange(terms))
+    halves = []
+    active = threads
+    while active > 1:  # the shared-memory tree: thread t < half adds t + half
+        active //= 2
+        halves.append(active)
+    assert sum(halves) == threads - 1  # every partial sum but thread 0's is added exactly once
+
+
+def test_reduction_launch_refuses_more_blocks_than_cuda_allows():
+    with pytest.raises(ValueError, match="blocks"):
+        launch.reduction_launch(launch.MAX_GRID_X + 1)
 
 
 # ----------------------------------------------------------------------------------------
@@ -297,9 +329,9 @@ AVG_POOL_CASES = pool_cases(kinds=("distinct", "ties"), max_dilation=1, dtypes=K
 @given(case=MAX_POOL_CASES, layout=layouts)
 def test_max_pool2d_forward_matches_reference_exactly(case, layout):
     x_dev = on_device(case.x, layout)
-    y, indices = contract.max_pool2d_forward(x_dev, *case.window, case.dilation)
+    y, indices = contract.max_pool2d_forward(x_dev, *case.max_args)
     with backend.use_backend("numpy"):
-        want_y, want_indices = contract.max_pool2d_forward(case.x, *case.window, case.dilation)
+        want_y, want_indices = contract.max_pool2d_forward(case.x, *case.max_args)
     assert y.dtype == case.x.dtype and indices.dtype == np.int64
     np.testing.assert_array_equal(cupy.asnumpy(y), want_y)  # NaN == NaN here
     np.testing.assert_array_equal(cupy.asnumpy(indices), want_indices)
@@ -310,7 +342,7 @@ def test_max_pool2d_forward_matches_reference_exactly(case, layout):
 @settings(max_examples=40, deadline=None)
 @given(case=MAX_POOL_CASES, seed=SEEDS)
 def test_max_pool2d_backward_matches_reference(case, seed):
-    _, indices = on_reference("max_pool2d_forward", case.x, *case.window, case.dilation)
+    _, indices = on_reference("max_pool2d_forward", case.x, *case.max_args)
     grad_y = np.random.default_rng(seed).standard_normal(indices.shape).astype(case.x.dtype)
     grad_y_dev, indices_dev = cupy.asarray(grad_y), cupy.asarray(indices)
     got = contract.max_pool2d_backward(grad_y_dev, indices_dev, case.x.shape)
@@ -331,8 +363,8 @@ def test_max_pool2d_backward_refuses_indices_outside_the_plane():
 @given(case=AVG_POOL_CASES, layout=layouts)
 def test_avg_pool2d_forward_matches_reference(case, layout):
     x_dev = on_device(case.x, layout)
-    got = contract.avg_pool2d_forward(x_dev, *case.window)
-    _assert_matches(got, on_reference("avg_pool2d_forward", case.x, *case.window), case.x.dtype)
+    got = contract.avg_pool2d_forward(x_dev, *case.avg_args)
+    _assert_matches(got, on_reference("avg_pool2d_forward", case.x, *case.avg_args), case.x.dtype)
     _assert_unchanged((x_dev,), (case.x,))
 
 
@@ -341,8 +373,8 @@ def test_avg_pool2d_forward_matches_reference(case, layout):
 @given(case=AVG_POOL_CASES, seed=SEEDS)
 def test_avg_pool2d_backward_matches_reference(case, seed):
     grad_y = np.random.default_rng(seed).standard_normal(case.output_shape).astype(case.x.dtype)
-    got = contract.avg_pool2d_backward(cupy.asarray(grad_y), case.x.shape, *case.window)
-    want = on_reference("avg_pool2d_backward", grad_y, case.x.shape, *case.window)
+    got = contract.avg_pool2d_backward(cupy.asarray(grad_y), case.x.shape, *case.avg_args)
+    want = on_reference("avg_pool2d_backward", grad_y, case.x.shape, *case.avg_args)
     _assert_matches(got, want, case.x.dtype)
 
 

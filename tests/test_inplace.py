@@ -153,7 +153,7 @@ def test_inplace_behaviour_matches_pytorch():
             t /= 2
 
 
-@given(x=ARRAYS, c=REALS)
+@given(x=shapes(Sides(1, 4), min_dims=1).flatmap(arrays), c=REALS)
 def test_accumulating_in_place_gives_pytorchs_gradient(x, c):
     torch = pytest.importorskip("torch")
     grads = []
@@ -163,6 +163,20 @@ def test_accumulating_in_place_gives_pytorchs_gradient(x, c):
         total += w * w
         total *= 2
         total -= w
-        total.sum().backward()
+        total[0] = w[0] * 3  # setitem on a non-leaf
+        total.clone().sum().backward()
         grads.append(np.asarray(w.grad.detach().numpy() if lib is torch else w.grad.numpy()))
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12, atol=1e-12)
+
+
+def test_inplace_through_a_view_of_a_leaf_that_requires_grad_is_refused_and_changes_nothing():
+    torch = pytest.importorskip("torch")
+    for lib in (torch, minift):
+        w = lib.ones(2, 2, requires_grad=True)
+        with pytest.raises(RuntimeError, match="a view of a leaf Variable that requires grad is being used in an in-place"):
+            w[0] += 1
+        np.testing.assert_array_equal(numpy_of(w), np.ones((2, 2)))
+
+
+def numpy_of(t):
+    return t.detach().numpy() if hasattr(t, "detach") else np.asarray(t)

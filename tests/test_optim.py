@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from minift import Tensor
-from minift.optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm_, clip_grad_value_, required
+import minift.optim
+from minift.optim import (SGD, Adagrad, Adam, AdamW, NAdam, Optimizer, RAdam, RMSprop, clip_grad_norm_,
+                          clip_grad_value_, required)
 
 SETTINGS = settings(max_examples=40, deadline=None)
 small_floats = st.floats(-5, 5, allow_nan=False, allow_infinity=False)
@@ -181,7 +183,7 @@ def _torch_and_minift_pair(torch, optimizer_name, hyperparameters, values):
         return [{"params": params[:split]}, {"params": params[split:], "lr": lr / 3}]
 
     torch_optimizer = getattr(torch.optim, optimizer_name)(groups(torch_params), **hyperparameters)
-    minift_optimizer = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}[optimizer_name](groups(minift_params), **hyperparameters)
+    minift_optimizer = getattr(minift.optim, optimizer_name)(groups(minift_params), **hyperparameters)
     return torch_params, minift_params, torch_optimizer, minift_optimizer
 
 
@@ -233,6 +235,65 @@ def test_adamw_matches_torch(data, hyperparameters):
     _compare_with_torch("AdamW", hyperparameters, data)
 
 
+weight_decay = st.sampled_from([0.0]) | st.floats(0, 0.1)
+betas = st.tuples(st.floats(0, 0.99), st.floats(0, 0.999))
+MORE_HYPERPARAMETERS = {
+    "RMSprop": st.fixed_dictionaries({
+        "lr": st.floats(0, 0.5), "alpha": st.floats(0.1, 0.999), "eps": st.floats(1e-8, 1e-3),
+        "weight_decay": weight_decay, "momentum": st.sampled_from([0.0]) | st.floats(0, 0.99),
+        "centered": st.booleans(), "maximize": st.booleans()}),
+    "Adagrad": st.fixed_dictionaries({
+        "lr": st.floats(0, 0.5), "lr_decay": st.sampled_from([0.0]) | st.floats(0, 0.5),
+        "weight_decay": weight_decay, "initial_accumulator_value": st.sampled_from([0.0]) | st.floats(0, 1),
+        "eps": st.floats(1e-10, 1e-3), "maximize": st.booleans()}),
+    "NAdam": st.fixed_dictionaries({
+        "lr": st.floats(0, 0.5), "betas": betas, "eps": st.floats(1e-8, 1e-3), "weight_decay": weight_decay,
+        "momentum_decay": st.floats(0, 0.01), "decoupled_weight_decay": st.booleans(), "maximize": st.booleans()}),
+    "RAdam": st.fixed_dictionaries({
+        "lr": st.floats(0, 0.5), "betas": betas, "eps": st.floats(1e-8, 1e-3), "weight_decay": weight_decay,
+        "decoupled_weight_decay": st.booleans(), "maximize": st.booleans()}),
+}
+
+
+@pytest.mark.parametrize("optimizer_name", MORE_HYPERPARAMETERS)
+@settings(max_examples=30, deadline=None)
+@given(data=parameters_and_gradient_sequence(), draw=st.data())
+def test_rmsprop_adagrad_nadam_radam_match_torch(optimizer_name, data, draw):
+    """Step for step, two param groups, some gradients None (RAdam: long enough to rectify)."""
+    torch = pytest.importorskip("torch")
+    hyperparameters = draw.draw(MORE_HYPERPARAMETERS[optimizer_name], label="hyperparameters")
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # torch keeps NAdam's mu_product in the default dtype
+    try:
+        _compare_with_torch(optimizer_name, hyperparameters, data)
+    finally:
+        torch.set_default_dtype(default_dtype)
+
+
+@pytest.mark.parametrize("optimizer_name", ["RMSprop", "Adagrad", "NAdam", "RAdam"])
+def test_defaults_are_pytorchs(optimizer_name):
+    torch = pytest.importorskip("torch")
+    param = Tensor(np.zeros(1), requires_grad=True)
+    ours = getattr(minift.optim, optimizer_name)([param]).defaults
+    theirs = getattr(torch.optim, optimizer_name)([torch.zeros(1, requires_grad=True)]).defaults
+    assert {key: theirs[key] for key in ours} == ours
+
+
+def test_radam_rectifies_after_its_warm_up():
+    """With β2 = 0.999, ρ_t > 5 from step 6 on: the first five steps are plain momentum
+    steps of size lr·m̂ (= lr for a constant gradient 1), the sixth is adaptive."""
+    param = Tensor(np.zeros(1), requires_grad=True)
+    optimizer = RAdam([param], lr=0.1)
+    moves = []
+    for _ in range(6):
+        before = float(param.data[0])
+        param.grad = Tensor(np.ones(1))
+        optimizer.step()
+        moves.append(before - float(param.data[0]))
+    np.testing.assert_allclose(moves[:5], 0.1, rtol=1e-12)
+    assert moves[5] != pytest.approx(0.1, rel=1e-6)
+
+
 # ---------------------------------------------------------------- freezing
 OPTIMIZERS = {
     "sgd momentum + decay": lambda groups: SGD(groups, lr=0.1, momentum=0.9, weight_decay=0.05),
@@ -240,6 +301,10 @@ OPTIMIZERS = {
     "adam L2": lambda groups: Adam(groups, lr=0.01, weight_decay=0.1),
     "adam amsgrad maximize": lambda groups: Adam(groups, lr=0.01, amsgrad=True, maximize=True, weight_decay=0.1),
     "adamw": lambda groups: AdamW(groups, lr=0.01, weight_decay=0.1),
+    "rmsprop centered momentum + decay": lambda groups: RMSprop(groups, momentum=0.9, centered=True, weight_decay=0.1),
+    "adagrad decay": lambda groups: Adagrad(groups, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.1),
+    "nadam decoupled": lambda groups: NAdam(groups, weight_decay=0.1, decoupled_weight_decay=True),
+    "radam L2": lambda groups: RAdam(groups, weight_decay=0.1),
 }
 
 

@@ -48,7 +48,7 @@ def test_conv2d_geometry_output_size_counts_the_windows_that_fit(h, w, kernel, s
     "x_shape, weight_shape, stride, padding, dilation, error, words",
     [
         ((1, 3, 8, 8), (4, 2, 3, 3), (1, 1), (0, 0), (1, 1), ValueError,
-         "the input has 3 channels but the weight (O, C, KH, KW) = (4, 2, 3, 3) expects 2"),
+         "the input has 3 channels but the weight (O, C/groups, KH, KW) = (4, 2, 3, 3) expects 2"),
         ((1, 3, 8, 8), (4, 3, 0, 3), (1, 1), (0, 0), (1, 1), ValueError, "at least 1x1, got weight shape (4, 3, 0, 3)"),
         ((1, 3, 8, 8), (4, 3, 3, 3), (0, 1), (0, 0), (1, 1), ValueError,
          "stride must be >= 1 in both entries, got (0, 1)"),
@@ -62,7 +62,7 @@ def test_conv2d_geometry_output_size_counts_the_windows_that_fit(h, w, kernel, s
          "the padded input 2x8 is smaller than the window span 3x3"),
     ],
 )
-def test_conv2d_geometry_rejects_bad_arguments_with_a_clear_message(
+def test_conv2d_geometry_rejects_bad_arguments_with_a_clear_message(  # groups=1
     x_shape, weight_shape, stride, padding, dilation, error, words
 ):
     with pytest.raises(error) as raised:
@@ -121,3 +121,66 @@ def test_matmul_geometry_rejects_mismatched_shapes(a_shape, b_shape, words):
     with pytest.raises(ValueError) as raised:
         matmul_geometry("matmul", a_shape, b_shape)
     assert str(raised.value).startswith("matmul: ") and words in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "x_shape, weight_shape, groups, words",
+    [
+        ((1, 4, 8, 8), (4, 2, 3, 3), 0, "groups must be a positive int, got 0"),
+        ((1, 4, 8, 8), (4, 2, 3, 3), True, "groups must be a positive int, got True"),
+        ((1, 6, 8, 8), (4, 2, 3, 3), 3, "groups=3 must divide the input channels (6) and the output channels (4) of weight "
+                                         "(O, C/groups, KH, KW) = (4, 2, 3, 3)"),
+        ((1, 6, 8, 8), (6, 1, 3, 3), 3, "the input has 6 channels but the weight (O, C/groups, KH, KW) = (6, 1, 3, 3) "
+                                         "expects 3 (C/groups with groups=3)"),
+    ],
+)
+def test_conv2d_geometry_checks_groups(x_shape, weight_shape, groups, words):
+    with pytest.raises(ValueError) as raised:
+        conv2d_geometry("conv2d_forward", x_shape, weight_shape, (1, 1), (0, 0), (1, 1), groups)
+    assert str(raised.value) == f"conv2d_forward: {words}"
+
+
+@settings(max_examples=30)
+@given(groups=st.integers(1, 4), c_group=st.integers(1, 3), o_group=st.integers(1, 3))
+def test_a_grouped_geometry_splits_into_groups_of_one_group_each(groups, c_group, o_group):
+    g = conv2d_geometry("conv2d_forward", (2, groups * c_group, 5, 5), (groups * o_group, c_group, 3, 3),
+                        (1, 1), (1, 1), (1, 1), groups)
+    assert (g.c_group, g.o_group, g.taps, g.depthwise) == (c_group, o_group, c_group * 9, c_group == 1)
+    one = g.one_group()
+    assert (one.c, one.o, one.groups, one.output_shape) == (c_group, o_group, 1, (2, o_group, 5, 5))
+
+
+@settings(max_examples=60)
+@given(size=st.integers(1, 12), kernel=st.integers(1, 5), stride=st.integers(1, 4), data=st.data())
+def test_ceil_mode_counts_the_windows_as_pytorch_does(size, kernel, stride, data):
+    torch = pytest.importorskip("torch")
+    padding = data.draw(st.integers(0, kernel // 2))
+    assume(size + 2 * padding >= kernel)
+    g = pool2d_geometry("max_pool2d_forward", (1, 1, size, 3), (kernel, 1), (stride, 1), (padding, 0), ceil_mode=True)
+    pooled = torch.nn.functional.max_pool2d(torch.zeros(1, 1, size, 3), (kernel, 1), (stride, 1), (padding, 0),
+                                            ceil_mode=True)
+    assert g.output_shape == tuple(pooled.shape)
+
+
+@settings(max_examples=60)
+@given(size=st.integers(1, 10), kernel=st.integers(1, 4), stride=st.integers(1, 3), ceil_mode=st.booleans(),
+       count_include_pad=st.booleans(), data=st.data())
+def test_average_divisors_are_pytorchs(size, kernel, stride, ceil_mode, count_include_pad, data):
+    """Over ones, a window's sum (torch with ``divisor_override=1``) over its mean is its divisor."""
+    torch = pytest.importorskip("torch")
+    padding = data.draw(st.integers(0, kernel // 2))
+    assume(size + 2 * padding >= kernel)
+    g = pool2d_geometry("avg_pool2d_forward", (1, 1, size, 1), (kernel, 1), (stride, 1), (padding, 0),
+                        ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+    ones = torch.ones(1, 1, size, 1, dtype=torch.float64)
+    means = torch.nn.functional.avg_pool2d(ones, (kernel, 1), (stride, 1), (padding, 0), ceil_mode, count_include_pad)
+    sums = torch.nn.functional.avg_pool2d(ones, (kernel, 1), (stride, 1), (padding, 0), ceil_mode, True,
+                                          divisor_override=1)
+    rows, columns = g.divisors()
+    assert columns == (1,)
+    np.testing.assert_allclose(np.asarray(rows, np.float64), (sums / means).reshape(-1).numpy())
+
+
+def test_pool2d_geometry_refuses_flags_that_are_not_bools():
+    with pytest.raises(TypeError, match="avg_pool2d_forward: count_include_pad must be a bool, got 0"):
+        pool2d_geometry("avg_pool2d_forward", (1, 1, 4, 4), (2, 2), (2, 2), (0, 0), count_include_pad=0)

@@ -100,7 +100,7 @@ def test_resume_refuses_another_fit_call_and_changes_nothing(tmp_path):
     path = tmp_path / "checkpoint.safetensors"
     with pytest.raises(ValueError, match=r"epochs: the checkpoint has 2, this fit call 3"):
         learner.fit(3, 1e-2, schedule="one_cycle", resume_from=path)
-    with pytest.raises(ValueError, match=r"schedule: the checkpoint has 'OneCycle\(.*\)', this fit call 'constant'"):
+    with pytest.raises(ValueError, match=r"schedule: the checkpoint has 'OneCycleLR\(.*\)', this fit call 'constant'"):
         learner.fit(2, 1e-2, resume_from=path)
     with pytest.raises(ValueError, match=r"lrs"):
         learner.fit(2, 1e-3, schedule="one_cycle", resume_from=path)

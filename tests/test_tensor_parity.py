@@ -205,12 +205,16 @@ def test_gather_and_masked_fill_match_pytorch(data):
                 np.testing.assert_allclose(ours, theirs, rtol=1e-12)
 
 
-def test_clone_copies_memory_and_passes_the_gradient():
-    x = minift.tensor([1.0, 2.0], requires_grad=True)
-    y = x.clone()
-    assert not np.shares_memory(x.data, y.data) and y.grad_fn.name() == "Clone"
-    (y * 3).sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
+def test_clone_copies_memory_and_passes_the_gradient_as_pytorch():
+    torch = pytest.importorskip("torch")
+    for lib in (torch, minift):
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        y = x.clone()
+        assert not np.shares_memory(numpy_of(x), numpy_of(y)) and y.grad_fn is not None
+        y.add_(1)  # a clone may change in place: x is untouched
+        (y * x).sum().backward()
+        np.testing.assert_array_equal(numpy_of(x.grad), [2 * 1.0 + 1, 2 * 2.0 + 1])  # d/dx (x + 1) x
+        np.testing.assert_array_equal(numpy_of(x), [1.0, 2.0])
 
 
 def test_masked_fill_refuses_a_non_boolean_mask_and_keeps_the_dtype():
@@ -247,3 +251,17 @@ def test_grad_fn_names_the_op_that_made_the_tensor():
     assert x.grad_fn is None and y.grad_fn.name() == "Sum" and repr(y.grad_fn) == "<Sum>"
     assert "grad_fn=<Sum>" in repr(y)
     assert y.grad_fn.inputs[0].grad_fn.name() == "Mul"
+
+
+def test_accuracy_idioms_and_mask_logic_match_pytorch():
+    """``(pred.argmax(1) == y).type(torch.float).sum().item()`` and ``~mask & other``."""
+    torch = pytest.importorskip("torch")
+    logits = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    correct = []
+    for lib in (torch, minift):
+        pred, y = lib.tensor(logits), lib.tensor(labels)
+        correct.append((pred.argmax(1) == y).type(lib.float32).sum().item())
+        mask = pred > 0
+        assert ((~mask & (pred < 1)) | (pred > 2)).tolist() == ((~(logits > 0) & (logits < 1)) | (logits > 2)).tolist()
+    assert correct[0] == correct[1]

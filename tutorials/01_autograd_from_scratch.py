@@ -329,6 +329,27 @@ linear = train_network(seed=0, hidden=0, max_sweeps=course.pick(2000, 600))
 print(f"no hidden layer: {linear['accuracy'] * 64:.0f} of 64 right after {len(linear['losses'])} sweeps")
 
 # %% [markdown]
+# ## Seeing the graph
+#
+# `minift.viz.draw_graph` draws what `backward()` walks: a box for every tensor, naming the
+# op that made it (or `leaf`), its shape and its dtype, and an arrow for every use of a
+# tensor as an op's input. Leaves say whether they require grad; a frozen parameter (its
+# `requires_grad` off, as in feature extraction) is dashed: `backward()` stops there. In a
+# notebook the drawing is an SVG when Graphviz is installed, its DOT text otherwise.
+
+# %%
+from minift import nn  # noqa: E402
+from minift.viz import draw_graph  # noqa: E402
+
+layer = nn.Linear(6, 2)
+layer.weight.requires_grad = False                     # frozen: no gradient reaches it
+four_patterns = minift.tensor(np.eye(6, dtype=np.float32)[:4])   # data: no grad
+scores = layer(four_patterns).sigmoid().sum()
+graph = draw_graph(scores, names={"patterns": four_patterns, **dict(layer.named_parameters())})
+assert "frozen parameter" in graph.source and "Sigmoid" in graph.source
+graph
+
+# %% [markdown]
 # ## Checks
 #
 # These asserts are what this notebook claims; CI runs them on every change.

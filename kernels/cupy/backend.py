@@ -6,9 +6,14 @@ as the NumPy reference ``minift.reference``) for arrays on an NVIDIA GPU:
 * ``matmul``: the shared-memory tiled GEMM of ``gemm.cu`` (128 x 128 tiles per block,
   8 x 8 outputs per thread), batched over broadcast batch dimensions.
 * ``conv2d_*``: im2col (``conv.cu``) turns the convolution into one GEMM per chunk of
-  samples; its backward pass is two more GEMMs and a col2im gather.
+  samples; its backward pass is two more GEMMs and a col2im gather. With groups, one
+  such convolution per group -- except a depthwise one (one input channel per group),
+  which runs direct kernels (``depthwise.cu``): an im2col feeding a GEMM of one row per
+  group would be all memory traffic.
 * ``max_pool2d_*``, ``avg_pool2d_*``: one thread per output (forward), a scatter with
   atomics (max backward) or a gather (avg backward), in ``pool.cu``.
+* ``softmax_*``, ``layer_norm_*``, ``gelu_*``: one block per row, reductions across the
+  block in double (softmax, layer norm), or one thread per element (GELU), in ``transformer.cu``.
 
 Each ``.cu`` file is written once for ``scalar_t`` and compiled by NVRTC (through
 ``cupy.RawModule``) twice, for float32 and float64, the first time a kernel is needed;
@@ -135,57 +140,108 @@ def _batched_operand(x, batch_shape):
 
 
 # ----------------------------------------------------------------------------------------
-# conv2d: im2col + GEMM
+# conv2d: im2col + GEMM; depthwise: direct kernels; other groups: im2col + GEMM per group
 # ----------------------------------------------------------------------------------------
 
 def conv2d_forward(x, weight, bias, g: ConvGeometry):
-    """``y (N, O, Ho, Wo)``: for each chunk of samples, ``W (O, C*KH*KW) @ im2col(x)``, plus bias.
-
-    The GEMM yields ``(O, S*Ho*Wo)`` for the chunk's S samples, copied into ``y``'s
-    ``(S, O, Ho, Wo)`` layout.
-    """
+    """``y (N, O, Ho, Wo)``, plus bias: ``_dense_forward`` (per group), or ``depthwise_forward``."""
     launch.check_int32_planes("conv2d_forward", x=g.input_shape, weight=g.weight_shape)
-    dtype = x.dtype
     x = cupy.ascontiguousarray(x)
-    weight_matrix = weight.reshape(g.o, g.taps)
-    y = cupy.empty(g.output_shape, dtype)
-    for start, stop in _sample_chunks(g, dtype):
-        y_chunk = _matrix_product(weight_matrix, _im2col(x[start:stop], g))
-        y[start:stop] = y_chunk.reshape(g.o, stop - start, g.ho, g.wo).transpose(1, 0, 2, 3)
+    if g.groups == 1:
+        y = _dense_forward(x, weight, g)
+    elif g.depthwise:
+        y = cupy.empty(g.output_shape, x.dtype)
+        _launch(_kernel("depthwise.cu", "depthwise_forward", x.dtype), launch.elementwise_launch(y.size),
+                x, cupy.ascontiguousarray(weight), y, *_depthwise_sizes(g))
+    else:
+        y = cupy.empty(g.output_shape, x.dtype)
+        for inputs, outputs in _groups(g):
+            y[:, outputs] = _dense_forward(cupy.ascontiguousarray(x[:, inputs]), weight[outputs], g.one_group())
     if bias is not None:
         y += bias.reshape(1, g.o, 1, 1)
     return y
 
 
 def conv2d_backward_input(grad_y, weight, g: ConvGeometry):
-    """``dL/dx`` (N, C, H, W): ``col2im(W^T @ dY)`` per chunk of samples.
+    """``dL/dx`` (N, C, H, W): ``_dense_backward_input`` (per group), or ``depthwise_backward_input``."""
+    launch.check_int32_planes("conv2d_backward_input", input_shape=g.input_shape, weight=g.weight_shape)
+    if g.groups == 1:
+        return _dense_backward_input(grad_y, weight, g)
+    grad_x = cupy.empty(g.input_shape, grad_y.dtype)
+    if g.depthwise:
+        _launch(_kernel("depthwise.cu", "depthwise_backward_input", grad_y.dtype), launch.elementwise_launch(grad_x.size),
+                cupy.ascontiguousarray(grad_y), cupy.ascontiguousarray(weight), grad_x, *_depthwise_sizes(g))
+        return grad_x
+    for inputs, outputs in _groups(g):
+        grad_x[:, inputs] = _dense_backward_input(grad_y[:, outputs], weight[outputs], g.one_group())
+    return grad_x
+
+
+def conv2d_backward_weight(grad_y, x, g: ConvGeometry):
+    """``dL/dW`` (O, C/groups, KH, KW): ``_dense_backward_weight`` (per group), or
+    ``depthwise_backward_weight`` (one block of threads per weight element)."""
+    launch.check_int32_planes("conv2d_backward_weight", x=g.input_shape, weight_shape=g.weight_shape)
+    x = cupy.ascontiguousarray(x)
+    if g.groups == 1:
+        return _dense_backward_weight(grad_y, x, g)
+    grad_w = cupy.empty(g.weight_shape, x.dtype)
+    if g.depthwise:
+        _launch(_kernel("depthwise.cu", "depthwise_backward_weight", x.dtype), launch.reduction_launch(grad_w.size),
+                cupy.ascontiguousarray(grad_y), x, grad_w, *_depthwise_sizes(g))
+        return grad_w
+    for inputs, outputs in _groups(g):
+        grad_w[outputs] = _dense_backward_weight(grad_y[:, outputs], cupy.ascontiguousarray(x[:, inputs]),
+                                                 g.one_group())
+    return grad_w
+
+
+def _groups(g: ConvGeometry):
+    """(input channels, output channels) slices of each group."""
+    return [(slice(k * g.c_group, (k + 1) * g.c_group), slice(k * g.o_group, (k + 1) * g.o_group))
+            for k in range(g.groups)]
+
+
+def _depthwise_sizes(g: ConvGeometry):
+    return _int32(g.n, g.c, g.h, g.w, g.o, g.kh, g.kw, g.ho, g.wo, *g.stride, *g.padding, *g.dilation)
+
+
+def _dense_forward(x, weight, g: ConvGeometry):
+    """``y (N, O, Ho, Wo)`` of one group: for each chunk of samples, ``W (O, C*KH*KW) @ im2col(x)``.
+
+    The GEMM yields ``(O, S*Ho*Wo)`` for the chunk's S samples, copied into ``y``'s
+    ``(S, O, Ho, Wo)`` layout. ``x`` is C-contiguous.
+    """
+    weight_matrix = weight.reshape(g.o, g.taps)
+    y = cupy.empty(g.output_shape, x.dtype)
+    for start, stop in _sample_chunks(g, x.dtype):
+        y_chunk = _matrix_product(weight_matrix, _im2col(x[start:stop], g))
+        y[start:stop] = y_chunk.reshape(g.o, stop - start, g.ho, g.wo).transpose(1, 0, 2, 3)
+    return y
+
+
+def _dense_backward_input(grad_y, weight, g: ConvGeometry):
+    """``dL/dx`` (N, C, H, W) of one group: ``col2im(W^T @ dY)`` per chunk of samples.
 
     ``W^T`` is a transposed view of the weight, read by the GEMM without a copy.
     """
-    launch.check_int32_planes("conv2d_backward_input", input_shape=g.input_shape, weight=g.weight_shape)
-    dtype = grad_y.dtype
-
     weight_t = weight.reshape(g.o, g.taps).T
-    grad_x = cupy.empty((g.n, g.c, g.h, g.w), dtype)
-    for start, stop in _sample_chunks(g, dtype):
+    grad_x = cupy.empty(g.input_shape, grad_y.dtype)
+    for start, stop in _sample_chunks(g, grad_y.dtype):
         grad_cols = _matrix_product(weight_t, _channel_major(grad_y[start:stop]))
         _col2im(grad_cols, grad_x[start:stop], g)
     return grad_x
 
 
-def conv2d_backward_weight(grad_y, x, g: ConvGeometry):
-    """``dL/dW`` (O, C, KH, KW): the sum over chunks of ``dY (O, S*Ho*Wo) @ im2col(x)^T``.
+def _dense_backward_weight(grad_y, x, g: ConvGeometry):
+    """``dL/dW`` (O, C, KH, KW) of one group: the sum over chunks of ``dY (O, S*Ho*Wo) @ im2col(x)^T``.
 
     ``im2col(x)^T`` is a transposed view; the GEMM's K dimension runs over every output
-    pixel of every sample in the chunk.
+    pixel of every sample in the chunk. ``x`` is C-contiguous.
     """
-    launch.check_int32_planes("conv2d_backward_weight", x=g.input_shape, weight_shape=g.weight_shape)
-    dtype = x.dtype
-    x = cupy.ascontiguousarray(x)
-    grad_w = cupy.zeros((g.o, g.taps), dtype)
-    for start, stop in _sample_chunks(g, dtype):
+    grad_w = cupy.zeros((g.o, g.taps), x.dtype)
+    for start, stop in _sample_chunks(g, x.dtype):
         grad_w += _matrix_product(_channel_major(grad_y[start:stop]), _im2col(x[start:stop], g).T)
-    return grad_w.reshape(g.o, g.c, g.kh, g.kw)
+    return grad_w.reshape(g.weight_shape)
 
 
 def _sample_chunks(g: ConvGeometry, dtype):
@@ -227,6 +283,11 @@ def _pool_sizes(g: PoolGeometry, with_dilation: bool):
     return _int32(*sizes, *(g.dilation if with_dilation else ()))
 
 
+def _divisors(g: PoolGeometry, dtype):
+    """The average's window divisors along the rows and the columns (``PoolGeometry.divisors``), on the GPU."""
+    return tuple(cupy.asarray(counts, dtype=dtype) for counts in g.divisors())
+
+
 def max_pool2d_forward(x, g: PoolGeometry):
     """``(y, indices)`` of ``(N, C, Ho, Wo)``: each window's maximum and its flat ``h * W + w``.
 
@@ -263,23 +324,98 @@ def max_pool2d_backward(grad_y, indices, input_shape):
 
 
 def avg_pool2d_forward(x, g: PoolGeometry):
-    """``y (N, C, Ho, Wo)``: each zero-padded window's sum over ``KH * KW`` (count_include_pad)."""
+    """``y (N, C, Ho, Wo)``: each zero-padded window's sum over its divisor (``KH * KW`` by default)."""
     launch.check_int32_planes("avg_pool2d_forward", x=g.input_shape)
     dtype = x.dtype
     x = cupy.ascontiguousarray(x)
     y = cupy.empty(g.output_shape, dtype)
     _launch(_kernel("pool.cu", "avg_pool2d_forward", dtype), launch.elementwise_launch(y.size),
-            x, y, *_pool_sizes(g, with_dilation=False))
+            x, y, *_divisors(g, dtype), *_pool_sizes(g, with_dilation=False))
     return y
 
 
 def avg_pool2d_backward(grad_y, g: PoolGeometry):
-    """``grad_x`` (N, C, H, W): each input gathers ``grad_y / (KH*KW)`` of every window holding it."""
+    """``grad_x`` (N, C, H, W): each input gathers ``grad_y / divisor`` of every window holding it."""
     launch.check_int32_planes("avg_pool2d_backward", input_shape=g.input_shape)
     dtype = grad_y.dtype
 
     grad_y = cupy.ascontiguousarray(grad_y)
     grad_x = cupy.empty((g.n, g.c, g.h, g.w), dtype)
     _launch(_kernel("pool.cu", "avg_pool2d_backward", dtype), launch.elementwise_launch(grad_x.size),
-            grad_y, grad_x, *_pool_sizes(g, with_dilation=False))
+            grad_y, grad_x, *_divisors(g, dtype), *_pool_sizes(g, with_dilation=False))
+    return grad_x
+
+
+# ----------------------------------------------------------------------------------------
+# The transformer's row kernels (transformer.cu): one block per row of the last axis
+# ----------------------------------------------------------------------------------------
+
+def _row_count(x) -> int:
+    return x.size // x.shape[-1] if x.shape[-1] else 0
+
+
+def softmax_forward(x, bias):
+    """z = softmax(x + bias) along the last axis; a broadcast mask is laid out in full first."""
+    x = cupy.ascontiguousarray(x)
+    z = cupy.empty_like(x)
+    full_bias = x if bias is None else cupy.ascontiguousarray(cupy.broadcast_to(bias, x.shape))
+    _launch(_kernel("transformer.cu", "softmax_forward", x.dtype), launch.row_launch(_row_count(x), "softmax_forward"),
+            x, full_bias, z, *_int32(x.shape[-1], bias is not None))
+    return z
+
+
+def softmax_backward(grad_z, z):
+    """dL/dx = z * (g - sum(g * z)) along the last axis."""
+    grad_z, z = cupy.ascontiguousarray(grad_z), cupy.ascontiguousarray(z)
+    grad_x = cupy.empty_like(z)
+    _launch(_kernel("transformer.cu", "softmax_backward", z.dtype), launch.row_launch(_row_count(z), "softmax_backward"),
+            grad_z, z, grad_x, np.int32(z.shape[-1]))
+    return grad_x
+
+
+def layer_norm_forward(x, weight, bias, eps):
+    """(y, mean, rstd) over the last axis (weight and bias optional)."""
+    x = cupy.ascontiguousarray(x)
+    width = x.shape[-1]
+    y = cupy.empty_like(x)
+    mean, rstd = cupy.empty(x.shape[:-1], x.dtype), cupy.empty(x.shape[:-1], x.dtype)
+    _launch(_kernel("transformer.cu", "layer_norm_forward", x.dtype),
+            launch.row_launch(_row_count(x), "layer_norm_forward"),
+            x, x if weight is None else cupy.ascontiguousarray(weight), x if bias is None else cupy.ascontiguousarray(bias),
+            y, mean, rstd, np.int32(width), np.float64(1 / max(width, 1)), np.float64(eps),
+            *_int32(weight is not None, bias is not None))
+    return y, mean, rstd
+
+
+def layer_norm_backward(grad_y, x, mean, rstd, weight):
+    """(grad_x, grad_weight or None, grad_bias): one block per row, then one thread per column."""
+    grad_y, x = cupy.ascontiguousarray(grad_y), cupy.ascontiguousarray(x)
+    mean, rstd = cupy.ascontiguousarray(mean), cupy.ascontiguousarray(rstd)
+    width, rows = x.shape[-1], _row_count(x)
+    grad_x = cupy.empty_like(x)
+    grad_weight, grad_bias = cupy.empty(width, x.dtype), cupy.empty(width, x.dtype)
+    _launch(_kernel("transformer.cu", "layer_norm_backward_input", x.dtype),
+            launch.row_launch(rows, "layer_norm_backward"),
+            grad_y, x, mean, rstd, x if weight is None else cupy.ascontiguousarray(weight), grad_x,
+            np.int32(width), np.float64(1 / max(width, 1)), np.int32(weight is not None))
+    _launch(_kernel("transformer.cu", "layer_norm_backward_parameters", x.dtype), launch.elementwise_launch(width),
+            grad_y, x, mean, rstd, grad_weight, grad_bias, np.int64(rows), np.int32(width))
+    return grad_x, None if weight is None else grad_weight, grad_bias
+
+
+def gelu_forward(x):
+    """(y, cdf), y = x * cdf, cdf = (1 + erf(x / sqrt 2)) / 2, element-wise."""
+    x = cupy.ascontiguousarray(x)
+    y, cdf = cupy.empty_like(x), cupy.empty_like(x)
+    _launch(_kernel("transformer.cu", "gelu_forward", x.dtype), launch.elementwise_launch(x.size),
+            x, y, cdf, np.int64(x.size))
+    return y, cdf
+
+
+def gelu_backward(grad_y, x, cdf):
+    """dL/dx = g * (cdf + x * exp(-x**2 / 2) / sqrt(2 pi)), element-wise."""
+    grad_y, x, cdf = (cupy.ascontiguousarray(a) for a in (grad_y, x, cdf))
+    grad_x = cupy.empty_like(x)
+    _launch(_kernel("transformer.cu", "gelu_backward", x.dtype), launch.elementwise_launch(x.size),
+            grad_y, x, cdf, grad_x, np.int64(x.size))
     return grad_x

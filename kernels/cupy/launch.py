@@ -127,6 +127,34 @@ def elementwise_launch(total: int, threads: int = THREADS_PER_BLOCK):
     return (blocks, 1, 1), (threads, 1, 1)
 
 
+REDUCTION_THREADS = 256  # REDUCTION_THREADS in depthwise.cu: a power of two, its shared-memory size
+
+
+def reduction_launch(outputs: int):
+    """``(grid, block)`` for a kernel that reduces with one block per output element.
+
+    Block b computes output b: its ``REDUCTION_THREADS`` threads stride over the terms of
+    the sum (thread t takes terms t, t + T, t + 2T, ...) and then add their partial sums
+    in shared memory, halving the active threads at each step.
+    """
+    if outputs > MAX_GRID_X:
+        raise ValueError(f"a reduction over {outputs} outputs needs more than CUDA's {MAX_GRID_X} blocks")
+    return (outputs, 1, 1), (REDUCTION_THREADS, 1, 1)
+
+
+ROW_THREADS = 256  # transformer.cu's ROW_THREADS: the threads of one row's block
+
+
+def row_launch(rows: int, op: str):
+    """``(grid, block)`` for the row kernels of ``transformer.cu``: one block of ``ROW_THREADS`` per row.
+
+    grid.x may reach 2**31 - 1; more rows than that are refused with the op's name.
+    """
+    if rows > MAX_GRID_X:
+        raise ValueError(f"{op}: {rows} rows need {rows} blocks; CUDA allows at most {MAX_GRID_X}. Split the batch.")
+    return (rows, 1, 1), (ROW_THREADS, 1, 1)
+
+
 # ----------------------------------------------------------------------------------------
 # Index limits and im2col chunks of convolution and pooling
 # ----------------------------------------------------------------------------------------

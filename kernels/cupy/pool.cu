@@ -66,14 +66,15 @@ extern "C" __global__ void max_pool2d_backward(
 }
 
 // One thread per output: the window's sum over the zero-padded input, divided by
-// KH * KW whether or not taps fall in the padding (count_include_pad=True).
+// divisor_rows[i] * divisor_cols[j] (the host computes them: PoolGeometry.divisors, which
+// is KH * KW unless ceil_mode or count_include_pad=False say otherwise).
 extern "C" __global__ void avg_pool2d_forward(
     const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
+    const scalar_t* __restrict__ divisor_rows, const scalar_t* __restrict__ divisor_cols,
     int planes, int height, int width, int kernel_h, int kernel_w, int out_h, int out_w,
     int stride_h, int stride_w, int pad_h, int pad_w)
 {
     const long long total = (long long)planes * out_h * out_w;
-    const scalar_t window_size = (scalar_t)(kernel_h * kernel_w);
     for (long long index = grid_thread_index(); index < total; index += grid_thread_count()) {
         const int j = (int)(index % out_w);
         const int i = (int)((index / out_w) % out_h);
@@ -93,20 +94,20 @@ extern "C" __global__ void avg_pool2d_forward(
                 }
             }
         }
-        y[index] = sum / window_size;
+        y[index] = sum / (divisor_rows[i] * divisor_cols[j]);
     }
 }
 
 // The transpose of avg_pool2d_forward as a gather: one thread per input element adds
-// grad_y / (KH*KW) of every window that contains it (found with window_position), so
+// grad_y / divisor of every window that contains it (found with window_position), so
 // no two threads write the same element and no atomics are needed.
 extern "C" __global__ void avg_pool2d_backward(
     const scalar_t* __restrict__ grad_y, scalar_t* __restrict__ grad_x,
+    const scalar_t* __restrict__ divisor_rows, const scalar_t* __restrict__ divisor_cols,
     int planes, int height, int width, int kernel_h, int kernel_w, int out_h, int out_w,
     int stride_h, int stride_w, int pad_h, int pad_w)
 {
     const long long total = (long long)planes * height * width;
-    const scalar_t window_size = (scalar_t)(kernel_h * kernel_w);
     for (long long index = grid_thread_index(); index < total; index += grid_thread_count()) {
         const int w = (int)(index % width);
         const int h = (int)((index / width) % height);
@@ -122,10 +123,10 @@ extern "C" __global__ void avg_pool2d_backward(
             for (int q = 0; q < kernel_w; ++q) {
                 const int j = window_position(w, q, stride_w, pad_w, 1, out_w);
                 if (j >= 0) {
-                    sum += grad_y_plane[i * out_w + j];
+                    sum += grad_y_plane[i * out_w + j] / (divisor_rows[i] * divisor_cols[j]);
                 }
             }
         }
-        grad_x[index] = sum / window_size;
+        grad_x[index] = sum;
     }
 }

@@ -8,7 +8,10 @@ order and why it is fast:
 
 - ``gemm.py``  a cache-blocked, vectorised matrix multiply, and the BLAS/blocked switch;
 - ``conv.py``  conv2d forward and backward: im2col + GEMM (+ col2im) per chunk of images;
+- ``grouped.py`` the conv2d kernels for every ``groups``: direct loops for depthwise
+  convolutions, ``conv.py`` per group otherwise;
 - ``pool.py``  max and average pooling, forward and backward;
+- ``transformer.py``  softmax with a mask, layer norm and GELU, fused, forward and backward;
 - ``env.py``   where compiled kernels are cached (``NUMBA_CACHE_DIR``).
 
 Each kernel is compiled for its input types on first use (a few seconds) and cached on
@@ -39,7 +42,7 @@ threads.configure_thread_pools()  # before Numba starts its thread pool
 
 import numpy as np  # noqa: E402
 
-from minift.kernels.numba.conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: E402
+from minift.kernels.numba.grouped import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: E402
 from minift.kernels.numba.gemm import gemm_implementation, matmul_blocked  # noqa: E402
 from minift.kernels.numba.pool import (  # noqa: E402
     avg_pool2d_backward,
@@ -47,22 +50,20 @@ from minift.kernels.numba.pool import (  # noqa: E402
     max_pool2d_backward,
     max_pool2d_forward,
 )
+from minift.kernels.numba.transformer import (  # noqa: E402
+    gelu_backward,
+    gelu_forward,
+    layer_norm_backward,
+    layer_norm_forward,
+    softmax_backward,
+    softmax_forward,
+)
+from minift.contract import CONTRACT  # noqa: E402
 from numba import config, njit, set_num_threads  # noqa: E402
 
 set_num_threads(min(config.NUMBA_NUM_THREADS, threads.numba_thread_count()))
 
-__all__ = [
-    "matmul",
-    "conv2d_forward",
-    "conv2d_backward_input",
-    "conv2d_backward_weight",
-    "max_pool2d_forward",
-    "max_pool2d_backward",
-    "avg_pool2d_forward",
-    "avg_pool2d_backward",
-    "gemm_implementation",
-    "check_available",
-]
+__all__ = [*CONTRACT, "gemm_implementation", "check_available"]
 
 
 @njit(cache=True)

@@ -151,8 +151,8 @@ def max_pool2d_backward_kernel(grad_y, indices, plane_size):
 
 
 @njit(parallel=True, cache=True)
-def avg_pool2d_forward_kernel(x, kernel_size, stride, padding, out_hw):
-    """y = window sum / (KH*KW), padding counted as zeros (count_include_pad=True).
+def avg_pool2d_forward_kernel(x, kernel_size, stride, padding, out_hw, divisor_rows, divisor_columns):
+    """y = window sum / (divisor_rows[i] * divisor_columns[j]) (``PoolGeometry.divisors``).
 
     x (P, H, W) planes -> y (P, Ho, Wo), one plane per task; only the window's elements
     inside the input are summed (``window_ranges``), the padding adds nothing.
@@ -172,13 +172,13 @@ def avg_pool2d_forward_kernel(x, kernel_size, stride, padding, out_hw):
                 for h in range(uint64(i * sh - ph + p_first[i]), uint64(i * sh - ph + p_stop[i])):
                     for w in range(uint64(j * sw - pw + q_first[j]), uint64(j * sw - pw + q_stop[j])):
                         total += source[h, w]
-                means[i, j] = total / (kh * kw)
+                means[i, j] = total / (divisor_rows[i] * divisor_columns[j])
     return y
 
 
 @njit(parallel=True, cache=True)
-def avg_pool2d_backward_kernel(grad_y, input_hw, kernel_size, stride, padding):
-    """grad_x[window of (i, j)] += grad_y[plane, i, j] / (KH*KW), one plane per task.
+def avg_pool2d_backward_kernel(grad_y, input_hw, kernel_size, stride, padding, divisor_rows, divisor_columns):
+    """grad_x[window of (i, j)] += grad_y[plane, i, j] / divisor (i, j), one plane per task.
 
     grad_y (P, Ho, Wo) -> grad_x (P, H, W).
     """
@@ -193,7 +193,7 @@ def avg_pool2d_backward_kernel(grad_y, input_hw, kernel_size, stride, padding):
         source, target = grad_y[plane], grad_x[plane]
         for i in range(ho):
             for j in range(wo):
-                share = source[i, j] / (kh * kw)
+                share = source[i, j] / (divisor_rows[i] * divisor_columns[j])
                 for h in range(uint64(i * sh - ph + p_first[i]), uint64(i * sh - ph + p_stop[i])):
                     for w in range(uint64(j * sw - pw + q_first[j]), uint64(j * sw - pw + q_stop[j])):
                         target[h, w] += share
@@ -206,7 +206,8 @@ def avg_pool2d_backward_kernel(grad_y, input_hw, kernel_size, stride, padding):
 def max_pool2d_forward(x, g):
     """The contract's ``max_pool2d_forward``: ``(y, indices)``."""
     planes = np.ascontiguousarray(x).reshape(g.n * g.c, g.h, g.w)
-    if (g.kernel_size, g.stride) in FIXED_WINDOWS and g.padding == (0, 0) and g.dilation == (1, 1):
+    inside = (g.ho - 1) * g.stride[0] + g.kh <= g.h and (g.wo - 1) * g.stride[1] + g.kw <= g.w  # ceil mode may overhang
+    if (g.kernel_size, g.stride) in FIXED_WINDOWS and g.padding == (0, 0) and g.dilation == (1, 1) and inside:
         y, indices = fixed_window_kernel(g.kernel_size, g.stride)(planes, (g.ho, g.wo))
     else:
         y, indices = max_pool2d_forward_kernel(planes, g.kernel_size, g.stride, g.padding, g.dilation, (g.ho, g.wo))
@@ -223,15 +224,21 @@ def max_pool2d_backward(grad_y, indices, input_shape):
     return grad_x.reshape(n, c, h, w)
 
 
+def _divisors(g, dtype):
+    """The window divisors of ``g`` along the rows and the columns, as arrays of ``dtype``."""
+    return tuple(np.array(counts, dtype=dtype) for counts in g.divisors())
+
+
 def avg_pool2d_forward(x, g):
-    """The contract's ``avg_pool2d_forward``: window means, zero padding counted."""
+    """The contract's ``avg_pool2d_forward``: window means."""
     planes = np.ascontiguousarray(x).reshape(g.n * g.c, g.h, g.w)
-    y = avg_pool2d_forward_kernel(planes, g.kernel_size, g.stride, g.padding, (g.ho, g.wo))
+    y = avg_pool2d_forward_kernel(planes, g.kernel_size, g.stride, g.padding, (g.ho, g.wo), *_divisors(g, x.dtype))
     return y.reshape(g.output_shape)
 
 
 def avg_pool2d_backward(grad_y, g):
-    """The contract's ``avg_pool2d_backward``: each grad_y / (KH*KW) added over its window."""
+    """The contract's ``avg_pool2d_backward``: each grad_y / divisor added over its window."""
     planes = np.ascontiguousarray(grad_y).reshape(g.n * g.c, g.ho, g.wo)
-    grad_x = avg_pool2d_backward_kernel(planes, (g.h, g.w), g.kernel_size, g.stride, g.padding)
+    grad_x = avg_pool2d_backward_kernel(planes, (g.h, g.w), g.kernel_size, g.stride, g.padding,
+                                        *_divisors(g, grad_y.dtype))
     return grad_x.reshape(g.input_shape)

@@ -5,6 +5,8 @@
     minift finetune             put a saved model's body under a new head and fine-tune it
     minift info                 version, backends, datasets, threading
     minift bench                time the kernels on every backend
+    minift finetune-image       ImageNet EfficientNet-Lite0 on few Fashion-MNIST labels (or --bench)
+    minift course student OUT   write a student edition (exercise bodies removed); ``grade DIR`` grades one
 
 ``minift COMMAND --help`` explains each command's options. ``--backend`` (before or after
 the command) chooses the kernels: ``numpy``, ``numba``, ``cupy`` or ``auto``.
@@ -22,6 +24,8 @@ import os
 import sys
 
 from .. import __version__, backend
+from ..distributed.process_group import abort_if_distributed
+from ..distributed.training import announce_data_parallel, is_main_process
 from ..data import DATASETS
 
 BACKENDS = (*backend.BACKEND_MODULES, "auto")
@@ -94,7 +98,8 @@ def run_pretrain_command(args) -> None:
     with output_directory(out.parent):
         model, _ = pretrain(config, source)
         accuracy = evaluate_accuracy(model, test_loader(source))
-        io.save(model.state_dict(), out)
+        if is_main_process():  # under mpiexec, rank 0 writes
+            io.save(model.state_dict(), out)
     print(f"{source.name} test accuracy {accuracy:.3f}; saved {out}")
     print(f"next: minift finetune --checkpoint {out} --model {args.model} --width {args.width} "
           f"--source-dataset {args.dataset} --dataset digits")
@@ -123,7 +128,8 @@ def run_finetune_command(args) -> None:
         print(load_pretrained_body(build_model(args.model, target.num_classes, args.width), state, args.model))
     with output_directory(out.parent):
         result = finetune_run(run, config, target, indices, state, source)
-        io.save(result.model.state_dict(), out)
+        if is_main_process():  # under mpiexec, rank 0 writes
+            io.save(result.model.state_dict(), out)
     kept = "" if result.source_accuracy is None else f"; {source.name} accuracy after {result.source_accuracy:.3f}"
     print(f"{target.name} test accuracy {result.target_accuracy:.3f}{kept}; "
           f"{result.trainable:,} of {result.total:,} parameters trainable at the end; saved {out}")
@@ -154,10 +160,39 @@ def thread_settings() -> str:
     return f"{settings}; BLAS and Numba pools take turns: {threads.pools_take_turns()}; {os.cpu_count()} CPUs"
 
 
+def thread_sweep(text: str) -> tuple:
+    """'1,2,default' -> (1, 2, None): the thread counts ``minift bench`` sweeps (None: the policy)."""
+    counts = []
+    for item in text.split(","):
+        item = item.strip()
+        if item == "default":
+            counts.append(None)
+        elif item.isdigit() and int(item) >= 1:
+            counts.append(int(item))
+        else:
+            raise argparse.ArgumentTypeError(f"expected thread counts like 1,2,default; got {item!r} in {text!r}")
+    return tuple(counts)
+
+
 def run_bench_command(args) -> None:
+    if args.distributed:  # 1 and 2 processes under mpiexec (minift.bench.distributed)
+        from ..bench.distributed import report
+
+        report(args.repeat)
+        return
     from ..bench import run_benchmarks
 
-    run_benchmarks(repeat=args.repeat, warmup=args.warmup)
+    run_benchmarks(repeat=args.repeat, warmup=args.warmup, thread_counts=args.threads)
+
+
+def run_finetune_image_command(args) -> int:
+    from .demo import InputError
+    from .finetune_image import finetune_image
+
+    try:
+        return finetune_image(args)
+    except ValueError as error:  # an unknown strategy
+        raise InputError(str(error)) from None
 
 
 def run_finetune_text_command(args) -> int:
@@ -298,6 +333,12 @@ def build_parser() -> Parser:
                                                                       "(default %(default)s)")
     bench.add_argument("--warmup", type=non_negative_int, default=2,
                        help="untimed calls first, which compile the Numba kernels (default %(default)s)")
+    bench.add_argument("--distributed", action="store_true",
+                       help="instead: the small CNN's and MiniLM's training steps with 1 and 2 processes under "
+                            "mpiexec, and MPI's all-reduce bandwidth beside the copy bandwidth (needs minift[mpi])")
+    bench.add_argument("--threads", type=thread_sweep, default=(1, 2, None), metavar="LIST",
+                       help="thread counts to sweep, comma-separated, 'default' for minift's policy "
+                            "(default: 1,2,default)")
     _common(bench, seed=False)
     bench.set_defaults(run=run_bench_command)
 
@@ -308,6 +349,22 @@ def build_parser() -> Parser:
         description=finetune_text.DESCRIPTION + " Compares the strategies in one table.")
     finetune_text.add_arguments(text)  # its own --backend, --seed and the rest
     text.set_defaults(run=run_finetune_text_command)
+
+    from . import finetune_image
+
+    image = commands.add_parser(
+        "finetune-image", help="fine-tune ImageNet-pretrained EfficientNet-Lite0 on few Fashion-MNIST labels",
+        description=finetune_image.DESCRIPTION + " Compares the strategies; --bench times the model instead.")
+    finetune_image.add_arguments(image)
+    _common(image, seed=False)
+    image.set_defaults(run=run_finetune_image_command)
+
+    from .course import commands as course_commands
+
+    course = commands.add_parser("course", help="the course kit: write a student edition, grade one",
+                                 description=course_commands.__doc__.split("\n")[0])
+    course_commands.add_arguments(course)
+    course.set_defaults(run=course_commands.run)
     return parser
 
 
@@ -352,6 +409,8 @@ def main(argv=None) -> int:
             parser.print_help()
             return 2
         choose_backend(args)
+        if args.command in ("pretrain", "finetune"):  # under mpiexec: data-parallel, said in the first line
+            announce_data_parallel(args.command, args.batch_size)
         status = args.run(args)
     except UsageError as error:
         return _fail(error, 2)
@@ -371,6 +430,7 @@ def _fail(error: Exception, status: int, command: str | None = None) -> int:
     if not message.startswith("minift"):
         message = f"minift {command}: error: {message}"
     print(message, file=sys.stderr)
+    abort_if_distributed(status)  # under mpiexec: end every rank, none left waiting for this one
     return status
 
 

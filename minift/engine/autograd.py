@@ -157,7 +157,7 @@ class Function:
         return out
 
 
-def _root(array):
+def memory_owner(array):
     """The array that owns ``array``'s memory (NumPy and CuPy views point at it by ``base``)."""
     base = getattr(array, "base", None)
     return array if base is None else base
@@ -167,7 +167,7 @@ def _share_version_with_viewed_input(out, inputs) -> None:
     """An output that is a view of an input (reshape, permute, basic indexing) shares its
     version counter: an in-place change through either is a change of both."""
     for t in inputs:
-        if _root(t.data) is out.data.base:
+        if memory_owner(t.data) is out.data.base:
             out._version_counter = t._version_counter
             return
 
@@ -305,4 +305,4 @@ def _holds(ctx, array) -> bool:
     kept = []
     for value in vars(ctx).values():
         kept.extend(value if isinstance(value, tuple) else (value,))
-    return any(hasattr(v, "shape") and _root(v) is _root(array) for v in kept)
+    return any(hasattr(v, "shape") and memory_owner(v) is memory_owner(array) for v in kept)

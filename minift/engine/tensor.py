@@ -238,6 +238,11 @@ class Tensor:
     def long(self) -> "Tensor":
         return Tensor._from_array(self.data.astype(np.int64))
 
+    def type(self, dtype=None):
+        """PyTorch's ``.type``: ``t.type(minift.float)`` is ``t.to(minift.float32)`` (as in
+        ``(pred.argmax(1) == y).type(torch.float).sum()``); ``t.type()`` names the dtype."""
+        return f"minift.{self.dtype.name}" if dtype is None else self.to(dtype)
+
     # ---------------------------------------------------------------- autograd
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         """Turn gradient tracking on or off for this leaf tensor (in place)."""
@@ -311,6 +316,8 @@ class Tensor:
             self.requires_grad or any(getattr(a, "requires_grad", False) for a in args))
         if records and self.requires_grad and self.is_leaf:
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+        if records and self._views_a_leaf_that_requires_grad():
+            raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place operation.")
         if records:
             before = Tensor._from_array(self.data)
             before.requires_grad, before._node = self.requires_grad, self._node
@@ -329,6 +336,16 @@ class Tensor:
         if records:
             self.requires_grad, self._node = result.requires_grad, result._node
         return self
+
+    def _views_a_leaf_that_requires_grad(self) -> bool:
+        """Whether this tensor was made by view ops (reshape, basic indexing ...) from a leaf
+        that requires grad: writing into it would change that leaf's memory."""
+        owner, t = autograd.memory_owner(self.data), self
+        while t._node is not None:
+            t = next((i for i in t._node.inputs if autograd.memory_owner(i.data) is owner), None)
+            if t is None:
+                return False
+        return t.is_leaf and t.requires_grad and t is not self
 
     def add_(self, other, *, alpha=1) -> "Tensor":
         return self._inplace(lambda x, y: F.add(x, y if alpha == 1 else F.mul(y, alpha)), other)
@@ -428,8 +445,17 @@ class Tensor:
         return F.getitem(self, index)
 
     def _compare(self, other, compare) -> "Tensor":
-        """Comparisons make a bool tensor and record nothing (they have no gradient)."""
+        """Comparisons and logical ops make a new tensor and record nothing (no gradient)."""
         return Tensor._from_array(compare(self.data, getattr(other, "data", other)))
+
+    def __invert__(self):
+        return Tensor._from_array(~self.data)
+
+    def __and__(self, other):
+        return self._compare(other, np.bitwise_and)
+
+    def __or__(self, other):
+        return self._compare(other, np.bitwise_or)
 
     def __lt__(self, other):
         return self._compare(other, np.less)

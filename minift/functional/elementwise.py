@@ -280,9 +280,12 @@ def _operands(x, y, true_division=False):
             x.dtype.kind == "f" or not true_division):
         return x, y  # the common case, decided without the rules
     like = x if isinstance(x, Tensor) else y
-    dtype = result_type(x, y)
-    if true_division and dtype.kind != "f":
-        dtype = DEFAULT_FLOAT
+    if like.dtype.kind == "f" and type(y if like is x else x) in (float, int):
+        dtype = like.dtype  # a Python number never changes a float tensor's dtype
+    else:
+        dtype = result_type(x, y)
+        if true_division and dtype.kind != "f":
+            dtype = DEFAULT_FLOAT
     return _as_tensor(x, dtype, like), _as_tensor(y, dtype, like)
 
 

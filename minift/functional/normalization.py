@@ -1,7 +1,12 @@
-"""Normalisation: layer_norm and batch_norm (training and inference)."""
+"""Normalisation: layer_norm, rms_norm, group_norm and batch_norm (training and inference)."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
+from .. import contract
 from ..engine.autograd import Function
 from ..backend.device import array_module
 
@@ -23,30 +28,56 @@ class LayerNorm(Function):
 
     Statistics are per sample (biased variance). Shapes: ``x (..., *S)``, ``weight, bias
     S`` (optional). dL/dweight = sum(g * x_hat), dL/dbias = sum(g) over the leading axes.
+    Both passes are the contract's fused ``layer_norm_forward`` / ``layer_norm_backward``
+    kernels, on x viewed as rows ``(..., prod S)``; the backward pass recomputes x_hat from
+    x and the saved mean and rstd (one row value each) instead of keeping x_hat.
     """
 
     @staticmethod
     def forward(ctx, x, weight=None, bias=None, k=1, eps=1e-5):
+        features = math.prod(x.shape[x.ndim - k:])
+        rows = x.reshape(*x.shape[:x.ndim - k], features)
+        flat_weight = None if weight is None else weight.reshape(features)
+        y, mean, rstd = contract.layer_norm_forward(rows, flat_weight, None if bias is None else bias.reshape(features), eps)
+        ctx.save_for_backward(rows, mean, rstd, flat_weight)
+        ctx.shape = x.shape
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        rows, mean, rstd, flat_weight = ctx.saved
+        dx, dweight, dbias = contract.layer_norm_backward(g.reshape(rows.shape), rows, mean, rstd, flat_weight)
+        normalized = ctx.shape[len(rows.shape) - 1:]
+        grads = (dx.reshape(ctx.shape), None if dweight is None else dweight.reshape(normalized), dbias.reshape(normalized))
+        return grads[: len(ctx.needs_input_grad)]
+
+
+class RMSNorm(Function):
+    """y = x / sqrt(mean(x**2) + eps) * weight over the last ``k`` axes (Zhang & Sennrich 2019).
+
+    No centring: with ``r = 1 / sqrt(mean(x**2) + eps)``, ``x_hat = x r`` and
+    ``g_hat = g * weight``, dL/dx = r * (g_hat - x_hat * mean(g_hat * x_hat)) (the one path
+    through the mean square), dL/dweight = sum(g * x_hat) over the leading axes.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight=None, k=1, eps=1e-5):
         xp = array_module(x)
         axes = tuple(range(x.ndim - k, x.ndim))
-        mean = x.mean(axis=axes, keepdims=True)
-        centred = x - mean
-        rstd = 1 / xp.sqrt((centred * centred).mean(axis=axes, keepdims=True) + eps)
-        x_hat = centred * rstd
+        rstd = 1 / xp.sqrt((x * x).mean(axis=axes, keepdims=True) + eps)
+        x_hat = x * rstd
         ctx.save_for_backward(x_hat, rstd, weight)
         ctx.axes = axes
-        y = x_hat if weight is None else x_hat * weight
-        return y if bias is None else y + bias
+        return x_hat if weight is None else x_hat * weight
 
     @staticmethod
     def backward(ctx, g):
         x_hat, rstd, weight = ctx.saved
-        lead = tuple(range(g.ndim - len(ctx.axes)))
         g_hat = g if weight is None else g * weight
-        dx = _normalise_backward(g_hat, x_hat, rstd, ctx.axes) if ctx.needs_input_grad[0] else None
-        dweight = (g * x_hat).sum(axis=lead) if weight is not None else None
-        dbias = g.sum(axis=lead)
-        return (dx, dweight, dbias)[: len(ctx.needs_input_grad)]
+        dx = rstd * (g_hat - x_hat * (g_hat * x_hat).mean(axis=ctx.axes, keepdims=True))
+        if weight is None:
+            return (dx,)
+        return dx, (g * x_hat).sum(axis=tuple(range(g.ndim - len(ctx.axes))))
 
 
 class BatchNorm(Function):
@@ -110,6 +141,42 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if weight is None:
         return LayerNorm.apply(x, k=k, eps=eps)
     return LayerNorm.apply(x, weight, bias, k=k, eps=eps)
+
+
+def rms_norm(x, normalized_shape, weight=None, eps=None):
+    """PyTorch's ``F.rms_norm`` over the trailing ``normalized_shape`` axes; ``eps=None``
+    means the machine epsilon of ``x``'s dtype, as in PyTorch."""
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(normalized_shape)
+    if tuple(x.shape[x.ndim - k:]) != normalized_shape or k > x.ndim:
+        raise ValueError(f"rms_norm over {normalized_shape} needs input (..., {normalized_shape}), got {x.shape}")
+    if weight is not None and tuple(weight.shape) != normalized_shape:
+        raise ValueError(f"rms_norm weight must have shape {normalized_shape}, got {weight.shape}")
+    eps = float(np.finfo(x.dtype).eps) if eps is None else eps
+    if weight is None:
+        return RMSNorm.apply(x, k=k, eps=eps)
+    return RMSNorm.apply(x, weight, k=k, eps=eps)
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """PyTorch's ``F.group_norm`` (Wu & He 2018) on ``x (N, C, ...)``: the channels are split
+    into ``num_groups`` groups of ``C / num_groups``, each sample's group is normalised
+    over its channels and positions (layer_norm of ``x (N, G, C/G · ...)``), then each
+    channel gets its own ``weight`` and ``bias (C,)``. ``num_groups=1`` is a layer norm
+    over ``(C, ...)``, ``num_groups=C`` an instance norm."""
+    if x.ndim < 2 or not isinstance(num_groups, int) or num_groups < 1 or x.shape[1] % num_groups:
+        raise ValueError(
+            f"group_norm expects input (N, C, ...) with C divisible by num_groups, got shape {x.shape} and "
+            f"num_groups={num_groups!r}"
+        )
+    if (weight is None) != (bias is None):
+        raise ValueError("group_norm takes both weight and bias, or neither")
+    n, channels = x.shape[:2]
+    normalised = LayerNorm.apply(x.reshape(n, num_groups, -1), k=1, eps=eps).reshape(x.shape)
+    if weight is None:
+        return normalised
+    per_channel = (1, channels) + (1,) * (x.ndim - 2)
+    return normalised * weight.reshape(per_channel) + bias.reshape(per_channel)
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):

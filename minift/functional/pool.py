@@ -14,8 +14,8 @@ class MaxPool2d(Function):
     maximum (the ``indices`` the forward kernel returns), summed where windows overlap."""
 
     @staticmethod
-    def forward(ctx, x, kernel_size, stride, padding, dilation):
-        y, indices = contract.max_pool2d_forward(x, kernel_size, stride, padding, dilation)
+    def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode=False):
+        y, indices = contract.max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode)
         ctx.save_for_backward(indices)
         ctx.shape = x.shape
         return y
@@ -27,12 +27,13 @@ class MaxPool2d(Function):
 
 
 class AvgPool2d(Function):
-    """y = the mean of each (zero-padded) window.  dL/dx = g / (KH*KW) spread over its window."""
+    """y = the mean of each (zero-padded) window.  dL/dx = g / divisor spread over its window
+    (the divisor: KH*KW, or less in ceil mode or with count_include_pad=False)."""
 
     @staticmethod
-    def forward(ctx, x, kernel_size, stride, padding):
-        ctx.shape, ctx.geometry = x.shape, (kernel_size, stride, padding)
-        return contract.avg_pool2d_forward(x, kernel_size, stride, padding)
+    def forward(ctx, x, kernel_size, stride, padding, ceil_mode=False, count_include_pad=True):
+        ctx.shape, ctx.geometry = x.shape, (kernel_size, stride, padding, ceil_mode, count_include_pad)
+        return contract.avg_pool2d_forward(x, *ctx.geometry)
 
     @staticmethod
     def backward(ctx, g):
@@ -77,14 +78,17 @@ def _window(kernel_size, stride, padding) -> dict:
     return dict(kernel_size=kernel_size, stride=stride, padding=pair(padding))
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
-    """PyTorch's ``F.max_pool2d`` (floor mode); ``stride`` defaults to ``kernel_size``."""
-    return MaxPool2d.apply(x, **_window(kernel_size, stride, padding), dilation=pair(dilation))
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """PyTorch's ``F.max_pool2d``; ``stride`` defaults to ``kernel_size``; ``ceil_mode``
+    counts the windows with ceil instead of floor (a last, partial window)."""
+    return MaxPool2d.apply(x, **_window(kernel_size, stride, padding), dilation=pair(dilation), ceil_mode=ceil_mode)
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0):
-    """PyTorch's ``F.avg_pool2d`` (floor mode, count_include_pad=True)."""
-    return AvgPool2d.apply(x, **_window(kernel_size, stride, padding))
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """PyTorch's ``F.avg_pool2d``; ``count_include_pad=False`` divides each window's sum by
+    its elements on the input only."""
+    return AvgPool2d.apply(x, **_window(kernel_size, stride, padding), ceil_mode=ceil_mode,
+                           count_include_pad=count_include_pad)
 
 
 def adaptive_avg_pool2d(x, output_size):

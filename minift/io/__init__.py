@@ -15,6 +15,10 @@ cannot run code. (``numpy.load`` is always called with ``allow_pickle=False``.)
     Pretrained weights come in it. The header can be inspected alone: ``safetensors_header``.
 ``.npz`` (see ``io_npz``)
     a zip of ``.npy`` files, what ``numpy.savez`` writes; any numpy can read it.
+``.pth``, ``.pt``, ``.bin`` (read only; see ``torch_checkpoint`` and ``torch_pickle``)
+    PyTorch's pickles, both the zip archive and the legacy stream, *interpreted* by a
+    pickle machine that imports and calls nothing: only the few names a state dict needs
+    are accepted, anything else raises CheckpointError (docs/torch-checkpoints.md).
 
 **Plain state dicts**: ``save(model.state_dict(), "model.safetensors")`` stores a flat
 ``name -> array`` mapping (numpy arrays, minift Tensors or CuPy arrays);
@@ -45,16 +49,22 @@ from minift.backend.device import check_device, to_device
 from minift.io.atomic import atomic_write
 from minift.io.common import CheckpointError, to_numpy
 from minift.io.safetensors import safetensors_header
+from minift.io.torch_checkpoint import read_torch
 
 __all__ = ["save", "load", "save_checkpoint", "load_checkpoint", "safetensors_header", "CheckpointError"]
 
 FORMATS = (".safetensors", ".npz")
+TORCH_FORMATS = (".pth", ".pt", ".bin")  # read only: minift never writes a pickle
 
 
-def _format_of(path) -> str:
+def _format_of(path, formats=FORMATS) -> str:
     extension = os.path.splitext(os.fspath(path))[1].lower()
-    if extension not in FORMATS:
-        raise CheckpointError(f"{path}: unknown checkpoint format {extension!r}; expected a path ending in .safetensors or .npz")
+    if extension not in formats:
+        raise CheckpointError(
+            f"{path}: unknown checkpoint format {extension!r}; "
+            f"expected a path ending in {', '.join(formats[:-1])} or {formats[-1]}"
+            + ("" if extension not in TORCH_FORMATS else " (PyTorch files are read by minift.io.load, never written)")
+        )
     return extension
 
 
@@ -87,7 +97,10 @@ def _write(path, arrays: dict[str, np.ndarray], metadata: dict[str, str] | None 
 
 def _read(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Read ``(arrays, safetensors metadata or {})`` in the format of ``path``."""
-    if _format_of(path) == ".safetensors":
+    extension = _format_of(path, FORMATS + TORCH_FORMATS)
+    if extension in TORCH_FORMATS:
+        return read_torch(path), {}
+    if extension == ".safetensors":
         return io_safetensors.read_safetensors(path)
     return io_npz.read_npz(path), {}
 
@@ -110,9 +123,10 @@ def save(state_dict: Mapping, path) -> None:
 
 
 def load(path, device: str = "cpu") -> dict:
-    """Load a file written by ``save`` (or by numpy / safetensors): ``{name: array}``.
+    """Load a file written by ``save`` (or by numpy / safetensors), or a PyTorch
+    ``.pth`` / ``.pt`` / ``.bin`` state dict, without running it: ``{name: array}``.
 
-    Arrays are numpy arrays on ``"cpu"``; a safetensors BF16 tensor becomes float32.
+    Arrays are numpy arrays on ``"cpu"``; a BF16 tensor becomes float32.
     """
     device = check_device(device)
     arrays, _ = _read(path)

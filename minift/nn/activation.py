@@ -41,6 +41,55 @@ class GELU(Module):
         return f"approximate={self.approximate!r}"
 
 
+class ReLU6(Module):
+    """min(max(x, 0), 6) (MobileNet, EfficientNet-Lite)."""
+
+    def forward(self, x):
+        return F.relu6(x)
+
+
+class Hardsigmoid(Module):
+    """relu6(x + 3) / 6 (MobileNetV3's squeeze-and-excitation gate)."""
+
+    def forward(self, x):
+        return F.hardsigmoid(x)
+
+
+class Hardswish(Module):
+    """x * relu6(x + 3) / 6 (MobileNetV3)."""
+
+    def forward(self, x):
+        return F.hardswish(x)
+
+
+class SiLU(Module):
+    """x * sigmoid(x), also called swish (EfficientNet)."""
+
+    def forward(self, x):
+        return F.silu(x)
+
+
+class Mish(Module):
+    """x * tanh(softplus(x))."""
+
+    def forward(self, x):
+        return F.mish(x)
+
+
+class Softplus(Module):
+    """log(1 + exp(beta x)) / beta, linear where beta x > threshold."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, x):
+        return F.softplus(x, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
 class Tanh(Module):
     def forward(self, x):
         return F.tanh(x)

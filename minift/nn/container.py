@@ -1,4 +1,4 @@
-"""Containers: Sequential, ModuleList, ModuleDict."""
+"""Containers: Sequential, ModuleList, ModuleDict, ParameterList, ParameterDict."""
 
 from __future__ import annotations
 
@@ -105,3 +105,86 @@ class ModuleDict(Module):
 
     def items(self):
         return self._modules.items()
+
+
+def _as_parameter(value):
+    """A Parameter as it is; a Tensor or array-like wrapped as one (as PyTorch's containers do)."""
+    from ..engine.tensor import Tensor
+    from .module import Parameter
+
+    if isinstance(value, Parameter):
+        return value
+    return Parameter(value.data if isinstance(value, Tensor) else value)
+
+
+class ParameterList(Module):
+    """A list of Parameters, registered as "0", "1", ... so that ``parameters()``,
+    optimizers and the state_dict find them. Tensors and arrays appended become Parameters."""
+
+    def __init__(self, values=None):
+        super().__init__()
+        self.extend(values or ())
+
+    def __len__(self) -> int:
+        return len(self._parameters)
+
+    def __iter__(self):
+        return iter(self._parameters.values())
+
+    def __getitem__(self, index):
+        values = list(self._parameters.values())
+        return ParameterList(values[index]) if isinstance(index, slice) else values[index]
+
+    def __setitem__(self, index: int, value) -> None:
+        self.register_parameter(list(self._parameters)[index], _as_parameter(value))
+
+    def append(self, value) -> "ParameterList":
+        self.register_parameter(str(len(self)), _as_parameter(value))
+        return self
+
+    def extend(self, values) -> "ParameterList":
+        for value in values:
+            self.append(value)
+        return self
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"({i}): Parameter of shape {tuple(p.shape)}" for i, p in enumerate(self))
+
+
+class ParameterDict(Module):
+    """A dict of Parameters, registered under their keys. Tensors and arrays become Parameters."""
+
+    def __init__(self, parameters=None):
+        super().__init__()
+        self.update(parameters or {})
+
+    def __getitem__(self, name: str):
+        return self._parameters[name]
+
+    def __setitem__(self, name: str, value) -> None:
+        self.register_parameter(name, _as_parameter(value))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._parameters
+
+    def __len__(self) -> int:
+        return len(self._parameters)
+
+    def __iter__(self):
+        return iter(self._parameters)
+
+    def keys(self):
+        return self._parameters.keys()
+
+    def values(self):
+        return self._parameters.values()
+
+    def items(self):
+        return self._parameters.items()
+
+    def update(self, parameters) -> None:
+        for name, value in dict(parameters).items():
+            self[name] = value
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"({name}): Parameter of shape {tuple(p.shape)}" for name, p in self.items())

@@ -22,6 +22,21 @@ class Embedding(Module):
         self.weight = empty_parameter((num_embeddings, embedding_dim), dtype)
         self.reset_parameters()
 
+    @classmethod
+    def from_pretrained(cls, embeddings, freeze: bool = True, padding_idx=None) -> "Embedding":
+        """An Embedding whose weight is a copy of ``embeddings (num_embeddings, embedding_dim)``
+        (a Tensor or anything array-like), frozen (``requires_grad=False``) unless
+        ``freeze=False``. The ``padding_idx`` row is kept as given (and gets no gradient)."""
+        from .module import as_array
+
+        array = as_array(embeddings)
+        if array.ndim != 2:
+            raise ValueError(f"Embeddings parameter is expected to be 2-dimensional, got shape {tuple(array.shape)}")
+        embedding = cls(*array.shape, padding_idx=padding_idx, dtype=array.dtype)
+        embedding.weight.data[...] = array
+        embedding.weight.requires_grad_(not freeze)
+        return embedding
+
     def reset_parameters(self) -> None:
         init.normal_(self.weight)
         if self.padding_idx is not None:

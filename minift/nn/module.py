@@ -2,7 +2,7 @@
 
 A module registers what it is assigned: a ``Parameter`` becomes a learnable weight, a
 ``Module`` a child, and ``register_buffer`` adds state that is saved but not learned
-(BatchNorm's running statistics). Everything else is an ordinary attribute. From that
+(BatchNorm's running statistics; ``persistent=False``: not saved either). Everything else is an ordinary attribute. From that
 registry come ``parameters()``, ``named_modules()``, ``state_dict()`` and the rest.
 
 Two deliberate differences from PyTorch, both to save learners from classic bugs:
@@ -17,7 +17,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from ..backend.device import check_device, to_device
+from ..backend.device import check_device, is_cuda_array, to_device
 from ..engine.tensor import DTYPES, Tensor, as_dtype
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -41,6 +41,7 @@ class Module:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_non_persistent_buffers", set())
         object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
 
@@ -73,6 +74,8 @@ class Module:
         """Forget ``name`` everywhere except in the registry ``keep`` (where it is about to be
         reassigned in place, so that a replaced child keeps its position, as in PyTorch)."""
         self.__dict__.pop(name, None)
+        if keep is not self._buffers:
+            self._non_persistent_buffers.discard(name)
         for registry in (self._parameters, self._buffers, self._modules):
             if registry is not keep:
                 registry.pop(name, None)
@@ -97,12 +100,17 @@ class Module:
         self._discard(name, keep=self._parameters)
         self._parameters[name] = param
 
-    def register_buffer(self, name: str, tensor) -> None:
-        """Register state that ``state_dict`` saves and ``to()`` moves, but no optimizer updates."""
+    def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
+        """Register state that ``to()`` moves but no optimizer updates; ``state_dict`` saves it
+        unless ``persistent=False`` (e.g. a cached mask or position table that is rebuilt)."""
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"register_buffer expects a Tensor or None, got {type(tensor).__name__}")
         self._discard(name, keep=self._buffers)
         self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent_buffers.discard(name)
+        else:
+            self._non_persistent_buffers.add(name)
 
     def add_module(self, name: str, module) -> None:
         if module is not None and not isinstance(module, Module):
@@ -126,6 +134,20 @@ class Module:
             yield name, module
             children = [(f"{name}.{n}" if name else n, m) for n, m in module._modules.items() if m is not None]
             stack.extend(reversed(children))
+
+    def get_submodule(self, target: str) -> "Module":
+        """The descendant at the dotted path ``target`` (``"layer1.0.conv1"``); ``""`` is self."""
+        module = self
+        for depth, name in enumerate(target.split(".") if target else []):
+            child = module._modules.get(name)
+            if child is None:
+                where = ".".join(target.split(".")[:depth]) or "the model"
+                raise AttributeError(
+                    f"{type(module).__name__} ({where}) has no submodule {name!r} (looking for {target!r}); "
+                    f"its submodules are {list(module._modules)}"
+                )
+            module = child
+        return module
 
     def modules(self):
         for _, module in self.named_modules():
@@ -253,18 +275,26 @@ class Module:
         for prefix, module in self.named_modules(remove_duplicate=False):
             for registry in (module._parameters, module._buffers):
                 for name, tensor in registry.items():
-                    if tensor is not None:
+                    if tensor is not None and not (registry is module._buffers and name in module._non_persistent_buffers):
                         tensors[f"{prefix}.{name}" if prefix else name] = tensor
         return tensors
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Copy values into parameters and buffers by name (in place, keeping dtype and device).
 
-        Every key is checked first: a shape mismatch, a value that is not numbers, or (with
+        The values may be anything array-like (see ``as_array``): NumPy or CuPy arrays,
+        minift Tensors, PyTorch tensors (CPU through DLPack or ``__array__``, CUDA through
+        DLPack to CuPy), nested lists. A module may complete the dict first, as PyTorch's
+        ``_load_from_state_dict`` does (BatchNorm fills a missing ``num_batches_tracked``).
+        Every key is checked next: a shape mismatch, a value that is not numbers, or (with
         ``strict``) a missing or unexpected key, raises one error that lists every bad key —
         and nothing is changed.
         Returns ``(missing_keys, unexpected_keys)``.
         """
+        metadata = getattr(state_dict, "_metadata", None) or {}
+        state_dict = {key: as_array(value) for key, value in state_dict.items()}
+        for prefix, module in self.named_modules(remove_duplicate=False):
+            module._complete_state_dict(state_dict, f"{prefix}." if prefix else "", metadata.get(prefix, {}))
         own = self._state_tensors()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -288,10 +318,13 @@ class Module:
             )
         for key, tensor in own.items():
             if key in state_dict:
-                value = state_dict[key]
-                value = value.data if isinstance(value, Tensor) else value
-                tensor.data[...] = to_device(np.asarray(value) if not hasattr(value, "get") else value, tensor.device)
+                tensor.data[...] = to_device(state_dict[key], tensor.device)
         return IncompatibleKeys(missing, unexpected)
+
+    def _complete_state_dict(self, state_dict: dict, prefix: str, metadata: dict) -> None:
+        """Add to ``state_dict`` (a copy) what an older checkpoint of this module lacks;
+        ``metadata`` is PyTorch's ``state_dict._metadata[prefix]`` (e.g. ``{"version": 2}``)
+        when the dict came from PyTorch. Nothing by default."""
 
     # ------------------------------------------------------------ display
     def extra_repr(self) -> str:
@@ -311,6 +344,33 @@ class Module:
         if not lines:
             return head + ")"
         return head + count + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+def as_array(value):
+    """``value`` as a NumPy or CuPy array, without a copy where possible.
+
+    minift Tensors give their array; NumPy and CuPy arrays are kept; a PyTorch tensor (or
+    any array with ``__dlpack__``) is detached and shared through DLPack -- to NumPy on the
+    CPU, to CuPy on a GPU; anything else goes through ``numpy.asarray`` (``__array__``,
+    lists, numbers).
+    """
+    if isinstance(value, Tensor):
+        return value.data
+    if isinstance(value, np.ndarray) or is_cuda_array(value):
+        return value
+    if hasattr(value, "detach"):
+        value = value.detach()  # a torch tensor that requires grad refuses DLPack and __array__
+    if hasattr(value, "__dlpack__") and hasattr(value, "__dlpack_device__"):
+        on_cpu = int(value.__dlpack_device__()[0]) == 1  # DLPack's kDLCPU
+        if not on_cpu:
+            import cupy
+
+            return cupy.from_dlpack(value)
+        try:
+            return np.from_dlpack(value)
+        except (BufferError, TypeError, RuntimeError):  # e.g. a dtype NumPy lacks (bfloat16)
+            pass
+    return np.asarray(value)
 
 
 class _HookHandle:

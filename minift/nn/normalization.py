@@ -1,4 +1,4 @@
-"""BatchNorm1d / BatchNorm2d and LayerNorm."""
+"""BatchNorm1d / BatchNorm2d, LayerNorm, GroupNorm and RMSNorm."""
 
 from __future__ import annotations
 
@@ -49,6 +49,14 @@ class _BatchNorm(Module):
         if self.affine:
             init.ones_(self.weight)
             init.zeros_(self.bias)
+
+    def _complete_state_dict(self, state_dict: dict, prefix: str, metadata: dict) -> None:
+        """PyTorch's BatchNorm version rule: a checkpoint written before ``num_batches_tracked``
+        existed (no version, or version < 2) loads with this layer's current count."""
+        key = prefix + "num_batches_tracked"
+        version = metadata.get("version")
+        if self.track_running_stats and key not in state_dict and (version is None or version < 2):
+            state_dict[key] = self.num_batches_tracked.data.copy()
 
     def frozen(self) -> bool:
         """True when this layer's affine parameters do not require gradients."""
@@ -111,6 +119,48 @@ class LayerNorm(Module):
 
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"
+
+
+class GroupNorm(Module):
+    """Normalise each sample's ``num_groups`` groups of channels (see ``F.group_norm``);
+    learnable ``weight`` (ones) and ``bias`` (zeros) of shape ``(num_channels,)`` when
+    ``affine``. Independent of the batch size, so it fine-tunes well with small batches."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, dtype=None):
+        super().__init__()
+        if num_channels % num_groups:
+            raise ValueError(f"num_channels must be divisible by num_groups, got {num_channels} and {num_groups}")
+        self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
+        self.weight = empty_parameter((num_channels,), dtype) if affine else None
+        self.bias = empty_parameter((num_channels,), dtype) if affine else None
+        if affine:
+            init.ones_(self.weight)
+            init.zeros_(self.bias)
+
+    def forward(self, x):
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+class RMSNorm(Module):
+    """``x / sqrt(mean(x²) + eps) * weight`` over the trailing ``normalized_shape`` axes
+    (LLaMA's normalisation: no centring, no bias); ``eps=None`` is the dtype's epsilon."""
+
+    def __init__(self, normalized_shape, eps=None, elementwise_affine: bool = True, dtype=None):
+        super().__init__()
+        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.eps = eps
+        self.weight = empty_parameter(self.normalized_shape, dtype) if elementwise_affine else None
+        if elementwise_affine:
+            init.ones_(self.weight)
+
+    def forward(self, x):
+        return F.rms_norm(x, self.normalized_shape, self.weight, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"

@@ -5,7 +5,25 @@ from __future__ import annotations
 import math
 
 from ..backend.device import array_module
-from .optimizer import Optimizer, is_real_number, check_nonnegative
+from .optimizer import Optimizer, check_betas, check_nonnegative, decayed_gradient
+
+
+def check_adam_group(group: dict) -> None:
+    """The hyperparameters every Adam variant has: ``eps``, ``weight_decay`` (>= 0), ``betas``."""
+    check_nonnegative(group, "eps")
+    check_nonnegative(group, "weight_decay")
+    check_betas(group)
+
+
+def update_moments(state: dict, grad, beta1: float, beta2: float) -> tuple:
+    """Adam's moving averages, in place: ``m ← β1 m + (1 - β1) g``, ``v ← β2 v + (1 - β2) g²``.
+    Returns ``(m, v)``, ``state["exp_avg"]`` and ``state["exp_avg_sq"]``."""
+    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+    exp_avg *= beta1
+    exp_avg += (1 - beta1) * grad
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * grad * grad
+    return exp_avg, exp_avg_sq
 
 
 class Adam(Optimizer):
@@ -53,18 +71,10 @@ class Adam(Optimizer):
 
     def _validate(self, group: dict) -> None:
         super()._validate(group)
-        check_nonnegative(group, "eps")
-        check_nonnegative(group, "weight_decay")
-        betas = group["betas"]
-        if not (
-            isinstance(betas, (tuple, list))
-            and len(betas) == 2
-            and all(is_real_number(beta) and 0 <= beta < 1 for beta in betas)
-        ):
-            raise ValueError(f"invalid betas: expected a pair (beta1, beta2), each in [0, 1), got {betas!r}")
+        check_adam_group(group)
 
     def _update(self, param, grad, group: dict) -> None:
-        lr, weight_decay, eps = group["lr"], group["weight_decay"], group["eps"]
+        lr, eps = group["lr"], group["eps"]
         beta1, beta2 = group["betas"]
         xp = array_module(param.data)
         state = self.state.get(param)
@@ -77,20 +87,9 @@ class Adam(Optimizer):
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = xp.zeros_like(param.data)
 
-        if group["maximize"]:
-            grad = -grad
-        if weight_decay != 0:
-            if group["decoupled_weight_decay"]:
-                param.data *= 1 - lr * weight_decay
-            else:
-                grad = grad + weight_decay * param.data
-
+        grad = decayed_gradient(param, grad, group)
         state["step"] += 1
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg *= beta1
-        exp_avg += (1 - beta1) * grad
-        exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * grad * grad
+        exp_avg, exp_avg_sq = update_moments(state, grad, beta1, beta2)
         second_moment = exp_avg_sq
         if group["amsgrad"]:
             xp.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])

@@ -47,6 +47,37 @@ def check_nonnegative(group: dict, name: str) -> None:
         raise ValueError(f"invalid {name}: expected a finite number >= 0, got {value!r}")
 
 
+def check_betas(group: dict) -> None:
+    """Raise ``ValueError`` unless ``group["betas"]`` is a pair of numbers in [0, 1)."""
+    betas = group["betas"]
+    if not (
+        isinstance(betas, (tuple, list))
+        and len(betas) == 2
+        and all(is_real_number(beta) and 0 <= beta < 1 for beta in betas)
+    ):
+        raise ValueError(f"invalid betas: expected a pair (beta1, beta2), each in [0, 1), got {betas!r}")
+
+
+def decayed_gradient(param, grad, group: dict):
+    """The gradient an update rule uses, after ``maximize`` and weight decay (PyTorch's order)::
+
+        g ← -g                 if maximize
+        θ ← θ (1 - γ λ)        if λ ≠ 0 and group["decoupled_weight_decay"]  (AdamW's, in place)
+        g ← g + λ θ            if λ ≠ 0 otherwise                           (L2, into the gradient)
+
+    ``grad`` itself is never modified (it is ``param.grad.data``).
+    """
+    if group.get("maximize"):
+        grad = -grad
+    weight_decay = group.get("weight_decay", 0)
+    if weight_decay != 0:
+        if group.get("decoupled_weight_decay"):
+            param.data *= 1 - group["lr"] * weight_decay
+        else:
+            grad = grad + weight_decay * param.data
+    return grad
+
+
 def is_real_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 

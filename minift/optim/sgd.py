@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..backend.device import array_module
-from .optimizer import Optimizer, check_nonnegative
+from .optimizer import Optimizer, check_nonnegative, decayed_gradient
 
 
 class SGD(Optimizer):
@@ -58,10 +58,7 @@ class SGD(Optimizer):
 
     def _update(self, param, grad, group: dict) -> None:
         momentum = group["momentum"]
-        if group["maximize"]:
-            grad = -grad
-        if group["weight_decay"] != 0:
-            grad = grad + group["weight_decay"] * param.data
+        grad = decayed_gradient(param, grad, group)
         if momentum != 0:
             state = self.state.setdefault(param, {})
             buffer = state.get("momentum_buffer")

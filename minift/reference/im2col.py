@@ -35,16 +35,26 @@ import numpy as np
 
 
 
-def pad_planes(x, padding, value=0.0):
-    """x (N, C, H, W) -> (N, C, H + 2*ph, W + 2*pw), the border filled with ``value``.
+def overhang(g):
+    """(rows, columns) that the last windows of ``g`` read past the padded input: zero,
+    except for a pooling in ceil mode, whose last window may run over the end."""
+    return tuple(
+        max(0, (out - 1) * s + d * (k - 1) + 1 - (size + 2 * p))
+        for size, out, k, s, p, d in zip((g.h, g.w), (g.ho, g.wo), g.kernel_size, g.stride, g.padding, g.dilation)
+    )
 
-    Returns ``x`` itself when there is no padding: callers only read the result.
+
+def pad_planes(x, g, value=0.0):
+    """x (N, C, H, W) -> (N, C, H + 2*ph + eh, W + 2*pw + ew), the border filled with ``value``.
+
+    (ph, pw): the padding of the windows ``g``; (eh, ew): their ``overhang``, at the end.
+    Returns ``x`` itself when there is no border: callers only read the result.
     """
-    ph, pw = padding
-    if ph == 0 and pw == 0:
+    (ph, pw), (eh, ew) = g.padding, overhang(g)
+    if ph == pw == eh == ew == 0:
         return x
     n, c, h, w = x.shape
-    padded = np.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype)
+    padded = np.full((n, c, h + 2 * ph + eh, w + 2 * pw + ew), value, dtype=x.dtype)
     padded[:, :, ph : ph + h, pw : pw + w] = x
     return padded
 
@@ -69,7 +79,7 @@ def im2col(x, g):
     is the im2col matrix of image n.
     """
     n, c = x.shape[:2]
-    xpad = pad_planes(x, g.padding)
+    xpad = pad_planes(x, g)
     cols = np.empty((n, c, g.kh, g.kw, g.ho, g.wo), dtype=x.dtype)
     for p, q in np.ndindex(g.kh, g.kw):
         rows, columns = offset_slices(p, q, (g.ho, g.wo), g.stride, g.dilation)
@@ -86,8 +96,8 @@ def col2im(cols, g):
     ``cols`` may be any strided (even broadcast) array.
     """
     n, c = cols.shape[:2]
-    (ph, pw), h, w = g.padding, g.h, g.w
-    xpad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    (ph, pw), (eh, ew), h, w = g.padding, overhang(g), g.h, g.w
+    xpad = np.zeros((n, c, h + 2 * ph + eh, w + 2 * pw + ew), dtype=cols.dtype)
     for p, q in np.ndindex(g.kh, g.kw):
         rows, columns = offset_slices(p, q, (g.ho, g.wo), g.stride, g.dilation)
         xpad[:, :, rows, columns] += cols[:, :, p, q]

@@ -45,14 +45,14 @@ def max_pool2d_forward(x, g):
     h, w, ho, wo = g.h, g.w, g.ho, g.wo
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = g.kernel_size, g.stride, g.padding, g.dilation
 
-    xpad = pad_planes(x, g.padding, value=-np.inf)
+    xpad = pad_planes(x, g, value=-np.inf)
     views = _offset_views(xpad, g.kernel_size, (ho, wo), g.stride, g.dilation)
     y = views[0].copy()
     for view in views[1:]:
         np.maximum(y, view, out=y)  # propagates NaN
 
     has_nan = bool(np.isnan(y).any())  # a NaN is the maximum of every window that holds one
-    is_real = pad_planes(np.ones((1, 1, h, w), dtype=bool), g.padding, value=False)
+    is_real = pad_planes(np.ones((1, 1, h, w), dtype=bool), g, value=False)
     real_views = _offset_views(is_real, g.kernel_size, (ho, wo), g.stride, g.dilation)
     not_found = np.ones(y.shape, dtype=bool)
     offset = np.zeros(y.shape, dtype=np.min_scalar_type(kh * kw))  # small ints: cheap to add
@@ -86,28 +86,33 @@ def max_pool2d_backward(grad_y, indices, input_shape):
     return grad_x.reshape(n, c, h, w)
 
 
+def _divisors(g):
+    """(Ho, Wo): the divisor of each window's sum (``PoolGeometry.divisors``)."""
+    rows, columns = g.divisors()
+    return np.outer(rows, columns)
+
+
 def avg_pool2d_forward(x, g):
-    """y = mean over each window, zero padding counted (count_include_pad=True).
+    """y = the mean over each window: ``y[n, c, i, j] = sum_{p,q} xpad[n, c, i*sh + p, j*sw + q] / divisor[i, j]``.
 
-    ``y[n, c, i, j] = sum_{p,q} xpad[n, c, i*sh + p, j*sw + q] / (KH * KW)``
-
-    x (N, C, H, W) -> y (N, C, Ho, Wo): the sum of the KH*KW offset views, divided.
+    x (N, C, H, W) -> y (N, C, Ho, Wo): the sum of the KH*KW offset views, divided
+    (``divisor = KH*KW`` unless ceil mode or ``count_include_pad=False`` say otherwise).
     """
-    views = _offset_views(pad_planes(x, g.padding), g.kernel_size, (g.ho, g.wo), g.stride, (1, 1))
+    views = _offset_views(pad_planes(x, g), g.kernel_size, (g.ho, g.wo), g.stride, (1, 1))
     y = views[0].copy()
     for view in views[1:]:
         y += view
-    y /= g.kh * g.kw
+    y /= _divisors(g).astype(y.dtype)
     return y
 
 
 def avg_pool2d_backward(grad_y, g):
-    """dL/dx of average pooling: each grad_y[n, c, i, j] / (KH*KW) added to every element of window (i, j).
+    """dL/dx of average pooling: each grad_y[n, c, i, j] / divisor[i, j] added to every element of window (i, j).
 
-    That is col2im of grad_y / (KH*KW) repeated at every kernel offset (a broadcast view,
+    That is col2im of that share repeated at every kernel offset (a broadcast view,
     nothing copied). grad_y (N, C, Ho, Wo) -> grad_x (N, C, H, W).
     """
-    share = grad_y / (g.kh * g.kw)
+    share = grad_y / _divisors(g).astype(grad_y.dtype)
     # col2im wants (N, C, KH, KW, Ho, Wo): the same share at every offset (p, q).
     cols = np.broadcast_to(share[:, :, None, None], (g.n, g.c, g.kh, g.kw, g.ho, g.wo))
     return col2im(cols, g)

@@ -23,12 +23,12 @@ from .learner import OPTIMIZERS, Learner, build_optimizer
 from .lr_find import LRFindResult, lr_find
 from .metrics import accuracy, error_rate
 from .recipes import fine_tune, keras_recipe, lp_ft, ulmfit
-from .schedules import SCHEDULES, CosineWithWarmup, OneCycle, SlantedTriangular
+from .schedules import SCHEDULES
 from .unfreezing import GradualUnfreezing
 
 __all__ = [
     "Learner", "build_optimizer", "OPTIMIZERS", "Callback", "EVENTS", "EarlyStopping", "Checkpointing",
     "TerminateOnNaN", "NonFiniteLossError", "ProgressBar", "History", "UpdateToWeightRatio", "lr_find",
-    "LRFindResult", "accuracy", "error_rate", "SCHEDULES", "OneCycle", "SlantedTriangular", "CosineWithWarmup",
+    "LRFindResult", "accuracy", "error_rate", "SCHEDULES",
     "fine_tune", "keras_recipe", "ulmfit", "lp_ft", "GradualUnfreezing",
 ]

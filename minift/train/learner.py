@@ -44,11 +44,12 @@ from ..io import save_checkpoint
 from ..nn import Module
 from ..optim import SGD, Adam, AdamW, Optimizer
 from ..engine.tensor import Tensor
+from ..distributed.training import data_parallel, is_main_process, progress_stream, sum_over_ranks
 from .callbacks import Callback, Checkpointing, ProgressBar, TerminateOnNaN, event_handlers
 from .history import History
 from .metrics import resolve_metrics
 from .resume import fit_signature, load_training_state, restore_training_state, training_state
-from .schedules import OneCycle, describe_schedule, resolve_schedule
+from .schedules import build_scheduler, describe_schedule, fastai_one_cycle, resolve_schedule
 
 OPTIMIZERS = {
     "adamw": AdamW,
@@ -119,6 +120,8 @@ class Learner:
         for callback in callbacks:
             if not isinstance(callback, Callback):
                 raise TypeError(f"callbacks must be Callback objects, got {type(callback).__name__}")
+        # under mpiexec: DistributedDataParallel and each rank its share of the data (alone: unchanged)
+        model, train_loader, valid_loader = data_parallel(model, train_loader, valid_loader)
         groups = layer_groups(model, splitter)
         discriminative_lrs(lr, len(groups))
         self.metrics = resolve_metrics(metrics)
@@ -137,8 +140,8 @@ class Learner:
         self.fit_signature = None
         self.history = History()
         callbacks = [self.history, TerminateOnNaN(), *callbacks]
-        if progress:
-            callbacks.append(ProgressBar(lines=progress == "lines"))
+        if progress:  # under mpiexec, on every rank (the same callbacks), but only rank 0's prints
+            callbacks.append(ProgressBar(lines=progress == "lines", stream=progress_stream()))
         self.checkpoint_dir = checkpoint_dir
         if checkpoint_dir is not None and not any(isinstance(c, Checkpointing) for c in callbacks):
             callbacks.append(Checkpointing(checkpoint_dir))
@@ -187,8 +190,8 @@ class Learner:
         """Train for ``epochs`` epochs with base lrs ``lr`` (default ``self.lr``).
 
         ``schedule``: ``None``/``"constant"``, ``"one_cycle"``, ``"slanted_triangular"``,
-        ``"cosine"``, or a callable ``(optimizer, total_steps) -> scheduler`` (see
-        ``minift.train.schedules``); stepped once per batch, each group from its own base lr.
+        ``"cosine"``, a scheduler class (or ``partial`` of one), or a callable
+        ``(optimizer, total_steps) -> scheduler`` (see ``minift.train.schedules``); stepped once per batch, each group from its own base lr.
         ``unfreeze_schedule``: a callback active during this fit only, e.g.
         ``GradualUnfreezing(every=1)``. ``resume_from``: a checkpoint written by this same
         call, to continue from (see ``minift.train.resume``).
@@ -223,8 +226,8 @@ class Learner:
 
     def fit_one_cycle(self, epochs: int, lr_max=None, pct_start: float = 0.25, div: float = 25.0,
                       div_final: float = 1e5, moms=(0.95, 0.85), unfreeze_schedule=None, resume_from=None) -> "Learner":
-        """``fit`` with the 1cycle policy, fastai's defaults (see ``schedules.OneCycle``)."""
-        schedule = OneCycle(pct_start=pct_start, div=div, div_final=div_final, moms=tuple(moms))
+        """``fit`` with the 1cycle policy, fastai's defaults (see ``schedules.fastai_one_cycle``)."""
+        schedule = fastai_one_cycle(pct_start=pct_start, div=div, div_final=div_final, moms=tuple(moms))
         return self.fit(epochs, lr_max, schedule=schedule, unfreeze_schedule=unfreeze_schedule, resume_from=resume_from)
 
     def _start_schedule(self, lrs: list, make_scheduler, total_steps: int):
@@ -233,7 +236,7 @@ class Learner:
         try:
             for group, lr in zip(self.optimizer.param_groups, lrs):
                 group["lr"] = group["initial_lr"] = lr  # initial_lr: the base lr schedules start from
-            return None if make_scheduler is None else make_scheduler(self.optimizer, total_steps)
+            return build_scheduler(make_scheduler, self.optimizer, total_steps)
         except BaseException:
             for group, (lr, initial_lr) in zip(self.optimizer.param_groups, before):
                 group["lr"] = lr
@@ -262,7 +265,8 @@ class Learner:
             if self.batch_index < len(self.train_loader):  # a resume after the last batch has none left
                 for batch in self.train_loader:
                     self._train_batch(batch)
-            self.epoch_metrics = {"epoch": epoch, "train_loss": self.train_loss_sum / self.train_samples}
+            loss_sum, samples = sum_over_ranks(self.train_loss_sum, self.train_samples)  # all ranks' examples
+            self.epoch_metrics = {"epoch": epoch, "train_loss": loss_sum / samples}
             if self.valid_loader is not None:
                 self.epoch_metrics.update(self.validate())
             self.epoch_metrics["time"] = time.perf_counter() - started
@@ -333,9 +337,10 @@ class Learner:
         finally:
             for module, training in modes:
                 module.training = training
+        *totals, count = sum_over_ranks(*sums.values(), count)  # under mpiexec: over every rank's share
         if count == 0:
             raise ValueError("validate: the loader yielded no samples")
-        return {name: total / count for name, total in sums.items()}
+        return {name: total / count for name, total in zip(sums, totals)}
 
     # ------------------------------------------------------------ tools
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_iter: int = 100, stop_div: bool = True):
@@ -346,7 +351,8 @@ class Learner:
 
     def save_checkpoint(self, path) -> None:
         """Save the whole training state atomically; continue with ``fit(..., resume_from=path)``."""
-        save_checkpoint(path, **training_state(self))
+        if is_main_process():  # under mpiexec rank 0 writes, the others hold the same state
+            save_checkpoint(path, **training_state(self))
 
     def __repr__(self) -> str:
         names = ", ".join(type(callback).__name__ for callback in self.callbacks)

@@ -1,26 +1,6 @@
-"""Learning-rate schedules: set every param group's ``lr`` before each optimizer step.
-
-Every schedule here is stepped once per batch::
-
-    scheduler = OneCycleLR(optimizer, max_lr=1e-2, total_steps=epochs * len(loader))
-    for epoch in range(epochs):
-        for x, y in loader:
-            loss_fn(model(x), y).backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            scheduler.step()
-
-Every schedule is in *closed form*: the lr of group ``i`` at step ``t`` depends only on
-``t`` and that group's own base lr, ``base_lrs[i]`` (its ``group["initial_lr"]``, which the
-first scheduler attached to the optimizer copies from ``group["lr"]``). So per-group,
-discriminative learning rates keep their ratios through any schedule, and a schedule can
-be resumed or jumped to any step. Some of PyTorch's schedulers instead multiply the
-current lr ("chainable"); the values are the same, but here two schedulers do not compose
-by stepping both -- put them one after the other in a ``SequentialLR``.
-
-This is the public module. The base class ``LRScheduler`` lives in ``scheduler.py``; the
-fine-tuning schedules that warm up then anneal (``OneCycleLR``, ``SlantedTriangularLR``,
-``CosineWarmupLR``) live in ``warmup_schedules.py``; all are importable from here.
+"""Schedules in closed form, ``lr(t) = base_lr · f(t)``: LambdaLR, StepLR, MultiStepLR,
+ExponentialLR, CosineAnnealingLR, LinearLR, PolynomialLR, and SequentialLR, which runs
+several of them one after the other.
 """
 
 from __future__ import annotations
@@ -29,9 +9,8 @@ import copy
 import math
 from bisect import bisect_right
 
-from .optimizer import is_real_number
-from .scheduler import LRScheduler, check, is_int, param_groups_of
-from .warmup_schedules import CosineWarmupLR, OneCycleLR, SlantedTriangularLR
+from ..optimizer import is_real_number
+from .base import LRScheduler, check, is_int, param_groups_of
 
 
 class LambdaLR(LRScheduler):
@@ -149,6 +128,22 @@ class LinearLR(LRScheduler):
         return [base_lr * factor for base_lr in self.base_lrs]
 
 
+class PolynomialLR(LRScheduler):
+    """``lr(t) = base_lr · (1 - min(t, total_iters) / total_iters) ^ power``: down to 0 at
+    ``total_iters`` (a straight line for ``power = 1``), then 0."""
+
+    def __init__(self, optimizer, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1):
+        check(is_int(total_iters) and total_iters >= 1, "total_iters", "an integer >= 1", total_iters)
+        check(is_real_number(power) and power >= 0, "power", "a number >= 0", power)
+        self.total_iters = total_iters
+        self.power = power
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list:
+        factor = (1 - min(self.last_epoch, self.total_iters) / self.total_iters) ** self.power
+        return [base_lr * factor for base_lr in self.base_lrs]
+
+
 class SequentialLR(LRScheduler):
     """Run ``schedulers[0]`` until ``milestones[0]``, then ``schedulers[1]``, and so on.
 
@@ -217,18 +212,3 @@ class SequentialLR(LRScheduler):
         for scheduler, scheduler_state in zip(self._schedulers, saved):
             scheduler._check_state_dict(scheduler_state)
 
-
-
-__all__ = [
-    "LRScheduler",
-    "LambdaLR",
-    "StepLR",
-    "MultiStepLR",
-    "ExponentialLR",
-    "CosineAnnealingLR",
-    "LinearLR",
-    "SequentialLR",
-    "OneCycleLR",
-    "SlantedTriangularLR",
-    "CosineWarmupLR",
-]

@@ -4,15 +4,15 @@
 (ULMFiT, Howard & Ruder 2018) and ``CosineWarmupLR`` (linear warm-up, then cosine, as in
 BERT-style fine-tuning). A short warm-up keeps the first, large gradients of a freshly
 initialised head from wrecking the pretrained weights; the long anneal then settles them.
-All are stepped per batch, and all are importable from ``minift.optim.lr_scheduler``.
+All are stepped per batch.
 """
 
 from __future__ import annotations
 
 import math
 
-from .optimizer import is_real_number
-from .scheduler import LRScheduler, check, is_int, param_groups_of, per_group
+from ..optimizer import is_real_number
+from .base import LRScheduler, check, is_int, momentum_range, param_groups_of, per_group, write_momentum
 
 
 class OneCycleLR(LRScheduler):
@@ -35,8 +35,11 @@ class OneCycleLR(LRScheduler):
     ``max_lr``, ``base_momentum`` and ``max_momentum`` are one number or one per group
     (pass a list for discriminative rates). With ``cycle_momentum`` the momentum is SGD's
     ``momentum`` or Adam's ``β1`` (``betas[0]``). Each group's ``initial_lr`` becomes
-    ``max_lr / div_factor``. Stepping more than ``T`` times raises ``ValueError``. Unlike
-    PyTorch, a phase of zero steps (``p·T = 1``, or ``p = 1``) is refused when built.
+    ``max_lr / div_factor``. Stepping more than ``T`` times raises ``ValueError``.
+
+    Any ``T >= 1`` works with any ``pct_start``, as fastai's ``fit_one_cycle`` does: a
+    phase of zero steps (``p·T = 1``, where PyTorch divides by zero) is a jump to its end
+    value, ``pct = 1``; elsewhere the values are PyTorch's.
     """
 
     def __init__(
@@ -73,21 +76,8 @@ class OneCycleLR(LRScheduler):
         for value in max_lrs:
             check(is_real_number(value) and value >= 0, "max_lr", "a number >= 0 or one per group", max_lr)
         phases = self._phases(total_steps, pct_start, three_phase)
-        ends = [0.0] + [phase["end_step"] for phase in phases]
-        if any(end == start for start, end in zip(ends, ends[1:])):
-            raise ValueError(
-                f"pct_start={pct_start} with total_steps={total_steps} gives a phase of zero "
-                f"steps (phases end at steps {ends[1:]}): choose pct_start < 1 and "
-                f"pct_start * total_steps != 1"
-            )
         if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError("optimizer must support momentum or beta1 with `cycle_momentum` option enabled")
-            self.use_beta1 = "betas" in optimizer.defaults
-            self.max_momentums = per_group("max_momentum", max_momentum, groups)
-            self.base_momentums = per_group("base_momentum", base_momentum, groups)
-            for value in self.max_momentums + self.base_momentums:
-                check(is_real_number(value) and 0 <= value < 1, "base_momentum and max_momentum", "numbers in [0, 1)", value)
+            self.use_beta1, self.base_momentums, self.max_momentums = momentum_range(optimizer, base_momentum, max_momentum)
         self.total_steps = total_steps
         self.anneal_strategy = anneal_strategy
         self.cycle_momentum = cycle_momentum
@@ -121,7 +111,7 @@ class OneCycleLR(LRScheduler):
         for index, phase in enumerate(self.phases):
             end = phase["end_step"]
             if self.last_epoch <= end or index == len(self.phases) - 1:
-                return phase, (self.last_epoch - start) / (end - start)
+                return phase, (self.last_epoch - start) / (end - start) if end != start else 1.0
             start = end
 
     def _anneal(self, start: float, end: float, pct: float) -> float:
@@ -146,13 +136,8 @@ class OneCycleLR(LRScheduler):
                 f"steps is {self.total_steps}"
             )
         super().step()
-        if not self.cycle_momentum:
-            return
-        for group, momentum in zip(self.optimizer.param_groups, self._interpolate("momentum")):
-            if self.use_beta1:
-                group["betas"] = (momentum, *group["betas"][1:])
-            else:
-                group["momentum"] = momentum
+        if self.cycle_momentum:
+            write_momentum(self.optimizer.param_groups, self._interpolate("momentum"), self.use_beta1)
 
 
 class SlantedTriangularLR(LRScheduler):
@@ -168,6 +153,8 @@ class SlantedTriangularLR(LRScheduler):
 
     so ``lr`` goes from ``lr_max / ratio`` up to ``lr_max`` at ``t = cut`` and back down to
     ``lr_max / ratio``. The paper's defaults: ``cut_frac = 0.1``, ``ratio = 32``. When
+    ``T · cut_frac < 1`` the rise still lasts one step (``cut = 1``), so any ``T >= 1``
+    works. When
     ``T · cut_frac`` is not an integer the decay reaches ``p = 0`` at ``t = cut / cut_frac``,
     a little before ``T``; from there on (and past ``T``) minift holds ``p = 0`` instead of
     letting the formula go below ``lr_max / ratio`` and, eventually, negative.
@@ -177,12 +164,7 @@ class SlantedTriangularLR(LRScheduler):
         check(is_int(total_steps) and total_steps >= 1, "total_steps", "a positive integer", total_steps)
         check(is_real_number(cut_frac) and 0 < cut_frac < 1, "cut_frac", "a number in (0, 1)", cut_frac)
         check(is_real_number(ratio) and ratio >= 1, "ratio", "a number >= 1", ratio)
-        cut = math.floor(total_steps * cut_frac)
-        if cut < 1:
-            raise ValueError(
-                f"total_steps * cut_frac must be at least 1 so that the rise lasts a step, got "
-                f"{total_steps} * {cut_frac}"
-            )
+        cut = max(math.floor(total_steps * cut_frac), 1)
         self.total_steps = total_steps
         self.cut_frac = cut_frac
         self.ratio = ratio
@@ -207,10 +189,18 @@ class CosineWarmupLR(LRScheduler):
         lr(t) = eta_min + (base_lr - eta_min) · (1 + cos(π · min(1, (t - W) / (T - W)))) / 2
 
     the shape of Hugging Face's ``get_cosine_schedule_with_warmup`` (which has
-    ``eta_min = 0``). It stays at ``eta_min`` after ``T`` steps.
+    ``eta_min = 0``). It stays at ``eta_min`` after ``T`` steps. Give ``warmup_steps``, or
+    ``pct_start``, the fraction of ``T`` to warm up for: ``W = floor(pct_start · T)``.
     """
 
-    def __init__(self, optimizer, warmup_steps: int, total_steps: int, eta_min: float = 0.0, last_epoch: int = -1):
+    def __init__(self, optimizer, warmup_steps: int | None = None, total_steps: int | None = None,
+                 eta_min: float = 0.0, last_epoch: int = -1, *, pct_start: float | None = None):
+        check(is_int(total_steps) and total_steps >= 1, "total_steps", "a positive integer", total_steps)
+        if (warmup_steps is None) == (pct_start is None):
+            raise ValueError(f"give warmup_steps or pct_start (one of them), got {warmup_steps=} and {pct_start=}")
+        if pct_start is not None:
+            check(is_real_number(pct_start) and 0 <= pct_start < 1, "pct_start", "a number in [0, 1)", pct_start)
+            warmup_steps = math.floor(pct_start * total_steps)
         check(is_int(warmup_steps) and warmup_steps >= 0, "warmup_steps", "an integer >= 0", warmup_steps)
         check(is_int(total_steps) and total_steps > warmup_steps, "total_steps", f"an integer > warmup_steps ({warmup_steps})", total_steps)
         check(is_real_number(eta_min) and eta_min >= 0, "eta_min", "a number >= 0", eta_min)

@@ -3,8 +3,7 @@
 A scheduler owns a step count, ``last_epoch`` (PyTorch's name; every schedule in minift
 counts batches in it), and one base lr per param group, ``base_lrs``. Each ``step()``
 advances the count and writes ``get_lr()`` -- the schedule's value for every group at
-the new count -- into ``group["lr"]``. The schedules themselves are in
-``minift.optim.lr_scheduler``.
+the new count -- into ``group["lr"]``.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import copy
 import numbers
 
-from .optimizer import Optimizer
+from ..optimizer import Optimizer, is_real_number
 
 
 def param_groups_of(optimizer) -> list:
@@ -42,6 +41,29 @@ def per_group(name: str, value, groups: list) -> list:
             )
         return list(value)
     return [value] * len(groups)
+
+
+def momentum_range(optimizer, base_momentum, max_momentum) -> tuple:
+    """For a schedule that cycles the momentum: ``(use_beta1, base_momentums, max_momentums)``,
+    one bound per group, each checked to be in [0, 1); the momentum is Adam's ``β1`` when
+    the optimizer has ``betas``, else SGD's ``momentum``."""
+    groups = param_groups_of(optimizer)
+    if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+        raise ValueError("optimizer must support momentum or beta1 with `cycle_momentum` option enabled")
+    base_momentums = per_group("base_momentum", base_momentum, groups)
+    max_momentums = per_group("max_momentum", max_momentum, groups)
+    for value in base_momentums + max_momentums:
+        check(is_real_number(value) and 0 <= value < 1, "base_momentum and max_momentum", "numbers in [0, 1)", value)
+    return "betas" in optimizer.defaults, base_momentums, max_momentums
+
+
+def write_momentum(groups: list, momenta: list, use_beta1: bool) -> None:
+    """Set each group's momentum: SGD's ``momentum``, or Adam's ``β1`` (``betas[0]``)."""
+    for group, momentum in zip(groups, momenta):
+        if use_beta1:
+            group["betas"] = (momentum, *group["betas"][1:])
+        else:
+            group["momentum"] = momentum
 
 
 class LRScheduler:
