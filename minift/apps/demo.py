@@ -13,7 +13,7 @@ The steps (each is a function here, and ``run_demo`` calls them in order):
    feature extraction (frozen body), full fine-tuning, full fine-tuning with a learning
    rate 30 times too high, and ULMFiT's gradual unfreezing with discriminative learning
    rates and a slanted triangular schedule.
-4. **Compare**: accuracy on the target's 500 test images; accuracy kept on the source
+4. **Compare**: accuracy on the target's 500 test images; accuracy after fine-tuning on the source
    task (MNIST's test set, read through the *original* head on top of the fine-tuned
    body -- the measure of catastrophic forgetting); trainable parameters; time. The table
    goes to ``results.txt``, the learning curves to ``learning_curves.png``.

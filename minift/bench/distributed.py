@@ -55,7 +55,7 @@ def minilm_workload(rank: int, batch: int, length: int = 64):
     import minift
     from minift import optim
     from minift.text import locate_minilm_l6_v2
-    from minift.text.classify import load_pretrained_classifier
+    from minift.text.classifier import load_pretrained_classifier
 
     rng = np.random.default_rng([0, rank])
     model = load_pretrained_classifier(locate_minilm_l6_v2().directory, num_classes=8, dropout=0.1)
