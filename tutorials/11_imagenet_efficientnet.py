@@ -38,7 +38,6 @@
 # Without them it says so and stops.
 
 # %%
-import inspect
 import sys
 import tempfile
 import time
@@ -47,7 +46,6 @@ from pathlib import Path
 import numpy as np
 
 import minift
-from minift import functional as F
 from minift.apps import course
 from minift.data import ArrayDataset, DataLoader
 from minift.data.bundled import load_fashion_mnist_bundled
@@ -63,9 +61,6 @@ try:
     from skimage import data as photos
 except (FileNotFoundError, ImportError) as missing:
     print(f"SKIPPED: this tutorial needs files that are not installed: {' '.join(str(missing).split())}")
-    sys.exit(77)
-if "groups" not in inspect.signature(F.conv2d).parameters:
-    print("SKIPPED: this tutorial needs grouped convolution (conv2d groups=), which this minift lacks")
     sys.exit(77)
 
 LABELS_PER_CLASS = course.pick(10, 5)
