@@ -236,7 +236,7 @@ def test_pretrain_then_finetune(capsys, tmp_path):
                          "--strategy", "feature-extraction", "--epochs", "1", "--repeats", "1",
                          "--labels-per-class", "1", "--source-dataset", "mnist-bundled", "--out", str(tuned))
     assert status == 0
-    assert "transplant:" in out and "digits test accuracy" in out and "mnist-bundled accuracy kept" in out
+    assert "transplant:" in out and "digits test accuracy" in out and "mnist-bundled accuracy after" in out
     pretrained, finetuned = io.load(checkpoint), io.load(tuned)
     for name in pretrained:
         if name.startswith("body."):  # feature extraction leaves the body as it was
@@ -249,16 +249,28 @@ def test_bench_passes_its_options_through(capsys, monkeypatch):
     calls = []
     monkeypatch.setattr(bench, "run_benchmarks", lambda **options: calls.append(options))
     status, _, _ = run(capsys, "bench", "--repeat", "3", "--warmup", "0")
-    assert status == 0 and calls == [{"repeat": 3, "warmup": 0}]
+    assert status == 0 and calls == [{"repeat": 3, "warmup": 0, "thread_counts": (1, 2, None)}]
+    status, _, _ = run(capsys, "bench", "--threads", "default,1")
+    assert status == 0 and calls[-1]["thread_counts"] == (None, 1)
+
+
+def test_bench_refuses_a_bad_thread_sweep(capsys, monkeypatch):
+    bench = pytest.importorskip("minift.bench")
+    calls = []
+    monkeypatch.setattr(bench, "run_benchmarks", lambda **options: calls.append(options))
+    status, _, err = run(capsys, "bench", "--threads", "1,0")
+    assert_one_line_error(status, err, 2, "1,2,default", "'0'")
+    assert calls == []
 
 
 def test_the_demo_command_passes_its_options(capsys, monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(demo, "run_demo", lambda out, config: calls.append((out, config)))
-    status, _, _ = run(capsys, "demo", "--out", str(tmp_path), "--labels-per-class", "3", "--seed", "7")
+    status, _, _ = run(capsys, "demo", "--out", str(tmp_path), "--labels-per-class", "3", "--seed", "7",
+                       "--seeds", "2")
     assert status == 0
     (out, config), = calls
-    assert out == str(tmp_path) and (config.labels_per_class, config.seed) == (3, 7)
+    assert out == str(tmp_path) and (config.labels_per_class, config.seed, config.seeds) == (3, 7, 2)
     assert config.runs == demo.DEMO_RUNS
 
 

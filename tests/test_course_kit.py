@@ -34,14 +34,14 @@ PLANTED_BUGS = {
     "1.7": ("axes = tuple(range(leading)) + stretched", "axes = tuple(range(leading))"),  # size-1 axes kept
     "1.8": ("if parent.requires_grad and id(parent) not in visited:", "if id(parent) not in visited and False:"),
     "1.9": ("tensor.grad.data + grad.astype(", "0 + grad.astype("),          # overwrite, not accumulate
-    "1.10": ("(g * z).sum(", "(g).sum("),
+    "1.10": ("(grad_z * z).sum(", "(grad_z).sum("),
     "1.11": ("g.sum(axis=ctx.axis, keepdims=True)", "g"),
     "2.1": ("g_rows.sum(axis=0)", "g_rows.sum(axis=0) * 2"),
     "2.2": ("cols[:, :, p, q] = xpad[:, :, rows, columns]", "cols[:, :, q, p] = xpad[:, :, rows, columns]"),
     "2.3": ("np.add.at(", "np.put("),                                        # overlapping windows overwrite
     "2.4": ("unbiased = var.reshape(-1) * (n / max(n - 1, 1))", "unbiased = var.reshape(-1)"),
     "2.5": ("if ctx.training else g_hat * rstd", "if False else g_hat * rstd"),  # statistics treated as constants
-    "2.6": ("dbias = g.sum(axis=lead)", "dbias = g.sum(axis=lead) * 0"),
+    "2.6": ("(g_hat - g_hat.mean(axis=-1, keepdims=True)", "(g_hat"),        # the mean term forgotten
     "2.7": ("* (1.0 / math.sqrt(q.shape[-1]))", ""),                           # unscaled scores
     "3.1": ('buffer += (1 - group["dampening"]) * grad', "buffer += grad"),
     "3.2": ("beta1, beta2 = group[\"betas\"]", "beta2, beta1 = group[\"betas\"]"),

@@ -92,6 +92,19 @@ def test_elementwise_launch_has_no_idle_block_and_respects_limits(total):
     assert (blocks - 1) * threads < total or total == 0  # the last block has work
 
 
+@given(rows=st.integers(0, launch.MAX_GRID_X))
+def test_row_launch_gives_each_row_one_block_of_the_sources_width(rows):
+    (blocks, _, _), (threads, _, _) = launch.row_launch(rows, "softmax_forward")
+    assert blocks == rows
+    source = launch.cuda_source("transformer.cu")
+    assert f"constexpr int ROW_THREADS = {threads};" in source
+
+
+def test_row_launch_refuses_more_rows_than_cuda_allows():
+    with pytest.raises(ValueError, match="layer_norm_forward: .* at most"):
+        launch.row_launch(launch.MAX_GRID_X + 1, "layer_norm_forward")
+
+
 @given(total=st.integers(0, 3000), threads=st.sampled_from([32, 256]))
 def test_grid_stride_loop_visits_every_element_once(total, threads):
     (blocks, _, _), _ = launch.elementwise_launch(total, threads)

@@ -1,11 +1,9 @@
-"""The public names of minift.finetune, including those loaded lazily from recipes.py and
-unfreezing.py (lazily because they import minift.train, which imports minift.finetune)."""
-
-import importlib
+"""The public names of minift.finetune, and where the names that drive a Learner went."""
 
 import pytest
 
 import minift.finetune
+import minift.train
 
 
 @pytest.mark.parametrize("name", minift.finetune.__all__)
@@ -14,9 +12,11 @@ def test_every_exported_name_resolves(name):
     assert name in dir(minift.finetune)
 
 
-@pytest.mark.parametrize("name, module", sorted(minift.finetune._LAZY.items()))
-def test_lazy_names_are_the_objects_of_their_modules(name, module):
-    assert getattr(minift.finetune, name) is getattr(importlib.import_module(f"minift.finetune.{module}"), name)
+@pytest.mark.parametrize("name", sorted(minift.finetune._MOVED_TO_TRAIN))
+def test_the_recipes_live_in_train_and_finetune_says_so(name):
+    assert name in minift.train.__all__ and getattr(minift.train, name) is not None
+    with pytest.raises(AttributeError, match=f"lives in minift.train: from minift.train import {name}"):
+        getattr(minift.finetune, name)
 
 
 def test_an_unknown_name_is_an_attribute_error():

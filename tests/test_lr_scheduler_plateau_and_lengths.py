@@ -106,3 +106,8 @@ def test_fit_one_cycle_works_at_few_shot_sizes(epochs, samples):
     learner = make_learner(train_samples=samples, batch_size=8)
     learner.fit_one_cycle(epochs, slice(1e-5, 1e-3))
     assert len(learner.history.epochs) == epochs
+
+
+def test_reduce_lr_on_plateau_is_refused_as_a_fit_schedule_with_the_reason():
+    with pytest.raises(ValueError, match="stepped with a metric once per epoch"):
+        build_scheduler(lr_scheduler.ReduceLROnPlateau, one_group(), 10)

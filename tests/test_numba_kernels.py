@@ -298,7 +298,7 @@ def run_python(code, env=None, **kwargs):
 
 def clean_environment(**extra):
     """os.environ without the settings under test, plus ``extra``."""
-    drop = ("NUMBA_CACHE_DIR", "NUMBA_DISABLE_JIT", "MINIFT_NUMBA_GEMM", *threads.POLICY)
+    drop = ("NUMBA_CACHE_DIR", "NUMBA_DISABLE_JIT", "MINIFT_NUMBA_GEMM", "MINIFT_NUM_THREADS", *threads.POLICY)
     return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
 
 
@@ -365,23 +365,31 @@ print(threads.pools_take_turns(), numba.threading_layer(), numba.get_num_threads
 
 
 def test_thread_policy_when_numpy_was_imported_before_minift():
-    cores, blas = threads.cores(), threads.blas_thread_count()
+    cores = threads.cores()
+    all_cores = dict(MINIFT_NUM_THREADS=str(cores))
     # OpenBLAS loaded before minift could set its timeout: its idle threads spin, and
     # Numba's kernels keep off the cores they spin on.
-    expected_threads = max(1, cores - (blas - 1))
-    assert run_python(POLICY_REPORT, env=clean_environment()) == f"False workqueue {expected_threads}"
+    expected_threads = max(1, cores - (cores - 1))
+    assert run_python(POLICY_REPORT, env=clean_environment(**all_cores)) == f"False workqueue {expected_threads}"
     # The timeout was in the environment when OpenBLAS loaded: the pools take turns on every core.
-    assert run_python(POLICY_REPORT, env=clean_environment(OPENBLAS_THREAD_TIMEOUT="4")) == f"True workqueue {cores}"
+    env = clean_environment(OPENBLAS_THREAD_TIMEOUT="4", **all_cores)
+    assert run_python(POLICY_REPORT, env=env) == f"True workqueue {cores}"
 
 
 def test_a_threading_layer_you_choose_is_kept():
-    env = clean_environment(OPENBLAS_THREAD_TIMEOUT="4", NUMBA_THREADING_LAYER="omp")
-    assert run_python(POLICY_REPORT, env=env) == f"False omp {threads.cores()}"
+    env = clean_environment(OPENBLAS_THREAD_TIMEOUT="4", NUMBA_THREADING_LAYER="omp", MINIFT_NUM_THREADS="1")
+    assert run_python(POLICY_REPORT, env=env) == "False omp 1"
 
 
 def test_import_minift_first_lets_blas_and_numba_take_turns():
     code = "import minift\n" + POLICY_REPORT
-    assert run_python(code, env=clean_environment()) == f"True workqueue {threads.cores()}"
+    env = clean_environment(MINIFT_NUM_THREADS=str(threads.cores()))
+    assert run_python(code, env=env) == f"True workqueue {threads.cores()}"
+
+
+def test_the_policy_starts_numba_on_one_thread():
+    code = "import minift\n" + POLICY_REPORT
+    assert run_python(code, env=clean_environment()) == "True workqueue 1"
 
 
 def test_every_kernel_runs_as_plain_python_with_numba_disable_jit():
@@ -443,3 +451,29 @@ def test_benchmark_runs_a_new_row_on_every_backend_without_touching_the_runner()
         assert cell["vs_numpy"] == pytest.approx(numpy_cell["ms"] / cell["ms"])
     table = bench.format_table(cells)
     assert table.count("tiny matmul") == 3
+
+
+def test_benchmark_sweeps_thread_counts_taking_turns():
+    from minift import bench
+
+    seen = []
+
+    def make_step():
+        a = np.ones((8, 8), np.float32)
+        return lambda: seen.append((backend.get_backend(), threads.get_num_threads(), contract.matmul(a, a)[0, 0]))
+
+    row = bench.Row("tiny matmul", flops=None, make_step=make_step)
+    cells = bench.run_benchmarks(rows=[row], repeat=2, warmup=1, print_table=False, thread_counts=(1, 2, None))
+    assert [(c["implementation"], c["threads"]) for c in cells] == [
+        (name, count) for name in ("numpy", "numba") for count in ("1", "2", "default")
+    ]
+    # per backend: one warm-up call per count, then the counts take turns, an untimed call then a timed one
+    turns = [count for name, count, value in seen if name == "numpy"][3:]
+    assert turns[:4] == [1, 1, 2, 2] and len(turns) == 2 * 2 * 3
+    assert all(value == 8.0 for _, _, value in seen)
+    for cell in cells:
+        assert cell["max_over_median"] >= 1.0
+        fixed = [c["ms"] for c in cells if c["implementation"] == cell["implementation"] and c["threads"] != "default"]
+        expected = min(fixed) / cell["ms"] if cell["threads"] == "default" else None
+        assert cell["vs_best"] == (None if expected is None else pytest.approx(expected))
+    assert threads.policy.fixed is None  # the sweep hands the choice back to the policy

@@ -3,6 +3,9 @@ and PyTorch's other behaviour where torch imports (so the page stays true of bot
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -106,3 +109,10 @@ def test_softmax_without_dim_uses_the_last_axis():
     x = np.random.default_rng(0).standard_normal((2, 3, 4))
     np.testing.assert_allclose(F.softmax(minift.Tensor(x)).numpy(), F.softmax(minift.Tensor(x), dim=-1).numpy())
     np.testing.assert_allclose(F.log_softmax(minift.Tensor(x)).numpy(), F.log_softmax(minift.Tensor(x), -1).numpy())
+
+
+def test_every_row_of_the_page_names_a_test_here_and_every_test_has_a_row():
+    page = (Path(__file__).parents[1] / "docs" / "pytorch-differences.md").read_text()
+    named = re.findall(r"\| `(test_\w+)` \|", page)
+    here = {name for name in globals() if name.startswith("test_") and "every_row" not in name}
+    assert named and set(named) == here

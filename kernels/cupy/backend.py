@@ -12,6 +12,8 @@ as the NumPy reference ``minift.reference``) for arrays on an NVIDIA GPU:
   group would be all memory traffic.
 * ``max_pool2d_*``, ``avg_pool2d_*``: one thread per output (forward), a scatter with
   atomics (max backward) or a gather (avg backward), in ``pool.cu``.
+* ``softmax_*``, ``layer_norm_*``, ``gelu_*``: one block per row, reductions across the
+  block in double (softmax, layer norm), or one thread per element (GELU), in ``transformer.cu``.
 
 Each ``.cu`` file is written once for ``scalar_t`` and compiled by NVRTC (through
 ``cupy.RawModule``) twice, for float32 and float64, the first time a kernel is needed;
@@ -341,4 +343,79 @@ def avg_pool2d_backward(grad_y, g: PoolGeometry):
     grad_x = cupy.empty((g.n, g.c, g.h, g.w), dtype)
     _launch(_kernel("pool.cu", "avg_pool2d_backward", dtype), launch.elementwise_launch(grad_x.size),
             grad_y, grad_x, *_divisors(g, dtype), *_pool_sizes(g, with_dilation=False))
+    return grad_x
+
+
+# ----------------------------------------------------------------------------------------
+# The transformer's row kernels (transformer.cu): one block per row of the last axis
+# ----------------------------------------------------------------------------------------
+
+def _row_count(x) -> int:
+    return x.size // x.shape[-1] if x.shape[-1] else 0
+
+
+def softmax_forward(x, bias):
+    """z = softmax(x + bias) along the last axis; a broadcast mask is laid out in full first."""
+    x = cupy.ascontiguousarray(x)
+    z = cupy.empty_like(x)
+    full_bias = x if bias is None else cupy.ascontiguousarray(cupy.broadcast_to(bias, x.shape))
+    _launch(_kernel("transformer.cu", "softmax_forward", x.dtype), launch.row_launch(_row_count(x), "softmax_forward"),
+            x, full_bias, z, *_int32(x.shape[-1], bias is not None))
+    return z
+
+
+def softmax_backward(grad_z, z):
+    """dL/dx = z * (g - sum(g * z)) along the last axis."""
+    grad_z, z = cupy.ascontiguousarray(grad_z), cupy.ascontiguousarray(z)
+    grad_x = cupy.empty_like(z)
+    _launch(_kernel("transformer.cu", "softmax_backward", z.dtype), launch.row_launch(_row_count(z), "softmax_backward"),
+            grad_z, z, grad_x, np.int32(z.shape[-1]))
+    return grad_x
+
+
+def layer_norm_forward(x, weight, bias, eps):
+    """(y, mean, rstd) over the last axis (weight and bias optional)."""
+    x = cupy.ascontiguousarray(x)
+    width = x.shape[-1]
+    y = cupy.empty_like(x)
+    mean, rstd = cupy.empty(x.shape[:-1], x.dtype), cupy.empty(x.shape[:-1], x.dtype)
+    _launch(_kernel("transformer.cu", "layer_norm_forward", x.dtype),
+            launch.row_launch(_row_count(x), "layer_norm_forward"),
+            x, x if weight is None else cupy.ascontiguousarray(weight), x if bias is None else cupy.ascontiguousarray(bias),
+            y, mean, rstd, np.int32(width), np.float64(1 / max(width, 1)), np.float64(eps),
+            *_int32(weight is not None, bias is not None))
+    return y, mean, rstd
+
+
+def layer_norm_backward(grad_y, x, mean, rstd, weight):
+    """(grad_x, grad_weight or None, grad_bias): one block per row, then one thread per column."""
+    grad_y, x = cupy.ascontiguousarray(grad_y), cupy.ascontiguousarray(x)
+    mean, rstd = cupy.ascontiguousarray(mean), cupy.ascontiguousarray(rstd)
+    width, rows = x.shape[-1], _row_count(x)
+    grad_x = cupy.empty_like(x)
+    grad_weight, grad_bias = cupy.empty(width, x.dtype), cupy.empty(width, x.dtype)
+    _launch(_kernel("transformer.cu", "layer_norm_backward_input", x.dtype),
+            launch.row_launch(rows, "layer_norm_backward"),
+            grad_y, x, mean, rstd, x if weight is None else cupy.ascontiguousarray(weight), grad_x,
+            np.int32(width), np.float64(1 / max(width, 1)), np.int32(weight is not None))
+    _launch(_kernel("transformer.cu", "layer_norm_backward_parameters", x.dtype), launch.elementwise_launch(width),
+            grad_y, x, mean, rstd, grad_weight, grad_bias, np.int64(rows), np.int32(width))
+    return grad_x, None if weight is None else grad_weight, grad_bias
+
+
+def gelu_forward(x):
+    """(y, cdf), y = x * cdf, cdf = (1 + erf(x / sqrt 2)) / 2, element-wise."""
+    x = cupy.ascontiguousarray(x)
+    y, cdf = cupy.empty_like(x), cupy.empty_like(x)
+    _launch(_kernel("transformer.cu", "gelu_forward", x.dtype), launch.elementwise_launch(x.size),
+            x, y, cdf, np.int64(x.size))
+    return y, cdf
+
+
+def gelu_backward(grad_y, x, cdf):
+    """dL/dx = g * (cdf + x * exp(-x**2 / 2) / sqrt(2 pi)), element-wise."""
+    grad_y, x, cdf = (cupy.ascontiguousarray(a) for a in (grad_y, x, cdf))
+    grad_x = cupy.empty_like(x)
+    _launch(_kernel("transformer.cu", "gelu_backward", x.dtype), launch.elementwise_launch(x.size),
+            grad_y, x, cdf, grad_x, np.int64(x.size))
     return grad_x

@@ -142,6 +142,19 @@ def reduction_launch(outputs: int):
     return (outputs, 1, 1), (REDUCTION_THREADS, 1, 1)
 
 
+ROW_THREADS = 256  # transformer.cu's ROW_THREADS: the threads of one row's block
+
+
+def row_launch(rows: int, op: str):
+    """``(grid, block)`` for the row kernels of ``transformer.cu``: one block of ``ROW_THREADS`` per row.
+
+    grid.x may reach 2**31 - 1; more rows than that are refused with the op's name.
+    """
+    if rows > MAX_GRID_X:
+        raise ValueError(f"{op}: {rows} rows need {rows} blocks; CUDA allows at most {MAX_GRID_X}. Split the batch.")
+    return (rows, 1, 1), (ROW_THREADS, 1, 1)
+
+
 # ----------------------------------------------------------------------------------------
 # Index limits and im2col chunks of convolution and pooling
 # ----------------------------------------------------------------------------------------

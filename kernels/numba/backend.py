@@ -11,6 +11,7 @@ order and why it is fast:
 - ``grouped.py`` the conv2d kernels for every ``groups``: direct loops for depthwise
   convolutions, ``conv.py`` per group otherwise;
 - ``pool.py``  max and average pooling, forward and backward;
+- ``transformer.py``  softmax with a mask, layer norm and GELU, fused, forward and backward;
 - ``env.py``   where compiled kernels are cached (``NUMBA_CACHE_DIR``).
 
 Each kernel is compiled for its input types on first use (a few seconds) and cached on
@@ -48,6 +49,14 @@ from minift.kernels.numba.pool import (  # noqa: E402
     avg_pool2d_forward,
     max_pool2d_backward,
     max_pool2d_forward,
+)
+from minift.kernels.numba.transformer import (  # noqa: E402
+    gelu_backward,
+    gelu_forward,
+    layer_norm_backward,
+    layer_norm_forward,
+    softmax_backward,
+    softmax_forward,
 )
 from minift.contract import CONTRACT  # noqa: E402
 from numba import config, njit, set_num_threads  # noqa: E402

@@ -82,7 +82,7 @@ def run_demo_command(args) -> None:
     from .demo import DemoConfig, run_demo
 
     config = DemoConfig(labels_per_class=args.labels_per_class, pretrain_epochs=args.pretrain_epochs,
-                        finetune_epochs=args.finetune_epochs, seed=args.seed)
+                        finetune_epochs=args.finetune_epochs, seed=args.seed, seeds=args.seeds)
     run_demo(args.out, config)
 
 
@@ -130,7 +130,7 @@ def run_finetune_command(args) -> None:
         result = finetune_run(run, config, target, indices, state, source)
         if is_main_process():  # under mpiexec, rank 0 writes
             io.save(result.model.state_dict(), out)
-    kept = "" if result.source_accuracy is None else f"; {source.name} accuracy kept {result.source_accuracy:.3f}"
+    kept = "" if result.source_accuracy is None else f"; {source.name} accuracy after {result.source_accuracy:.3f}"
     print(f"{target.name} test accuracy {result.target_accuracy:.3f}{kept}; "
           f"{result.trainable:,} of {result.total:,} parameters trainable at the end; saved {out}")
 
@@ -160,6 +160,20 @@ def thread_settings() -> str:
     return f"{settings}; BLAS and Numba pools take turns: {threads.pools_take_turns()}; {os.cpu_count()} CPUs"
 
 
+def thread_sweep(text: str) -> tuple:
+    """'1,2,default' -> (1, 2, None): the thread counts ``minift bench`` sweeps (None: the policy)."""
+    counts = []
+    for item in text.split(","):
+        item = item.strip()
+        if item == "default":
+            counts.append(None)
+        elif item.isdigit() and int(item) >= 1:
+            counts.append(int(item))
+        else:
+            raise argparse.ArgumentTypeError(f"expected thread counts like 1,2,default; got {item!r} in {text!r}")
+    return tuple(counts)
+
+
 def run_bench_command(args) -> None:
     if args.distributed:  # 1 and 2 processes under mpiexec (minift.bench.distributed)
         from ..bench.distributed import report
@@ -168,7 +182,7 @@ def run_bench_command(args) -> None:
         return
     from ..bench import run_benchmarks
 
-    run_benchmarks(repeat=args.repeat, warmup=args.warmup)
+    run_benchmarks(repeat=args.repeat, warmup=args.warmup, thread_counts=args.threads)
 
 
 def run_finetune_image_command(args) -> int:
@@ -249,6 +263,9 @@ def build_parser() -> Parser:
                       help="epochs on the source task (default %(default)s)")
     demo.add_argument("--finetune-epochs", type=positive_int, default=defaults.finetune_epochs, metavar="N",
                       help="epochs of each fine-tuning run (default %(default)s)")
+    demo.add_argument("--seeds", type=positive_int, default=defaults.seeds, metavar="N",
+                      help="fine-tune each way with N seeds (other labelled images, head, batch order) and "
+                           "report the mean and spread (default %(default)s)")
     _common(demo)
     demo.set_defaults(run=run_demo_command)
 
@@ -319,6 +336,9 @@ def build_parser() -> Parser:
     bench.add_argument("--distributed", action="store_true",
                        help="instead: the small CNN's and MiniLM's training steps with 1 and 2 processes under "
                             "mpiexec, and MPI's all-reduce bandwidth beside the copy bandwidth (needs minift[mpi])")
+    bench.add_argument("--threads", type=thread_sweep, default=(1, 2, None), metavar="LIST",
+                       help="thread counts to sweep, comma-separated, 'default' for minift's policy "
+                            "(default: 1,2,default)")
     _common(bench, seed=False)
     bench.set_defaults(run=run_bench_command)
 

@@ -34,16 +34,18 @@ def blas_pools() -> list[dict]:
 def environment() -> dict:
     """What produced a run: minift's backend and versions, thread settings, BLAS pools, CPU."""
     versions = {"minift": __version__, "python": sys.version.split()[0], "numpy": np.__version__}
+    numba_threads = None
     if backend.available_backends()["numba"][0]:
         import numba
 
         versions["numba"] = numba.__version__
+        numba_threads = numba.get_num_threads()  # what its parallel kernels use now
     variables = ("OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE", *threads.POLICY)
     thread_settings = {name: os.environ[name] for name in variables if name in os.environ}
     return {
         "backend": backend.get_backend(),
         "versions": versions,
-        "threads": {"blas": threads.blas_thread_count(), "numba": threads.numba_thread_count(),
+        "threads": {"blas": threads.blas_thread_count(), "numba": numba_threads,
                     "environment": thread_settings},
         "blas": blas_pools(),
         "cpu": {"count": os.cpu_count(), "machine": platform.machine(), "system": platform.system()},
@@ -57,5 +59,5 @@ def describe(env: dict) -> str:
                       f"{pool['num_threads']} threads)" for pool in env["blas"]) or "threadpoolctl not installed"
     settings = " ".join(f"{name}={value}" for name, value in env["threads"]["environment"].items())
     return (f"environment: backend {env['backend']}, threads BLAS {env['threads']['blas']} / Numba "
-            f"{env['threads']['numba']}, {env['cpu']['count']} CPUs ({env['cpu']['machine']}); {versions}\n"
+            f"{env['threads']['numba'] or 'n/a'}, {env['cpu']['count']} CPUs ({env['cpu']['machine']}); {versions}\n"
             f"BLAS: {pools}; {settings}")

@@ -33,6 +33,8 @@ import importlib
 import os
 from contextlib import contextmanager
 
+from . import threads
+
 BACKEND_MODULES = {
     "numpy": "minift.reference",
     "numba": "minift.kernels.numba.backend",
@@ -146,7 +148,11 @@ def _is_cupy(array) -> bool:
 
 def implementation(kernel: str, array):
     """The kernel named ``kernel`` (an entry of ``minift.contract.CONTRACT``) of the backend
-    that runs data like ``array`` now: the CuPy backend for a CuPy array, else the selected one."""
+    that runs data like ``array`` now: the CuPy backend for a CuPy array, else the selected one.
+
+    Also lets ``threads`` re-fit the CPU thread count to the free cores (every 0.3 s at most).
+    """
+    threads.tick()
     if _is_cupy(array):
         module = _load("cupy")
         if module is None:

@@ -1,61 +1,92 @@
-"""Thread pools that take turns on the cores instead of fighting over them.
+"""How many threads minift's CPU kernels use: as many as there are *free* cores, never more.
 
 The numba backend runs two pools of worker threads in one process: OpenBLAS's (NumPy's
-matrix products) and Numba's (the parallel kernels). By default both keep their idle
-workers *spinning* for a while after each job, to start the next job a little sooner:
-OpenBLAS for 2**28 CPU cycles (about 0.1 s), Numba's default OpenMP layer for GNU
-OpenMP's spin count. When the two alternate -- a matmul, a convolution, a matmul... --
-every job starts while the other pool still spins on the same cores. On a 2-core machine a
-2-thread job then waits for the scheduler's next time slice (4 ms), over and over:
-timings come out in 4 ms steps, tens of times too slow.
+matrix products, on both backends) and Numba's (the parallel kernels). Two things go wrong
+with pools of threads on a small machine, and this module handles both.
 
-The policy, applied by ``configure_thread_pools()``:
+**1. The two pools fight over the cores.** By default both keep their idle workers
+*spinning* after each job: OpenBLAS for 2**28 CPU cycles (about 0.1 s), Numba's default
+OpenMP layer for GNU OpenMP's spin count. When the two alternate -- a matmul, a
+convolution, a matmul... -- every job starts while the other pool still spins on the same
+cores, and waits for the scheduler's next time slice (4 ms), over and over. The fix,
+applied by ``configure_thread_pools()`` (``import minift`` calls it before NumPy loads):
 
-1. ``NUMBA_THREADING_LAYER=workqueue``: Numba's own simple pool, whose idle threads
-   sleep at once (it does not support nested parallelism or two Python threads
-   launching Numba kernels at the same time, which minift never does);
-2. ``OPENBLAS_THREAD_TIMEOUT=4``: OpenBLAS workers sleep after 2**4 cycles.
+- ``NUMBA_THREADING_LAYER=workqueue``: Numba's own simple pool, whose idle threads sleep
+  at once (no nested parallelism, which minift never uses);
+- ``OPENBLAS_THREAD_TIMEOUT=4``: OpenBLAS workers sleep after 2**4 cycles.
 
-Both are *defaults*: a value you set in the environment wins. Both must be in place before
-the library reads them -- OpenBLAS reads its variable once, when NumPy is imported -- so
-``import minift`` applies the policy before it imports NumPy, and the numba backend
-applies it again on import (for Numba, which it loads later).
+Both are defaults: a value you set in the environment wins. If NumPy was imported before
+minift (and ``OPENBLAS_THREAD_TIMEOUT`` was not set), OpenBLAS keeps spinning; Numba's
+kernels then get only the cores BLAS's spinning workers leave free (``numba_thread_count``),
+and ``pools_take_turns()`` is False.
 
-3. If NumPy was imported before minift (and ``OPENBLAS_THREAD_TIMEOUT`` was not set),
-   OpenBLAS keeps spinning and nothing can change that any more. Then Numba's kernels
-   step aside instead: ``numba_thread_count()`` gives them only the cores that BLAS's
-   spinning workers leave free (one, on a 2-core machine), so the two pools never want
-   the same core. Matrix products keep BLAS's full speed; the Numba kernels (im2col,
-   pooling) run on fewer cores. ``pools_take_turns()`` tells which case you are in. To
-   get every core for both, import minift before NumPy, or export
-   ``OPENBLAS_THREAD_TIMEOUT=4``.
+**2. A busy machine stalls every parallel job.** A parallel kernel splits its work evenly
+between its threads and waits at the end for the slowest. When another process holds one
+of two cores -- a browser, another job, a neighbour on the same virtual-machine host --
+one of our two threads waits for a time slice, and the other waits for it (OpenBLAS's
+workers even spin while they wait, taking the very core the late one needs). Then two
+threads are much *slower* than one. Measured on the 2-core development machine (AVX-512,
+OpenBLAS 0.3.30 SkylakeX kernels, Numba 0.68), median ms of conv2d forward + backward and
+of a 512 x 512 matmul, pools at 1 / 2 threads each::
 
-Other BLAS libraries (MKL, Accelerate) are not configured here.
+                              matmul 512   conv S1   conv S2   conv S3
+    machine at load 1.5        1.9 / 1.2    17 / 13   40 / 27   33 / 21
+    another process on a core  1.8 / 32     12 / 77   25 / 41   20 / 41
 
-Measured on the 2-core development machine with ``python -m minift.backend.threads`` (a loop of
-two 256 x 256 matmuls and two small Numba kernels, alternating; median per loop):
+(and a 2-thread matmul at 36 ms against 1.9 on one thread while other engineers' jobs
+used about one core). No fixed thread count is right on both lines, and the second line
+comes and goes with whatever else the machine runs.
 
-    library defaults               40.7 ms
-    policy (points 1 and 2)         0.67 ms
-    NumPy imported first (3)        0.5-0.9 ms
+**The policy**: the thread count follows the *free* cores. Every ``INTERVAL`` seconds at
+most, at the next kernel call (``minift.backend`` calls ``tick()`` on each dispatch),
+``CoreWatch`` reads how much CPU time the cores this process may run on spent on work
+that is not this process's (``/proc/stat``, including the time a virtual machine's
+host gave to other guests, "steal") and sets both pools to
+``free_cores = cores - others`` (rounded down, with ``TOLERANCE`` of a core forgiven, at
+least 1). When another process takes a core, the next look sees it and both pools step
+down to one thread; when it ends, they step back up. Why measure the other work instead of
+our own step times: a step-time detector would have to know what a "step" is and keep a
+baseline that moves whenever the workload does (a new layer, a new batch size), while the
+CPU-time accounts measure the cause directly, cost one small file read per interval, and
+need no warm-up. It starts at one thread, so a program never runs with more threads than
+it has seen free cores.
 
-(the first two on a quiet machine, the third with other jobs running; with other jobs
-running the defaults take 85-160 ms, and all timings scatter widely).
+Measured with ``python -m minift.backend.threads`` (conv2d S2 forward + backward, median ms
+(max), the three settings taking turns), on the same machine shared with seven other
+engineers' jobs (load average 17)::
+
+                                   1 thread     2 threads     policy (chose)
+    the machine as it was          45 (887)     2044 (3670)   36 (947), 1
+    pinned to one core             28 (267)       28 (310)    28 (288), 1
+    another process on core 1      29 (1072)    3322 (5031)   37 (706), 1
+
+``minift bench --threads 1,2,default`` shows the same for every row.
+
+Choose a fixed count with ``MINIFT_NUM_THREADS=n`` or ``set_num_threads(n)`` (for
+reproducible runs: float32 sums may come out in another order on another thread count);
+``OPENBLAS_NUM_THREADS`` and ``NUMBA_NUM_THREADS`` still cap their pools. Without
+``/proc/stat`` (not Linux) the policy keeps one thread per pool unless a count is chosen.
+Other BLAS libraries than OpenBLAS are limited through threadpoolctl where it knows them.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+import time
 
 POLICY = {"NUMBA_THREADING_LAYER": "workqueue", "OPENBLAS_THREAD_TIMEOUT": "4"}
 LIBRARY_DEFAULTS = {"NUMBA_THREADING_LAYER": "default", "OPENBLAS_THREAD_TIMEOUT": "28"}  # for comparison
+
+INTERVAL = 0.3  # seconds between two looks at the cores
+TOLERANCE = 0.2  # cores' worth of other work that still leaves a core counted free
 
 _applied: dict[str, bool] = {}
 
 
 def configure_thread_pools() -> None:
-    """Apply the policy above; later calls do nothing. Call before NumPy and Numba load."""
+    """Apply the environment settings above; later calls do nothing. Call before NumPy and Numba load."""
     if _applied:
         return
     _applied["blas_spins"] = "numpy" in sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in os.environ
@@ -89,77 +120,248 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def blas_thread_count() -> int:
-    """Threads NumPy's BLAS runs a product on (all cores unless limited; threadpoolctl knows)."""
+def _blas_libraries():
+    """threadpoolctl's controllers of the BLAS libraries loaded now ([] without threadpoolctl)."""
     try:
-        from threadpoolctl import threadpool_info
+        from threadpoolctl import ThreadpoolController
     except ImportError:
-        return cores()
-    counts = [info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"]
-    return max(counts, default=cores())
+        return []
+    return ThreadpoolController().select(user_api="blas").lib_controllers
 
 
-def numba_thread_count() -> int:
-    """Threads for Numba's parallel kernels: every core, or, while BLAS's idle workers spin
-    (point 3 above), only the cores those workers leave free."""
+def blas_thread_count() -> int:
+    """Threads NumPy's BLAS runs a product on now (all cores if threadpoolctl cannot tell)."""
+    return max((library.num_threads for library in _blas_libraries()), default=cores())
+
+
+# --------------------------------------------------------------------------- free cores
+
+
+class CoreWatch:
+    """How many of this process's cores other work kept busy since the last look.
+
+    Reads the per-CPU time counters of ``/proc/stat`` (busy = user, nice, system, irq,
+    softirq and steal) for the CPUs in this process's affinity mask, and this process's
+    own CPU time (``os.times``, all its threads); the difference, over the wall-clock time
+    between two looks, is the other work in cores (1.0 = one core kept busy).
+    """
+
+    def __init__(self, path: str = "/proc/stat", clock=time.monotonic, own_seconds=None):
+        self.path, self.clock = path, clock
+        self.own_seconds = own_seconds or (lambda: sum(os.times()[:2]))
+        self.cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)} if hasattr(os, "sched_getaffinity") else set()
+        self.ticks_per_second = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.last = self._sample()
+
+    def available(self) -> bool:
+        return self.last is not None
+
+    def _sample(self):
+        """(wall seconds, busy seconds of our CPUs, our own CPU seconds), or None where unreadable."""
+        try:
+            with open(self.path) as stat:
+                lines = stat.read().splitlines()
+        except OSError:
+            return None
+        busy = 0
+        for line in lines:
+            fields = line.split()
+            if fields and fields[0] in self.cpus:
+                user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
+                busy += user + nice + system + irq + softirq + steal
+        return self.clock(), busy / self.ticks_per_second, self.own_seconds()
+
+    def others(self) -> float | None:
+        """Cores' worth of other work since the last call (None where unknown); starts a new window."""
+        now = self._sample()
+        if now is None or self.last is None:
+            return None
+        (wall0, busy0, own0), (wall1, busy1, own1) = self.last, now
+        self.last = now
+        if wall1 - wall0 <= 0:
+            return None
+        return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (wall1 - wall0))
+
+
+def free_cores(total: int, others: float) -> int:
+    """Threads to run when ``others`` cores' worth of other work shares ``total`` cores: at least 1."""
+    return max(1, min(total, math.floor(total - others + TOLERANCE)))
+
+
+class ThreadPolicy:
+    """The thread count of both pools: fixed, or following the free cores (see the module docstring).
+
+    Steps down at once when a look finds fewer free cores; steps up one thread after
+    ``patience`` looks in a row found more. A step up that a step down follows within
+    ``SETTLE`` seconds doubles the patience (up to ``MAX_PATIENCE``): the machine's other
+    work comes and goes, and each probe costs slow steps while it lasts. A step up that
+    lasts halves it again.
+    """
+
+    BASE_PATIENCE, MAX_PATIENCE, SETTLE = 3, 48, 3.0
+
+    def __init__(self):
+        chosen = os.environ.get("MINIFT_NUM_THREADS")
+        self.fixed: int | None = _positive(chosen, "MINIFT_NUM_THREADS") if chosen else None
+        self.chosen = 1  # the policy's own choice, kept while a fixed count overrides it
+        self.threads = self.fixed or self.chosen
+        self.watch: CoreWatch | None = None
+        self.next_look = 0.0
+        self.blas_cap: int | None = None
+        self.patience, self.quiet_looks, self.raised_at = self.BASE_PATIENCE, 0, None
+        self.history: list[tuple[float, int]] = []  # (monotonic time, threads) at each change
+
+    def tick(self) -> None:
+        """Look at the cores if ``INTERVAL`` has passed, and set the pools' threads to fit."""
+        now = time.monotonic()
+        if now < self.next_look:
+            return
+        self.next_look = now + INTERVAL
+        if self.fixed is not None:
+            self.apply(self.fixed)
+            return
+        if self.watch is None:
+            self.watch = CoreWatch()
+        else:
+            others = self.watch.others()
+            if others is not None:
+                self.chosen = self.decide(free_cores(cores(), others), now)
+        self.apply(self.chosen)
+
+    def decide(self, free: int, now: float) -> int:
+        """The next thread count, given ``free`` cores at time ``now``."""
+        settled = self.raised_at is not None and now - self.raised_at > self.SETTLE
+        if settled:
+            self.patience, self.raised_at = max(self.BASE_PATIENCE, self.patience // 2), None
+        if free < self.chosen:
+            if self.raised_at is not None:  # the last probe up did not last
+                self.patience, self.raised_at = min(self.MAX_PATIENCE, 2 * self.patience), None
+            self.quiet_looks = 0
+            return free
+        self.quiet_looks = self.quiet_looks + 1 if free > self.chosen else 0
+        if self.quiet_looks < self.patience:
+            return self.chosen
+        self.quiet_looks, self.raised_at = 0, now
+        return self.chosen + 1
+
+    def apply(self, threads: int) -> None:
+        """Set OpenBLAS's threads (process-wide) and Numba's (for the calling thread) to ``threads``."""
+        if self.fixed is None and (threads != self.threads or not self.history):
+            self.history.append((time.monotonic(), threads))
+        self.threads = threads
+        libraries = _blas_libraries() if "numpy" in sys.modules else []
+        if self.blas_cap is None and libraries:
+            self.blas_cap = max(library.num_threads for library in libraries)  # OPENBLAS_NUM_THREADS, or all cores
+        for library in libraries:
+            library.set_num_threads(min(threads, self.blas_cap))
+        numba = sys.modules.get("numba")
+        if numba is not None and hasattr(numba, "set_num_threads"):
+            numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, numba_thread_count(threads)))
+
+    def set_fixed(self, threads: int | None) -> None:
+        """Fix the count (or, with None, return to the policy's own choice, without a new look)."""
+        self.fixed = None if threads is None else _positive(threads, "threads")
+        self.apply(self.fixed or self.chosen)
+
+
+def _positive(value, name: str) -> int:
+    text = str(value).strip()
+    count = int(text) if text.isdigit() else 0
+    if count < 1 or isinstance(value, float):
+        raise ValueError(f"{name} must be a whole number of threads, at least 1; got {value!r}")
+    return count
+
+
+policy = ThreadPolicy()
+
+
+def tick() -> None:
+    """Called by ``minift.backend`` before each kernel: re-fits the thread count every ``INTERVAL`` s."""
+    policy.tick()
+
+
+def set_num_threads(threads: int | None) -> None:
+    """Fix both pools at ``threads`` threads, or, with None, let them follow the free cores again."""
+    policy.set_fixed(threads)
+
+
+def get_num_threads() -> int:
+    """The pools' thread count now (the fixed count, or the policy's last choice)."""
+    return policy.threads
+
+
+def numba_thread_count(threads: int | None = None) -> int:
+    """Threads for Numba's kernels: the policy's count, or, while BLAS's idle workers spin
+    (NumPy imported before minift), only the cores those workers leave free."""
     configure_thread_pools()
+    threads = policy.threads if threads is None else threads
     if not _applied["blas_spins"]:
-        return cores()
-    return max(1, cores() - (blas_thread_count() - 1))
+        return threads
+    return max(1, threads - (blas_thread_count() - 1))
 
 
-def _alternation_benchmark(steps: int = 50) -> float:
-    """Median milliseconds of one loop of matmul, Numba kernel, matmul, Numba kernel."""
-    import time
+# --------------------------------------------------------------------------- python -m minift.backend.threads
 
-    import numpy as np
-    from numba import njit, prange
 
-    @njit(parallel=True)
-    def double(x, out):
-        for i in prange(x.shape[0]):
-            out[i] = 2 * x[i]
+def _conv_benchmark(rounds: int = 12, seconds: float = 0.5) -> str:
+    """conv2d S2 fwd+bwd: median ms (max) on 1 thread, 2 threads and the policy, and what it chose.
 
-    a = np.random.default_rng(0).random((256, 256), dtype=np.float32)
-    x = np.ones((2048, 256), np.float32)
-    out = np.empty_like(x)
-    times = []
-    for step in range(steps + 5):
-        start = time.perf_counter()
-        double(x, out)
-        a @ a
-        double(x, out)
-        a @ a
-        if step >= 5:  # the first loops compile and warm up
-            times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+    The three settings take turns, ``seconds`` each, for ``rounds`` rounds, so that they
+    meet the same load (the policy keeps its state across its turns).
+    """
+    import statistics
+
+    from minift import backend
+    from minift.bench import ROWS
+
+    step = next(row for row in ROWS if "S2" in row.name).make_step()
+    step()  # compiles
+    settings = (1, 2, None)
+    times = {threads: [] for threads in settings}
+    for _ in range(rounds):
+        for threads in settings:
+            set_num_threads(threads)
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                start = time.perf_counter()
+                step()
+                tick()
+                times[threads].append(time.perf_counter() - start)
+    cells = [f"{1e3 * statistics.median(t):6.1f} ({1e3 * max(t):5.0f})" for t in times.values()]
+    chose = sorted({count for _, count in policy.history})
+    return f"{backend.get_backend():5s} " + " | ".join(cells) + f"   chose {chose}, ended on {policy.chosen}"
 
 
 def main() -> None:
-    """Print the alternation benchmark under the libraries' defaults and under the policy.
+    """Print conv2d S2 fwd+bwd timings on 1 thread, 2 threads and the policy, in three conditions.
 
-    Each case runs in a fresh interpreter, since the settings act only when the
-    libraries load: the library defaults; the policy in place before NumPy loads
-    (points 1 and 2); NumPy imported first, so Numba keeps to the free cores (point 3).
+    Each condition runs in a fresh interpreter: the machine as it is; pinned to one core
+    (``taskset -c 0``); another process busy on the last core. Columns: median ms (max).
     """
     import subprocess
 
-    measure = "from minift.backend.threads import _alternation_benchmark as b; print(f'{b():.2f}')"
-    numpy_first = (
-        "import numpy, numba\n"
-        "from minift.backend import threads\n"
-        "threads.configure_thread_pools()\n"
-        "numba.set_num_threads(threads.numba_thread_count())\n"
-    )
-    unset = {k: v for k, v in os.environ.items() if k not in POLICY}
-    cases = (
-        ("library defaults", {**unset, **LIBRARY_DEFAULTS}, measure),
-        ("minift policy", {**unset, **POLICY}, measure),
-        ("NumPy imported first", unset, numpy_first + measure),
-    )
-    for label, env, code in cases:
-        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        print(f"{label:21s} {result.stdout.strip():>8s} ms per loop (median)")
+    code = "import minift\nfrom minift.backend.threads import _conv_benchmark as b\nprint(b())"
+    last = max(os.sched_getaffinity(0))
+    pin_first = lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # noqa: E731
+    print(f"{cores()} cores, load average {os.getloadavg()[0]:.1f}; conv2d S2 fwd+bwd, median ms (max)")
+    print(f"{'condition':28s} {'backend':5s} {'1 thread':>14s} | {'2 threads':>12s} | {'policy':>12s}")
+    for label, preexec, busy in (
+        ("as it is", None, False),
+        ("pinned to one core", pin_first, False),
+        (f"another process on core {last}", None, True),
+    ):
+        hog = None
+        if busy:
+            spin = f"import os; os.sched_setaffinity(0, {{{last}}})\nwhile True: pass"
+            hog = subprocess.Popen([sys.executable, "-c", spin])
+        try:
+            result = subprocess.run([sys.executable, "-c", code], preexec_fn=preexec, capture_output=True,
+                                    text=True, check=True)
+        finally:
+            if hog is not None:
+                hog.kill()
+                hog.wait()
+        print(f"{label:28s} {result.stdout.strip()}")
 
 
 if __name__ == "__main__":

@@ -8,13 +8,18 @@ step -- that knows how to build its minift step and, optionally, its PyTorch twi
 - ``numpy``: the NumPy reference backend (``MINIFT_BACKEND=numpy``);
 - ``numba``: the Numba backend, with the GEMM ``MINIFT_NUMBA_GEMM`` selects;
 - ``numba blocked``: the Numba backend with its own blocked GEMM (rows that are a GEMM);
-- ``torch``: PyTorch on the CPU, with as many threads as minift's pools use.
+- ``torch``: PyTorch on the CPU, on the same thread counts.
 
-Each cell is the median time of ``repeat`` calls after ``warmup`` calls (the first call
-compiles the Numba kernels), its GFLOP/s where the row counts its floating-point
-operations, and its speed relative to the ``numpy`` and ``torch`` cells of the same row
-(``2.0`` = twice as fast, ``0.5`` = half as fast). Speed is measured here, never asserted by
-a test. Timings on a machine shared with other work are noisy: the header reports the load.
+Each implementation runs each row at every thread count of the sweep (``minift bench``:
+1, 2 and ``default``, minift's policy of ``minift.backend.threads``; PyTorch's default is all
+cores), the counts taking turns call by call so that they meet the same load. Each cell
+is the median time of ``repeat`` calls after ``warmup`` calls (the first call compiles the
+Numba kernels), the slowest call over the median, its GFLOP/s where the row counts its
+floating-point operations, its speed relative to the ``numpy`` and ``torch`` cells of the
+same row and threads (``2.0`` = twice as fast, ``0.5`` = half as fast), and, for the
+default, the best fixed count's time over the default's. Speed is measured here, never
+asserted by a test. Timings on a machine shared with other work are noisy: the header
+reports the load, the CPU and the BLAS kernels.
 
 To add a row, append to ``ROWS`` or to ``minift.bench.steps.STEP_ROWS`` (or pass ``rows=``):
 ``Row(name, flops, make_step, make_torch_step)``, where ``make_step()`` builds the data and returns a function of no
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -147,14 +153,34 @@ def _load() -> float:
 
 def measure(step: Step, repeat: int, warmup: int) -> float:
     """Median seconds of ``repeat`` calls of ``step``, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        step()
-    times = []
+    return statistics.median(measure_settings(step, {None: lambda: None}, repeat, warmup)[None])
+
+
+def measure_settings(step: Step, settings: dict, repeat: int, warmup: int) -> dict:
+    """Seconds of each of ``repeat`` calls of ``step`` under each setting, the settings taking turns.
+
+    ``settings`` maps a name to a function of no arguments that puts the setting in place
+    (a thread count). Round after round, each setting runs one timed call, so that all
+    meet the same load on a shared machine and their ratios hold even when the load
+    changes. With more than one setting, an untimed call comes first after each switch:
+    the previous setting's worker threads may still be awake (spinning OpenBLAS threads
+    slowed the next setting's call 5x on a loaded machine), and the thread policy gets its
+    look at the cores.
+    """
+    for apply in settings.values():
+        apply()
+        for _ in range(warmup):
+            step()
+    times = {name: [] for name in settings}
     for _ in range(repeat):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, apply in settings.items():
+            apply()
+            if len(settings) > 1:
+                step()
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 @contextmanager
@@ -190,60 +216,125 @@ def _import_torch():
         import torch
     except ImportError:
         return None
-    torch.set_num_threads(threads.cores())
     return torch
 
 
-def run_benchmarks(rows: Sequence[Row] | None = None, repeat: int = 7, warmup: int = 2, print_table: bool = True):
-    """Time every row on every available implementation; print one table and return its cells.
+THREAD_SWEEP = (1, 2, None)  # ``minift bench``'s default: one thread, two, and the policy (None)
 
-    Returns a list of dicts with keys ``row``, ``implementation``, ``ms``, ``gflops``,
-    ``vs_numpy`` and ``vs_torch`` (None where not applicable).
+READING_GUIDE = (
+    "How to read this: each cell is the median of the timed calls (max/med: the slowest call over the median; "
+    "above 3, the machine got in the way). 'threads' is both pools' count: 1, 2, or 'default', minift's policy "
+    "(as many as there are free cores; PyTorch: its own default, all cores). The settings of a row take turns "
+    "(an untimed call after each switch, then a timed one), so they meet the same load. 'vs numpy' and 'vs torch' compare with the same row and threads "
+    "(2.0 = twice as fast); 'vs best' is the fixed thread count that ran fastest over the default (1.00 = the "
+    "default matched it; 0.80 = the default took 1.25x as long)."
+)
+
+
+def _thread_label(count) -> str:
+    return "default" if count is None else str(count)
+
+
+def _minift_threads(count):
+    return lambda: threads.set_num_threads(count)
+
+
+def _torch_threads(torch, count):
+    return lambda: torch.set_num_threads(threads.cores() if count is None else count)
+
+
+def run_benchmarks(rows: Sequence[Row] | None = None, repeat: int = 7, warmup: int = 2, print_table: bool = True,
+                   thread_counts: Sequence[int | None] = (None,)):
+    """Time every row on every available implementation and thread count; print one table; return its cells.
+
+    ``thread_counts``: the thread counts to sweep, None for minift's policy (``minift.backend.threads``)
+    and PyTorch's default. Returns a list of dicts with keys ``row``, ``implementation``, ``threads``
+    ("1", "2", "default"), ``ms`` (median), ``max_over_median``, ``gflops``, ``vs_numpy``, ``vs_torch``
+    and ``vs_best`` (None where not applicable).
     """
     rows = default_rows() if rows is None else rows
     columns = implementations()
     torch = _import_torch()
     load_before = _load()
     cells = []
-    for row in rows:
-        seconds = {}
-        for name, context in columns.items():
-            if name == "numba blocked" and not row.gemm:
-                continue
-            with context():
-                seconds[name] = measure(row.make_step(), repeat, warmup)
-        if torch is not None and row.make_torch_step is not None:
-            seconds["torch"] = measure(row.make_torch_step(torch), repeat, warmup)
-        for name, t in seconds.items():
-            cells.append(
-                {
-                    "row": row.name,
-                    "implementation": name,
-                    "ms": 1e3 * t,
-                    "gflops": None if row.flops is None else row.flops / t / 1e9,
-                    "vs_numpy": seconds["numpy"] / t if "numpy" in seconds else None,
-                    "vs_torch": seconds["torch"] / t if "torch" in seconds else None,
-                }
-            )
+    try:
+        for row in rows:
+            cells.extend(_row_cells(row, columns, torch, repeat, warmup, thread_counts))
+    finally:
+        threads.set_num_threads(None)
+        if torch is not None:
+            torch.set_num_threads(threads.cores())
     if print_table:
         print(_header(torch, load_before, _load()))
         print(format_table(cells))
     return cells
 
 
+def _row_cells(row: Row, columns, torch, repeat: int, warmup: int, thread_counts) -> list[dict]:
+    """The cells of one row: each implementation, its thread counts taking turns call by call."""
+    times = {}
+    for name, context in columns.items():
+        if name == "numba blocked" and not row.gemm:
+            continue
+        with context():
+            settings = {count: _minift_threads(count) for count in thread_counts}
+            for count, t in measure_settings(row.make_step(), settings, repeat, warmup).items():
+                times[name, count] = t
+    if torch is not None and row.make_torch_step is not None:
+        settings = {count: _torch_threads(torch, count) for count in thread_counts}
+        for count, t in measure_settings(row.make_torch_step(torch), settings, repeat, warmup).items():
+            times["torch", count] = t
+    median = {key: statistics.median(t) for key, t in times.items()}
+    cells = []
+    for (name, count), t in median.items():
+        fixed = [median[name, c] for c in thread_counts if c is not None]
+        cells.append(
+            {
+                "row": row.name,
+                "implementation": name,
+                "threads": _thread_label(count),
+                "ms": 1e3 * t,
+                "max_over_median": max(times[name, count]) / t,
+                "gflops": None if row.flops is None else row.flops / t / 1e9,
+                "vs_numpy": median["numpy", count] / t if ("numpy", count) in median else None,
+                "vs_torch": median["torch", count] / t if ("torch", count) in median else None,
+                "vs_best": min(fixed) / t if count is None and fixed else None,
+            }
+        )
+    return cells
+
+
+def _machine() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), or what the platform module knows."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as info:
+            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or platform.machine()
+
+
 def _header(torch, load_before: float, load_after: float) -> str:
-    lines = [f"minift bench: {threads.cores()} cores, load average {load_before:.1f} before / {load_after:.1f} after"]
+    lines = [
+        f"minift bench: {_machine()}, {threads.cores()} cores, load average {load_before:.1f} before / "
+        f"{load_after:.1f} after",
+        f"threads: 'default' = minift's policy (both pools follow the free cores; it ended on "
+        f"{threads.policy.chosen}); MINIFT_NUM_THREADS={os.environ.get('MINIFT_NUM_THREADS', 'unset')}",
+    ]
     if backend.available_backends()["numba"][0]:
         from minift.kernels.numba import backend as numba_cpu
 
         import numba
 
         lines.append(
-            f"numba: GEMM {numba_cpu.gemm_implementation()} (matmul and conv2d), {numba.get_num_threads()} threads "
-            f"({numba.threading_layer()}); BLAS and Numba threads take turns: {threads.pools_take_turns()}"
+            f"numba: {numba.__version__}, GEMM {numba_cpu.gemm_implementation()} (matmul and conv2d), "
+            f"{numba.threading_layer()} layer; BLAS and Numba threads take turns: {threads.pools_take_turns()}"
         )
     lines.append(f"BLAS: {_blas_description()}")
-    lines.append(f"torch: {f'{torch.__version__}, {torch.get_num_threads()} threads' if torch else 'not installed'}")
+    lines.append(f"torch: {torch.__version__ if torch else 'not installed'}")
+    lines.append(textwrap.fill(READING_GUIDE, 110))
     return "\n".join(lines)
 
 
@@ -255,25 +346,27 @@ def _blas_description() -> str:
         return "unknown (install threadpoolctl to see it)"
     found = [info for info in threadpool_info() if info.get("user_api") == "blas"]
     return "; ".join(
-        f"{info['internal_api']} {info.get('version')}, {info.get('architecture')} kernels, "
-        f"{info['num_threads']} threads"
+        f"{info['internal_api']} {info.get('version')}, {info.get('architecture')} kernels ({info['filepath'].split('/')[-1]})"
         for info in found
     ) or "none found"
 
 
 def format_table(cells) -> str:
-    """The cells as a fixed-width text table, one line per (row, implementation)."""
+    """The cells as a fixed-width text table, one line per (row, implementation, threads)."""
 
     def number(value, digits):
         return f"{'-':>8}" if value is None else f"{value:8.{digits}f}"
 
     width = max([len("workload")] + [len(c["row"]) for c in cells])
-    lines = [f"{'workload':<{width}}  {'implementation':<14} {'ms':>9} {'GFLOP/s':>8} {'vs numpy':>8} {'vs torch':>8}"]
+    lines = [
+        f"{'workload':<{width}}  {'implementation':<14} {'threads':>7} {'ms':>9} {'max/med':>7} {'GFLOP/s':>8} "
+        f"{'vs numpy':>8} {'vs torch':>8} {'vs best':>8}"
+    ]
     lines.append("-" * len(lines[0]))
     for cell in cells:
         lines.append(
-            f"{cell['row']:<{width}}  {cell['implementation']:<14} {cell['ms']:>9.2f} "
-            f"{number(cell['gflops'], 1)} {number(cell['vs_numpy'], 2)} {number(cell['vs_torch'], 2)}"
+            f"{cell['row']:<{width}}  {cell['implementation']:<14} {cell['threads']:>7} {cell['ms']:>9.2f} "
+            f"{cell['max_over_median']:>7.1f} {number(cell['gflops'], 1)} {number(cell['vs_numpy'], 2)} "
+            f"{number(cell['vs_torch'], 2)} {number(cell['vs_best'], 2)}"
         )
     return "\n".join(lines)
-

@@ -28,9 +28,22 @@ kernel of that name computes exactly that, from the checked geometry.
 
 from __future__ import annotations
 
+import numbers
+
+import numpy as np
+
 from minift import backend
 from minift.contract.checks import check_float_arrays, check_ndim, check_same_shape, check_shape_argument
 from minift.contract.geometry import conv2d_geometry, matmul_geometry, max_pool2d_backward_shape, pool2d_geometry
+
+ROW_KERNELS = (
+    "softmax_forward",
+    "softmax_backward",
+    "layer_norm_forward",
+    "layer_norm_backward",
+    "gelu_forward",
+    "gelu_backward",
+)
 
 CONTRACT = (
     "matmul",
@@ -41,8 +54,10 @@ CONTRACT = (
     "max_pool2d_backward",
     "avg_pool2d_forward",
     "avg_pool2d_backward",
+    *ROW_KERNELS,
 )
-"""The names of the contract's entries: every backend module defines a kernel of each name."""
+"""The names of the contract's entries: every backend module defines a kernel of each name.
+``ROW_KERNELS``: the transformer's row-wise and element-wise ones (``minift.reference.transformer``)."""
 
 
 def matmul(a, b):
@@ -171,3 +186,94 @@ def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride, padding, ceil_
     g = pool2d_geometry(name, input_shape, kernel_size, stride, padding, (1, 1), ceil_mode, count_include_pad)
     check_same_shape(name, "grad_y", grad_y.shape, g.output_shape, "the pooled shape of input_shape")
     return backend.implementation(name, grad_y)(grad_y, g)
+
+
+# The transformer's row-wise and element-wise kernels. Rows are the last axis; the formulas,
+# and why these are kernels at all, are in ``minift.reference.transformer``. Kernels get the
+# checked arrays (and ``eps``) and return new C-contiguous arrays.
+
+
+def _check_vector(name, label, vector, x):
+    if vector is not None:
+        check_same_shape(name, label, vector.shape, x.shape[-1:], "one entry per feature of the last axis")
+
+
+def _check_has_rows(name, x):
+    if x.ndim < 1:
+        raise ValueError(f"{name}: x must have at least one axis (..., D), got shape {tuple(x.shape)}")
+
+
+def softmax_forward(x, bias=None):
+    """``z = softmax(x + bias)`` along the last axis of ``x (..., S)``; ``bias`` None or an
+    additive mask that broadcasts to x (0 = allowed, -inf = not: a row masked everywhere
+    is NaN, as in PyTorch). Kernel: ``softmax_forward(x, bias)``.
+    """
+    name = "softmax_forward"
+    check_float_arrays(name, x=x, **({} if bias is None else {"bias": bias}))
+    _check_has_rows(name, x)
+    if bias is not None:
+        try:
+            shape = tuple(np.broadcast_shapes(bias.shape, x.shape))
+        except ValueError:
+            shape = None
+        if shape != tuple(x.shape):
+            raise ValueError(f"{name}: bias of shape {tuple(bias.shape)} must broadcast to x's shape {tuple(x.shape)}")
+    return backend.implementation(name, x)(x, bias)
+
+
+def softmax_backward(grad_z, z):
+    """The attention-probabilities backward: ``dL/dx = z * (g - sum(g * z))`` along the last
+    axis, from ``grad_z`` and ``z`` of one shape. Kernel: ``softmax_backward(grad_z, z)``.
+    """
+    name = "softmax_backward"
+    check_float_arrays(name, grad_z=grad_z, z=z)
+    check_same_shape(name, "grad_z", grad_z.shape, z.shape, "the shape of z")
+    return backend.implementation(name, z)(grad_z, z)
+
+
+def layer_norm_forward(x, weight=None, bias=None, eps=1e-5):
+    """``(y, mean, rstd)``: layer norm over the last axis of ``x (..., D)``, ``weight``,
+    ``bias (D,)`` or None, ``eps >= 0``; mean and rstd of shape ``x.shape[:-1]``.
+    Kernel: ``layer_norm_forward(x, weight, bias, eps)``.
+    """
+    name = "layer_norm_forward"
+    check_float_arrays(name, x=x, **{k: v for k, v in (("weight", weight), ("bias", bias)) if v is not None})
+    _check_has_rows(name, x)
+    _check_vector(name, "weight", weight, x)
+    _check_vector(name, "bias", bias, x)
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
+        raise ValueError(f"{name}: eps must be a number >= 0, got {eps!r}")
+    return backend.implementation(name, x)(x, weight, bias, float(eps))
+
+
+def layer_norm_backward(grad_y, x, mean, rstd, weight=None):
+    """``(grad_x, grad_weight, grad_bias)`` of ``layer_norm_forward`` from its ``mean`` and
+    ``rstd``; grad_weight is None when weight is. Kernel: ``layer_norm_backward(grad_y, x, mean, rstd, weight)``.
+    """
+    name = "layer_norm_backward"
+    check_float_arrays(name, grad_y=grad_y, x=x, mean=mean, rstd=rstd, **({} if weight is None else {"weight": weight}))
+    _check_has_rows(name, x)
+    _check_vector(name, "weight", weight, x)
+    check_same_shape(name, "grad_y", grad_y.shape, x.shape, "the shape of x")
+    for label, array in (("mean", mean), ("rstd", rstd)):
+        check_same_shape(name, label, array.shape, x.shape[:-1], "one per row of x")
+    return backend.implementation(name, x)(grad_y, x, mean, rstd, weight)
+
+
+def gelu_forward(x):
+    """``(y, cdf)``: GELU with the exact normal CDF, ``y = x * cdf``, ``cdf = (1 + erf(x / sqrt 2)) / 2``.
+    Kernel: ``gelu_forward(x)``.
+    """
+    check_float_arrays("gelu_forward", x=x)
+    return backend.implementation("gelu_forward", x)(x)
+
+
+def gelu_backward(grad_y, x, cdf):
+    """``dL/dx = g * (cdf + x * exp(-x**2 / 2) / sqrt(2 pi))`` from ``gelu_forward``'s cdf.
+    Kernel: ``gelu_backward(grad_y, x, cdf)``.
+    """
+    name = "gelu_backward"
+    check_float_arrays(name, grad_y=grad_y, x=x, cdf=cdf)
+    check_same_shape(name, "grad_y", grad_y.shape, x.shape, "the shape of x")
+    check_same_shape(name, "cdf", cdf.shape, x.shape, "the shape of x")
+    return backend.implementation(name, x)(grad_y, x, cdf)

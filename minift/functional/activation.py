@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 
+from .. import contract
 from ..engine.autograd import Function
 from ..backend.device import array_module
 from .arguments import spelled
-from .special import erf
 
 
 class ReLU(Function):
@@ -160,7 +160,8 @@ class GELU(Function):
 
     exact ("none"):  Phi(x) = (1 + erf(x / sqrt 2)) / 2,
                      dz/dx = Phi(x) + x * exp(-x**2 / 2) / sqrt(2 pi)
-                     (Phi(x) is saved for backward: erf is the costly part, worth its memory)
+                     (Phi(x) is saved for backward: erf is the costly part, worth its memory;
+                     both passes are the contract's fused gelu_forward / gelu_backward kernels)
     "tanh":          z = x/2 * (1 + tanh(u)),  u = sqrt(2/pi) * (x + 0.044715 x**3),
                      dz/dx = (1 + tanh u)/2 + x/2 * (1 - tanh(u)**2) * sqrt(2/pi) * (1 + 3*0.044715 x**2)
     """
@@ -173,9 +174,9 @@ class GELU(Function):
             ctx.save_for_backward(x)
             u = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
             return 0.5 * x * (1 + xp.tanh(u))
-        one_plus_erf = 1 + erf(x / math.sqrt(2))
-        ctx.save_for_backward(x, 0.5 * one_plus_erf)
-        return 0.5 * x * one_plus_erf
+        y, cdf = contract.gelu_forward(x)
+        ctx.save_for_backward(x, cdf)
+        return y
 
     @staticmethod
     def backward(ctx, g):
@@ -185,9 +186,7 @@ class GELU(Function):
             c = math.sqrt(2 / math.pi)
             t = xp.tanh(c * (x + 0.044715 * x**3))
             return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x))
-        cdf = ctx.saved[1]
-        pdf = xp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-        return g * (cdf + x * pdf)
+        return contract.gelu_backward(g, x, ctx.saved[1])
 
 
 class Sigmoid(Function):
@@ -223,24 +222,30 @@ class Tanh(Function):
 
 
 class Softmax(Function):
-    """z_i = exp(x_i - m) / sum_j exp(x_j - m) along ``axis`` (m = max, for stability).
+    """z_i = exp(x_i + b_i - m) / sum_j exp(x_j + b_j - m) along ``axis`` (m = max, for
+    stability; b an optional additive mask, a constant: 0 = allowed, -inf = not).
 
     dL/dx = z * (g - sum(g * z))   (the Jacobian diag(z) - z z^T applied to g).
+    Both passes are the contract's fused ``softmax_forward`` / ``softmax_backward`` kernels,
+    which work along the last axis: another axis is moved there (a view) and back.
     """
 
     @staticmethod
-    def forward(ctx, x, axis):
+    def forward(ctx, x, axis, mask=None):
         xp = array_module(x)
-        e = xp.exp(x - x.max(axis=axis, keepdims=True))
-        z = e / e.sum(axis=axis, keepdims=True)
+        rows = x.reshape(1) if axis is None else xp.moveaxis(x, axis, -1)
+        z = contract.softmax_forward(rows, mask)
         ctx.save_for_backward(z)
         ctx.axis = axis
-        return z
+        return z.reshape(()) if axis is None else xp.moveaxis(z, -1, axis)
 
     @staticmethod
     def backward(ctx, g):
         (z,) = ctx.saved
-        return z * (g - (g * z).sum(axis=ctx.axis, keepdims=True))
+        xp = array_module(z)
+        if ctx.axis is None:
+            return contract.softmax_backward(g.reshape(1), z).reshape(())
+        return xp.moveaxis(contract.softmax_backward(xp.moveaxis(g, ctx.axis, -1), z), -1, ctx.axis)
 
 
 class LogSoftmax(Function):
@@ -317,9 +322,18 @@ def _axis(x, axis):
     return axis % max(x.ndim, 1) if x.ndim else None
 
 
-def softmax(x, dim=None, *, axis=None):
-    """Softmax along ``dim`` (NumPy spelling: ``axis``), the last axis by default."""
-    return Softmax.apply(x, axis=_axis(x, spelled(dim, axis, -1)))
+def softmax(x, dim=None, *, axis=None, additive_mask=None):
+    """Softmax along ``dim`` (NumPy spelling: ``axis``), the last axis by default.
+
+    ``additive_mask``: an array (or Tensor, used as a constant) that broadcasts to ``x`` with
+    ``dim`` moved last, added to ``x`` inside the kernel -- attention's padding mask (0 =
+    allowed, -inf = not) without a full-size ``x + mask`` temporary. Not in PyTorch's
+    ``F.softmax``; a row masked everywhere gives NaN, as PyTorch's ``x + mask`` would.
+    """
+    from ..engine.tensor import Tensor
+
+    mask = additive_mask.data if isinstance(additive_mask, Tensor) else additive_mask
+    return Softmax.apply(x, axis=_axis(x, spelled(dim, axis, -1)), mask=mask)
 
 
 def log_softmax(x, dim=None, *, axis=None):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from .. import contract
 from ..engine.autograd import Function
 from ..backend.device import array_module
 
@@ -25,30 +28,28 @@ class LayerNorm(Function):
 
     Statistics are per sample (biased variance). Shapes: ``x (..., *S)``, ``weight, bias
     S`` (optional). dL/dweight = sum(g * x_hat), dL/dbias = sum(g) over the leading axes.
+    Both passes are the contract's fused ``layer_norm_forward`` / ``layer_norm_backward``
+    kernels, on x viewed as rows ``(..., prod S)``; the backward pass recomputes x_hat from
+    x and the saved mean and rstd (one row value each) instead of keeping x_hat.
     """
 
     @staticmethod
     def forward(ctx, x, weight=None, bias=None, k=1, eps=1e-5):
-        xp = array_module(x)
-        axes = tuple(range(x.ndim - k, x.ndim))
-        mean = x.mean(axis=axes, keepdims=True)
-        centred = x - mean
-        rstd = 1 / xp.sqrt((centred * centred).mean(axis=axes, keepdims=True) + eps)
-        x_hat = centred * rstd
-        ctx.save_for_backward(x_hat, rstd, weight)
-        ctx.axes = axes
-        y = x_hat if weight is None else x_hat * weight
-        return y if bias is None else y + bias
+        features = math.prod(x.shape[x.ndim - k:])
+        rows = x.reshape(*x.shape[:x.ndim - k], features)
+        flat_weight = None if weight is None else weight.reshape(features)
+        y, mean, rstd = contract.layer_norm_forward(rows, flat_weight, None if bias is None else bias.reshape(features), eps)
+        ctx.save_for_backward(rows, mean, rstd, flat_weight)
+        ctx.shape = x.shape
+        return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, g):
-        x_hat, rstd, weight = ctx.saved
-        lead = tuple(range(g.ndim - len(ctx.axes)))
-        g_hat = g if weight is None else g * weight
-        dx = _normalise_backward(g_hat, x_hat, rstd, ctx.axes) if ctx.needs_input_grad[0] else None
-        dweight = (g * x_hat).sum(axis=lead) if weight is not None else None
-        dbias = g.sum(axis=lead)
-        return (dx, dweight, dbias)[: len(ctx.needs_input_grad)]
+        rows, mean, rstd, flat_weight = ctx.saved
+        dx, dweight, dbias = contract.layer_norm_backward(g.reshape(rows.shape), rows, mean, rstd, flat_weight)
+        normalized = ctx.shape[len(rows.shape) - 1:]
+        grads = (dx.reshape(ctx.shape), None if dweight is None else dweight.reshape(normalized), dbias.reshape(normalized))
+        return grads[: len(ctx.needs_input_grad)]
 
 
 class RMSNorm(Function):

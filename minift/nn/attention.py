@@ -57,9 +57,7 @@ def scaled_dot_product_attention(q, k, v, bias=None, dropout_p=0.0, training=Fal
     multiplied V — after dropout in training, as PyTorch returns them.
     """
     scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
-    if bias is not None:
-        scores = scores + Tensor._from_array(bias)
-    weights = F.dropout(F.softmax(scores, axis=-1), dropout_p, training)
+    weights = F.dropout(F.softmax(scores, axis=-1, additive_mask=bias), dropout_p, training)  # mask added in the kernel
     return weights @ v, weights
 
 

@@ -9,7 +9,8 @@ this order:
 - ``matmul.py``  the batched matrix product;
 - ``im2col.py``  how a convolution becomes a matrix product (im2col) and back (col2im);
 - ``conv.py``    conv2d forward and its two gradients, three products of one equation;
-- ``pool.py``    max and average pooling as reductions over strided views.
+- ``pool.py``    max and average pooling as reductions over strided views;
+- ``transformer.py``  softmax with a mask, layer norm, GELU: the row-wise kernels of a transformer.
 
 Every kernel reads any strided input, never writes to its inputs and keeps float32 in
 float32. A batch of zero images (N = 0) is allowed and gives empty results (zeros for ``conv2d_backward_weight``).
@@ -19,5 +20,7 @@ from minift.contract import CONTRACT
 from minift.reference.conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward
 from minift.reference.matmul import matmul
 from minift.reference.pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
+from minift.reference.transformer import (gelu_backward, gelu_forward, layer_norm_backward, layer_norm_forward,
+                                          softmax_backward, softmax_forward)
 
 __all__ = list(CONTRACT)  # every entry of the contract, by its name

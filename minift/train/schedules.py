@@ -26,7 +26,7 @@ from __future__ import annotations
 import inspect
 from functools import partial
 
-from ..optim.lr_scheduler import CosineWarmupLR, LRScheduler, OneCycleLR, SlantedTriangularLR
+from ..optim.lr_scheduler import CosineWarmupLR, LRScheduler, OneCycleLR, ReduceLROnPlateau, SlantedTriangularLR
 
 
 def fastai_one_cycle(pct_start=0.25, div=25.0, div_final=1e5, moms=(0.95, 0.85)) -> partial:
@@ -61,6 +61,12 @@ def build_scheduler(schedule, optimizer, total_steps: int):
     cls = _scheduler_class(schedule)
     if cls is None:
         return None if schedule is None else schedule(optimizer, total_steps)
+    if issubclass(cls, ReduceLROnPlateau):
+        raise ValueError(
+            "ReduceLROnPlateau cannot be a fit schedule: fit steps its scheduler once per batch, and "
+            "ReduceLROnPlateau is stepped with a metric once per epoch (call scheduler.step(valid_loss) "
+            "from a Callback's after_epoch)"
+        )
     given = schedule.keywords if isinstance(schedule, partial) else {}
     known = {name: total_steps for name in LENGTH_ARGUMENTS}
     known["max_lr"] = [group["lr"] for group in optimizer.param_groups]

@@ -96,7 +96,9 @@ def grade_exercise(exercise: Exercise, student_dir: Path, root: Path, python: st
         command = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
                    "--hypothesis-seed=0", f"--junitxml={junit}", f"--rootdir={root}",
                    *(str(root / test) for test in exercise.tests)]
-        env = {**os.environ, "PYTHONPATH": str(work), "HYPOTHESIS_PROFILE": "ci", "PYTHONDONTWRITEBYTECODE": "1"}
+        # MINIFT_BACKEND=numpy: ops run on the NumPy reference, where the student's code is.
+        env = {**os.environ, "PYTHONPATH": str(work), "HYPOTHESIS_PROFILE": "ci", "PYTHONDONTWRITEBYTECODE": "1",
+               "MINIFT_BACKEND": "numpy"}
         try:
             run = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:

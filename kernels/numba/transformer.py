@@ -1,0 +1,302 @@
+"""Fused transformer kernels in Numba: softmax with a mask, layer norm, GELU, and their backward passes.
+
+Implements ``minift.reference.transformer`` (read it first: the formulas and shapes are
+there). Written in NumPy, ``softmax(x + bias)`` makes five full-size temporaries (the sum,
+its max, the difference, its exponential, the quotient) and reads memory ten times; each
+kernel here reads its inputs once or twice and writes its outputs once, one row per task
+(``prange``), accumulating sums in float64.
+
+1. **A vectorisable exponential** (``exp_approx``). Numba calls the C library's ``exp``
+   one value at a time, and LLVM cannot vectorise a call: a softmax in Numba with
+   ``math.exp`` ran *slower* than NumPy's chain, whose ``np.exp`` uses AVX-512. So the
+   exponential is written out: ``exp(x) = 2**k * exp(r)`` with ``k = round(x / ln 2)``,
+   ``r = x - k ln 2`` in [-ln2/2, ln2/2] (ln 2 split in two parts, Cody and Waite, so that
+   ``r`` is exact), ``exp(r)`` a degree-13 Taylor polynomial (truncation error below 1e-17),
+   and ``2**k`` built from its bits (``pow2``: the exponent field is ``k + 1023``). No
+   call, no branch: LLVM turns the loop into AVX-512 instructions, 8 lanes of float64.
+   Below -708 it returns 0 (where ``exp`` would give a subnormal number below 1e-307), so
+   a -inf mask entry gives exactly 0; NaN stays NaN.
+2. **erf**: in float64, ``math.erf`` (the C library's, exact, one value at a time); in
+   float32, ``normal_cdf_approx``, a Chebyshev fit of erfc with relative error below
+   1.2e-7 (float32 keeps 6e-8) built on ``exp_approx``, so that it vectorises too. The
+   CDF is kept for the backward pass, which needs only an exponential.
+3. **Sums over rows** (layer norm's dL/dweight and dL/dbias) are split into ``ROW_BLOCKS``
+   blocks of rows, one task each, and the block sums are added in a fixed order: the same
+   result on any number of threads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+SUMS = {"reassoc", "contract"}  # sums may be reordered (and fused), so that LLVM vectorises them; NaN and inf kept
+ROW_BLOCKS = 16  # blocks of rows for layer norm's weight and bias gradients
+
+LOG2E = 1.4426950408889634
+LN2_HI = 0.693145751953125  # ln 2 = LN2_HI + LN2_LO; LN2_HI has 16 significant bits, so k * LN2_HI is exact
+LN2_LO = 1.4286068203094173e-06
+INV_SQRT2 = 1 / math.sqrt(2)
+INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+
+
+@intrinsic
+def pow2(typingctx, k):
+    """2.0 ** k for an int64 k in [-1022, 1023]: the float64 whose exponent bits are k + 1023."""
+    if not isinstance(k, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        (value,) = args
+        biased = builder.add(value, context.get_constant(types.int64, 1023))
+        bits = builder.shl(biased, context.get_constant(types.int64, 52))
+        return builder.bitcast(bits, context.get_value_type(types.float64))
+
+    return types.float64(types.int64), codegen
+
+
+@njit(cache=True, inline="always")
+def exp_approx(x):
+    """exp(x) for a float64 x <= 709 (see point 1 of the module docstring): 0 below -708."""
+    clamped = -708.0 if x < -708.0 else x
+    k = math.floor(clamped * LOG2E + 0.5)
+    r = (clamped - k * LN2_HI) - k * LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    y = p * pow2(np.int64(k) if k == k else np.int64(0))
+    return 0.0 if x < -708.0 else y
+
+
+# --------------------------------------------------------------------------- softmax
+
+
+@njit(parallel=True, cache=True, fastmath=SUMS)
+def softmax_rows(x, bias, out):
+    """out[a, b, c, :] = softmax(x[a, b, c, :] + bias[a, b, c, :]); bias may have zero strides (broadcast)."""
+    d0, d1, d2, length = x.shape
+    for row in prange(d0 * d1 * d2):
+        a = row // (d1 * d2)
+        b = (row // d2) % d1
+        c = row % d2
+        xs, bs, zs = x[a, b, c], bias[a, b, c], out[a, b, c]
+        top = -np.inf
+        for j in range(length):
+            v = xs[j] + bs[j]
+            zs[j] = v
+            top = max(top, v)
+        total = 0.0
+        for j in range(length):
+            e = exp_approx(np.float64(zs[j]) - top)
+            zs[j] = e
+            total += e
+        scale = 1.0 / total
+        for j in range(length):
+            zs[j] = zs[j] * scale
+
+
+@njit(parallel=True, cache=True, fastmath=SUMS)
+def softmax_backward_rows(grad_z, z, out):
+    """out = z * (g - sum(g * z)) per row of (R, S) arrays."""
+    for row in prange(z.shape[0]):
+        g, zs, dx = grad_z[row], z[row], out[row]
+        dot = 0.0
+        for j in range(zs.shape[0]):
+            dot += np.float64(g[j]) * zs[j]
+        for j in range(zs.shape[0]):
+            dx[j] = zs[j] * (g[j] - dot)
+
+
+def _four_axes(shape):
+    """``shape`` as 4-D: leading axes merged, or axes of 1 added in front."""
+    if len(shape) >= 4:
+        return (math.prod(shape[:-3]), *shape[-3:])
+    return (1,) * (4 - len(shape)) + tuple(shape)
+
+
+def _broadcast_four_axes(bias, shape):
+    """``bias`` broadcast to ``shape`` and viewed 4-D: a broadcast axis keeps a zero stride (no copy)
+    unless merging leading axes needs one."""
+    view = np.broadcast_to(bias, shape)
+    if view.ndim > 4:
+        view = np.ascontiguousarray(view)
+    return view.reshape(_four_axes(shape))
+
+
+def softmax_forward(x, bias=None):
+    """The contract's ``softmax_forward`` (``minift.reference.transformer``): z = softmax(x + bias), last axis."""
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    if x.size == 0:
+        return out
+    bias = np.zeros(1, x.dtype) if bias is None else bias
+    softmax_rows(x.reshape(_four_axes(x.shape)), _broadcast_four_axes(bias, x.shape), out.reshape(_four_axes(x.shape)))
+    return out
+
+
+def softmax_backward(grad_z, z):
+    """The contract's ``softmax_backward``: dL/dx = z * (g - sum(g * z)) along the last axis."""
+    out = np.empty(z.shape, z.dtype)
+    if z.size:
+        rows = (-1, z.shape[-1])
+        softmax_backward_rows(np.ascontiguousarray(grad_z).reshape(rows), np.ascontiguousarray(z).reshape(rows),
+                              out.reshape(rows))
+    return out
+
+
+# --------------------------------------------------------------------------- layer norm
+
+
+@njit(parallel=True, cache=True, fastmath=SUMS)
+def layer_norm_rows(x, weight, bias, eps, y, mean, rstd):
+    """y = (x - mean) * rstd * weight + bias per row of x (R, D); weight, bias (D,) (ones and zeros if absent)."""
+    width = x.shape[1]
+    for row in prange(x.shape[0]):
+        xs, ys = x[row], y[row]
+        total = 0.0
+        for j in range(width):
+            total += xs[j]
+        mu = total / width
+        spread = 0.0
+        for j in range(width):
+            d = xs[j] - mu
+            spread += d * d
+        r = 1.0 / math.sqrt(spread / width + eps)
+        mean[row], rstd[row] = mu, r
+        for j in range(width):
+            ys[j] = (xs[j] - mu) * r * weight[j] + bias[j]
+
+
+@njit(parallel=True, cache=True, fastmath=SUMS)
+def layer_norm_backward_rows(grad_y, x, mean, rstd, weight, grad_x, weight_sums, bias_sums):
+    """dL/dx per row of (R, D); the rows' sums of g * x_hat and g per block of rows into
+    ``weight_sums``, ``bias_sums`` (blocks, D)."""
+    rows, width = x.shape
+    blocks = weight_sums.shape[0]
+    for block in prange(blocks):
+        for row in range(block * rows // blocks, (block + 1) * rows // blocks):
+            g, xs, dx = grad_y[row], x[row], grad_x[row]
+            mu, r = np.float64(mean[row]), np.float64(rstd[row])
+            mean_g = 0.0
+            mean_gx = 0.0
+            for j in range(width):
+                x_hat = (xs[j] - mu) * r
+                g_hat = np.float64(g[j]) * weight[j]
+                mean_g += g_hat
+                mean_gx += g_hat * x_hat
+                weight_sums[block, j] += g[j] * x_hat
+                bias_sums[block, j] += g[j]
+            mean_g /= width
+            mean_gx /= width
+            for j in range(width):
+                x_hat = (xs[j] - mu) * r
+                dx[j] = r * (g[j] * weight[j] - mean_g - x_hat * mean_gx)
+
+
+def _rows(array):
+    return np.ascontiguousarray(array).reshape(-1, array.shape[-1])
+
+
+def layer_norm_forward(x, weight, bias, eps):
+    """The contract's ``layer_norm_forward``: (y, mean, rstd) over the last axis."""
+    width = x.shape[-1]
+    y = np.empty(x.shape, x.dtype)
+    mean, rstd = np.empty(x.shape[:-1], x.dtype), np.empty(x.shape[:-1], x.dtype)
+    if x.size:
+        ones, zeros = np.ones(width, x.dtype), np.zeros(width, x.dtype)
+        layer_norm_rows(_rows(x), ones if weight is None else weight, zeros if bias is None else bias, eps,
+                        y.reshape(-1, width), mean.reshape(-1), rstd.reshape(-1))
+    return y, mean, rstd
+
+
+def layer_norm_backward(grad_y, x, mean, rstd, weight):
+    """The contract's ``layer_norm_backward``: (grad_x, grad_weight or None, grad_bias)."""
+    width = x.shape[-1]
+    grad_x = np.empty(x.shape, x.dtype)
+    sums = np.zeros((2, ROW_BLOCKS, width))
+    if x.size:
+        layer_norm_backward_rows(_rows(grad_y), _rows(x), mean.reshape(-1), rstd.reshape(-1),
+                                 np.ones(width, x.dtype) if weight is None else weight,
+                                 grad_x.reshape(-1, width), sums[0], sums[1])
+    grad_weight, grad_bias = sums.sum(axis=1).astype(x.dtype)
+    return grad_x, None if weight is None else grad_weight, grad_bias
+
+
+# --------------------------------------------------------------------------- GELU
+
+
+@njit(cache=True, inline="always")
+def normal_cdf_approx(x):
+    """Phi(x) = erfc(-x / sqrt 2) / 2 with Numerical Recipes' ``erfcc`` (Chebyshev fit, relative
+    error below 1.2e-7 everywhere, tails included): one exponential, vectorisable. For float32."""
+    z = abs(x) * INV_SQRT2
+    t = 1.0 / (1.0 + 0.5 * z)
+    p = 0.17087277
+    p = p * t - 0.82215223
+    p = p * t + 1.48851587
+    p = p * t - 1.13520398
+    p = p * t + 0.27886807
+    p = p * t - 0.18628806
+    p = p * t + 0.09678418
+    p = p * t + 0.37409196
+    p = p * t + 1.00002368
+    p = p * t - 1.26551223
+    tail = 0.5 * t * exp_approx(-z * z + p)  # Phi(-|x|)
+    return 1.0 - tail if x >= 0 else tail
+
+
+@njit(parallel=True, cache=True)
+def gelu_flat(x, y, cdf):
+    """y = x * Phi(x) with the C library's erf, exact to float64 rounding (one call per value)."""
+    for i in prange(x.shape[0]):
+        c = 0.5 * (1.0 + math.erf(x[i] * INV_SQRT2))
+        cdf[i] = c
+        y[i] = x[i] * c
+
+
+@njit(parallel=True, cache=True)
+def gelu_flat_float32(x, y, cdf):
+    """y = x * Phi(x) with ``normal_cdf_approx``: float32's precision, vectorised."""
+    for i in prange(x.shape[0]):
+        c = normal_cdf_approx(np.float64(x[i]))
+        cdf[i] = c
+        y[i] = x[i] * c
+
+
+@njit(parallel=True, cache=True)
+def gelu_backward_flat(grad_y, x, cdf, out):
+    for i in prange(x.shape[0]):
+        v = np.float64(x[i])
+        out[i] = grad_y[i] * (cdf[i] + v * exp_approx(-0.5 * v * v) * INV_SQRT_2PI)
+
+
+def gelu_forward(x):
+    """The contract's ``gelu_forward``: (y, cdf), y = x * cdf, cdf = (1 + erf(x / sqrt 2)) / 2."""
+    y, cdf = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
+    kernel = gelu_flat_float32 if x.dtype == np.float32 else gelu_flat
+    kernel(np.ascontiguousarray(x).reshape(-1), y.reshape(-1), cdf.reshape(-1))
+    return y, cdf
+
+
+def gelu_backward(grad_y, x, cdf):
+    """The contract's ``gelu_backward``: dL/dx = g * (cdf + x * exp(-x**2 / 2) / sqrt(2 pi))."""
+    out = np.empty(x.shape, x.dtype)
+    flat = [np.ascontiguousarray(a).reshape(-1) for a in (grad_y, x, cdf)]
+    gelu_backward_flat(*flat, out.reshape(-1))
+    return out

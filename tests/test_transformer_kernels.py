@@ -1,0 +1,201 @@
+"""The fused transformer kernels (Numba) against the NumPy reference, in float32 and float64."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from minift import backend, contract
+from minift.backend import threads
+from minift.reference import transformer as reference
+
+fused = pytest.importorskip("minift.kernels.numba.transformer")
+
+DTYPES = (np.float32, np.float64)
+TOLERANCE = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
+
+shapes = hnp.array_shapes(min_dims=1, max_dims=5, min_side=1, max_side=7)
+
+
+def values(dtype, shape, scale=4.0):
+    return hnp.arrays(dtype, shape, elements=st.floats(-scale, scale, width=np.dtype(dtype).itemsize * 8))
+
+
+def assert_close(actual, expected, dtype):
+    assert actual.dtype == expected.dtype == dtype
+    assert actual.flags.c_contiguous
+    np.testing.assert_allclose(actual, expected, **TOLERANCE[dtype])
+
+
+def test_exp_approx_matches_exp_to_float64_rounding():
+    x = np.concatenate([np.linspace(-708, 709, 100_003), np.linspace(-1, 1, 1001)])
+    got = np.array([fused.exp_approx(v) for v in x])
+    np.testing.assert_allclose(got, np.exp(x), rtol=4e-16 * 4)
+    assert fused.exp_approx(-np.inf) == 0.0 and fused.exp_approx(-1e4) == 0.0
+    assert np.isnan(fused.exp_approx(np.nan))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(deadline=None, max_examples=40)
+@given(data=st.data(), shape=shapes)
+def test_softmax_with_a_mask_matches_the_reference(data, shape, dtype):
+    x = data.draw(values(dtype, shape, scale=30.0))
+    # a mask of some broadcastable shape: each axis either kept or 1; entries 0 or -inf
+    mask_shape = tuple(side if data.draw(st.booleans()) else 1 for side in shape)[data.draw(st.integers(0, len(shape))):]
+    allowed = data.draw(hnp.arrays(np.bool_, mask_shape))
+    bias = np.where(allowed, 0, -np.inf).astype(dtype) if data.draw(st.booleans()) else None
+    expected = reference.softmax_forward(x, bias)
+    got = fused.softmax_forward(x, bias)
+    assert np.array_equal(np.isnan(got), np.isnan(expected))  # a row masked everywhere is NaN in both
+    finite = ~np.isnan(expected)
+    assert_close(np.where(finite, got, 0), np.where(finite, expected, 0), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(deadline=None, max_examples=40)
+@given(data=st.data(), shape=shapes)
+def test_softmax_backward_matches_the_reference(data, shape, dtype):
+    z = reference.softmax_forward(data.draw(values(dtype, shape)))
+    g = data.draw(values(dtype, shape))
+    assert_close(fused.softmax_backward(g, z), reference.softmax_backward(g, z), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(deadline=None, max_examples=40)
+@given(data=st.data(), shape=shapes, affine=st.booleans(), eps=st.sampled_from([1e-12, 1e-5, 0.1]))
+def test_layer_norm_forward_and_backward_match_the_reference(data, shape, dtype, affine, eps):
+    x = data.draw(values(dtype, shape))
+    x = x + data.draw(values(dtype, shape[-1:], scale=100.0))  # rows far from zero mean
+    weight, bias = (data.draw(values(dtype, shape[-1:])) for _ in range(2)) if affine else (None, None)
+    expected = reference.layer_norm_forward(x, weight, bias, eps)
+    got = fused.layer_norm_forward(x, weight, bias, eps)
+    # x - mean loses the low bits of x, and rstd (up to 1/sqrt(eps)) magnifies what is left:
+    # both implementations round there, so they may differ by this much (times |w| and |g|)
+    noise = 8 * np.finfo(dtype).eps * float(np.abs(x).max()) * float(expected[2].max(initial=0))
+    w_size = 1.0 if weight is None else 1.0 + float(np.abs(weight).max())
+    for actual, wanted, size in zip(got, expected, (w_size, 1.0, 1.0)):
+        assert actual.dtype == dtype
+        np.testing.assert_allclose(actual, wanted, rtol=TOLERANCE[dtype]["rtol"],
+                                   atol=TOLERANCE[dtype]["atol"] + noise * size)
+    g = data.draw(values(dtype, shape))
+    mean, rstd = expected[1], expected[2]
+    expected_grads = reference.layer_norm_backward(g, x, mean, rstd, weight)
+    got_grads = fused.layer_norm_backward(g, x, mean, rstd, weight)
+    rows = g.size // g.shape[-1]
+    for actual, wanted, size in zip(got_grads, expected_grads, (w_size * float(expected[2].max(initial=0)), rows, rows)):
+        if wanted is None:
+            assert actual is None
+            continue
+        assert actual.dtype == dtype
+        # sums of terms as large as |g| * size cancel: compare on that scale
+        scale = 4.0 * max(1.0, size)
+        np.testing.assert_allclose(actual, wanted, rtol=TOLERANCE[dtype]["rtol"],
+                                   atol=scale * (TOLERANCE[dtype]["atol"] + noise * w_size))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(deadline=None, max_examples=40)
+@given(data=st.data(), shape=shapes)
+def test_gelu_forward_and_backward_match_the_reference(data, shape, dtype):
+    x = data.draw(values(dtype, shape, scale=12.0))
+    y, cdf = fused.gelu_forward(x)
+    expected_y, expected_cdf = reference.gelu_forward(x)
+    assert_close(y, expected_y, dtype)
+    assert_close(cdf, expected_cdf, dtype)
+    g = data.draw(values(dtype, shape))
+    assert_close(fused.gelu_backward(g, x, cdf), reference.gelu_backward(g, x, expected_cdf), dtype)
+
+
+def test_float32_normal_cdf_keeps_its_relative_precision_in_the_tails():
+    x = np.linspace(-12, 12, 24_001).astype(np.float32)
+    _, cdf = fused.gelu_forward(x)
+    exact = np.array([0.5 * math.erfc(-v / math.sqrt(2)) for v in x.astype(np.float64)])  # no cancellation
+    tiny = np.finfo(np.float32).tiny  # below it float32 has fewer digits
+    np.testing.assert_allclose(cdf, exact.astype(np.float32), rtol=3e-7, atol=tiny)
+
+
+def test_layer_norm_gradients_do_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(0)
+    x, g, w = rng.standard_normal((64, 48)), rng.standard_normal((64, 48)), rng.standard_normal(48)
+    _, mean, rstd = fused.layer_norm_forward(x, w, None, 1e-5)
+    results = []
+    try:
+        for count in (1, 2):
+            threads.set_num_threads(count)
+            results.append(fused.layer_norm_backward(g, x, mean, rstd, w))
+    finally:
+        threads.set_num_threads(None)
+    for first, second in zip(*results):
+        assert np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_empty_inputs(dtype):
+    x = np.zeros((0, 5), dtype)
+    assert fused.softmax_forward(x).shape == (0, 5)
+    y, mean, rstd = fused.layer_norm_forward(x, None, None, 1e-5)
+    assert (y.shape, mean.shape, rstd.shape) == ((0, 5), (0,), (0,))
+    grad_x, grad_w, grad_b = fused.layer_norm_backward(x, x, mean, rstd, np.ones(5, dtype))
+    assert grad_x.shape == (0, 5) and np.array_equal(grad_w, np.zeros(5)) and np.array_equal(grad_b, np.zeros(5))
+    assert fused.gelu_forward(x)[0].shape == (0, 5)
+
+
+BAD_CALLS = [
+    ("softmax_forward", lambda x: contract.softmax_forward(x, np.zeros((3,))), ValueError, "broadcast"),
+    ("softmax_forward", lambda x: contract.softmax_forward(x, np.zeros((4,), np.float32)), TypeError, "share one dtype"),
+    ("softmax_forward", lambda x: contract.softmax_forward(x.astype(np.int64)), TypeError, "float32 or float64"),
+    ("softmax_backward", lambda x: contract.softmax_backward(x[:1], x), ValueError, "grad_z must have shape (2, 4)"),
+    ("layer_norm_forward", lambda x: contract.layer_norm_forward(x, np.ones(3)), ValueError,
+     "weight must have shape (4,)"),
+    ("layer_norm_forward", lambda x: contract.layer_norm_forward(x, None, None, -1.0), ValueError, "eps"),
+    ("layer_norm_forward", lambda x: contract.layer_norm_forward(x[0, 0]), ValueError, "at least one axis"),
+    ("layer_norm_backward", lambda x: contract.layer_norm_backward(x, x, np.zeros(3), np.zeros(2)), ValueError,
+     "mean must have shape (2,)"),
+    ("gelu_backward", lambda x: contract.gelu_backward(x, x, x[:, :2]), ValueError, "cdf must have shape (2, 4)"),
+]
+
+
+@pytest.mark.parametrize("kernel, call, error, fragment", BAD_CALLS)
+def test_bad_calls_fail_alike_on_both_backends_and_change_nothing(kernel, call, error, fragment):
+    messages = []
+    for name in ("numpy", "numba"):
+        x = np.arange(8.0).reshape(2, 4)
+        before = x.copy()
+        with backend.use_backend(name), pytest.raises(error) as caught:
+            call(x)
+        assert np.array_equal(x, before)
+        assert kernel in str(caught.value) and fragment in str(caught.value)
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+
+
+@pytest.mark.parametrize("name", ["numpy", "numba"])
+def test_the_contract_dispatches_the_row_kernels(name):
+    module = reference if name == "numpy" else fused
+    with backend.use_backend(name):
+        for kernel in contract.ROW_KERNELS:
+            assert backend.implementation(kernel, np.zeros(1)) is getattr(module, kernel)
+
+
+# --------------------------------------------------------------------------- the ops that call them
+
+@pytest.mark.parametrize("name", ["numpy", "numba"])
+@settings(deadline=None, max_examples=15)
+@given(data=st.data(), shape=hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=5))
+def test_softmax_with_an_additive_mask_is_softmax_of_the_sum_and_has_its_gradient(name, data, shape):
+    import minift
+    from minift import functional as F
+
+    x = data.draw(values(np.float64, shape))
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    moved = np.moveaxis(x, axis, -1)  # the mask broadcasts against x with `axis` last
+    mask = np.where(data.draw(hnp.arrays(np.bool_, moved.shape[-1:])), -np.inf, 0.0)
+    mask[0] = 0.0  # every row keeps one allowed entry
+    with backend.use_backend(name):
+        got = F.softmax(minift.tensor(x), axis, additive_mask=mask).numpy()
+        np.testing.assert_allclose(np.moveaxis(got, axis, -1), reference.softmax_forward(moved, mask), rtol=1e-12)
+        x_tensor = minift.tensor(x, requires_grad=True)
+        assert minift.gradcheck(lambda t: F.softmax(t, axis, additive_mask=mask) * minift.tensor(x), [x_tensor])
