@@ -91,7 +91,7 @@ def demo_outputs(tmp_path_factory):
             if not available:
                 pytest.skip(f"backend {backend!r} is not available: {reason}")
             out = tmp_path_factory.mktemp(f"demo-{backend}-{threads}") / "minift-demo"
-            env = {**os.environ, "MINIFT_BACKEND": backend, "OPENBLAS_NUM_THREADS": str(threads),
+            env = {**os.environ, "MINIFT_BACKEND": backend, "MINIFT_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
                    "NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads), "MPLBACKEND": "Agg"}
             done = subprocess.run([sys.executable, "-m", "minift", "demo", "--out", str(out)], env=env,
                                   capture_output=True, text=True, timeout=3600)
