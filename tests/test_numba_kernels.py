@@ -477,3 +477,21 @@ def test_benchmark_sweeps_thread_counts_taking_turns():
         expected = min(fixed) / cell["ms"] if cell["threads"] == "default" else None
         assert cell["vs_best"] == (None if expected is None else pytest.approx(expected))
     assert threads.policy.fixed is None  # the sweep hands the choice back to the policy
+
+
+@SETTINGS
+@given(conv_cases(dtypes=DTYPES, groups=st.just(1)))
+def test_im2col_image_fills_one_image_s_columns_as_the_reference(case):
+    """The kernel alone, outside any parallel region (an exception inside ``prange`` may not
+    reach the caller): every column of image n, padding zeros included, written."""
+    from minift.contract.geometry import conv2d_geometry
+    from minift.kernels.numba.conv import im2col_image
+    from minift.reference.im2col import im2col
+
+    g = conv2d_geometry("im2col", case.x.shape, case.weight.shape, case.stride, case.padding, case.dilation)
+    x = np.ascontiguousarray(case.x)
+    expected = im2col(x, g).reshape(g.n, -1, g.ho * g.wo)
+    cols = np.full((expected.shape[1], g.n, g.ho * g.wo), np.nan, dtype=x.dtype)
+    for n in range(g.n):
+        im2col_image(x[n], g.kernel_size, g.stride, g.padding, g.dilation, (g.ho, g.wo), cols, n)
+    np.testing.assert_array_equal(cols.transpose(1, 0, 2), expected)
