@@ -47,7 +47,7 @@ def restore_backend():
 
 # --------------------------------------------------------------------------- help
 
-COMMANDS = ("demo", "pretrain", "finetune", "info", "bench", "finetune-text")
+COMMANDS = ("demo", "pretrain", "finetune", "info", "bench", "finetune-text", "finetune-image")
 
 
 def test_top_level_help_lists_every_command(capsys):

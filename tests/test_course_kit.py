@@ -182,3 +182,16 @@ def test_the_tutorials_readme_links_every_exercise_to_its_tutorial():
         row = next((line for line in table.splitlines() if f"`{Path(exercise.taught).name}`" in line
                     and line.startswith("|") and f"{exercise.id} {exercise.title}" in line), None)
         assert row is not None, f"tutorials/README.md does not list exercise {exercise.id} beside {exercise.taught}"
+
+
+def test_the_command_line_lists_and_refuses_clearly(tmp_path, capsys):
+    from minift.apps.cli import main
+
+    assert main(["course", "list"]) == 0
+    assert "1.1" in capsys.readouterr().out
+    assert main(["course", "student", str(tmp_path / "e"), "--exercises", "9.9"]) == 2
+    assert "unknown exercise ids ['9.9']" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()
+    (tmp_path / "taken").mkdir()
+    assert main(["course", "student", str(tmp_path / "taken"), "--exercises", "1.1"]) == 2
+    assert "already exists" in capsys.readouterr().err
