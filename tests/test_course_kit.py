@@ -43,7 +43,7 @@ PLANTED_BUGS = {
     "2.5": ("if ctx.training else g_hat * rstd", "if False else g_hat * rstd"),  # statistics treated as constants
     "2.6": ("(g_hat - g_hat.mean(axis=-1, keepdims=True)", "(g_hat"),        # the mean term forgotten
     "2.7": ("* (1.0 / math.sqrt(q.shape[-1]))", ""),                           # unscaled scores
-    "3.1": ('buffer += (1 - group["dampening"]) * grad', "buffer += grad"),
+    "3.1": ("buffer *= momentum", "buffer *= 1"),                           # the old velocity never decays
     "3.2": ("beta1, beta2 = group[\"betas\"]", "beta2, beta1 = group[\"betas\"]"),
     "3.3": ("total_norm = xp.linalg.norm(xp.stack(norms), ord=norm_type)", "total_norm = xp.stack(norms).max()"),
     "4.1": ("index >= frozen_count", "index > frozen_count"),               # off by one

@@ -71,8 +71,11 @@ def _failure_detail(junit_file: Path, output: str) -> str:
         element = case.find("failure") if case.find("failure") is not None else case.find("error")
         if element is not None:
             message = element.get("message") or (element.text or "").strip().splitlines()[-1:][0]
-            lines = [line for line in message.splitlines() if "full report in element text" not in line]
-            return "\n".join([f"{case.get('name', '?')}: {lines[0] if lines else ''}", *lines[1:16]])
+            lines = [line for line in message.splitlines() if "full report in element text" not in line] or [""]
+            example = [i for i, line in enumerate(lines) if line.startswith(("Falsifying example", "Failing test case"))]
+            report = [line[1:].strip() for line in (element.text or "").splitlines() if line.startswith("E ")]
+            evidence = lines[example[0]:example[0] + 15] if example else report[-15:]  # else pytest's E lines
+            return "\n".join([f"{case.get('name', '?')}: {lines[0]}", *evidence])
     return output.strip()[-1500:] or "pytest failed without a report"
 
 
