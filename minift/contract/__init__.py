@@ -4,15 +4,8 @@ minift's ops never run a convolution or a matmul themselves; they call the entri
 Each entry checks its arguments -- once, here, with ``checks`` and ``geometry`` -- sizes
 the call (a ``MatmulGeometry``, ``ConvGeometry`` or ``PoolGeometry``), and hands the
 arrays and that geometry to the kernel of the same name in the backend that
-``minift.backend`` selects:
-
-================  ==========================================  =========================
-backend           module                                       arrays
-================  ==========================================  =========================
-``numpy``         ``minift.reference`` (the oracle)            NumPy
-``numba``         ``minift.kernels.numba.backend`` (@njit)     NumPy
-``cupy``          ``minift.kernels.cupy.backend`` (CUDA C)     CuPy (on an NVIDIA GPU)
-================  ==========================================  =========================
+``minift.backend`` selects (the NumPy reference, the Numba kernels or the CuPy kernels;
+its docstring has the table).
 
 A kernel therefore holds only its loops: it may assume what the entry checked. A bad call
 fails here, before any backend runs, with the same message on every backend.
