@@ -56,6 +56,8 @@ def test_every_subpackage_and_the_bundled_data_ship(wheel_names):
     for package in source_packages:
         assert f"{package}/__init__.py" in wheel_names, f"{package} is missing from the wheel (pyproject packages list)"
     assert any(n.startswith("minift/data/bundled/") and n.endswith(".npz") for n in wheel_names)
+    for data in ("minift/models/imagenet_classes.txt", "minift/apps/course/exercises.toml"):
+        assert data in wheel_names, f"{data} is missing from the wheel (pyproject package-data)"
 
 
 def test_the_licence_ships_in_the_wheel(wheel_names):

@@ -190,7 +190,7 @@ course.savefig(fig, "04_forgetting_curves.png")
 # %% [markdown]
 # Plain full fine-tuning forgets the source task in its first epoch: a random head sends
 # large gradients into every layer at the head's learning rate, and the source accuracy
-# falls to chance (0.2) before the target accuracy has risen. Discriminative rates slow
+# falls most of the way to chance (0.2) before the target accuracy has risen. Discriminative rates slow
 # the fall — the lower layers move 2.6× to 18× more slowly — but do not stop it. Gradual
 # unfreezing keeps the source task intact while only the head trains, and nearly so while
 # the top group joins; it loses it as soon as the lower layers train at the full rate.
@@ -272,7 +272,8 @@ course.savefig(fig, "04_tradeoff.png")
 
 # %%
 target, after_one_epoch, at_the_end, mean_over_epochs = (dict(zip(table, column)) for column in zip(*table.values()))
-assert after_one_epoch["full"] < 0.35, "plain full fine-tuning forgets the source task within the first epoch"
+halfway_to_chance = (pretrained_accuracy + 0.2) / 2
+assert after_one_epoch["full"] < halfway_to_chance, "plain full fine-tuning forgets most of the source task in epoch 1"
 assert at_the_end["full"] < 0.35
 assert at_the_end["all three (ULMFiT)"] > pretrained_accuracy - 0.1, "ULMFiT keeps the source task"
 for method in ("+ discriminative", "+ gradual unfreezing"):
