@@ -89,12 +89,18 @@ def test_valid_range_is_exactly_the_positions_inside_the_input(offset, stride, s
 
 
 def on_each_gemm(run):
-    """``run()`` under MINIFT_NUMBA_GEMM=blas and =blocked (the convolutions use either)."""
+    """``run()`` under MINIFT_NUMBA_GEMM=blas and =blocked (the convolutions use either), each
+    with one product per chunk of images and with one product per image (the conv kernels
+    choose by the images' output size, ``PER_IMAGE_POSITIONS``; the drawn images are small)."""
+    from minift.kernels.numba import conv as numba_conv
+
     results = []
     for gemm in ("blas", "blocked"):
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("MINIFT_NUMBA_GEMM", gemm)
-            results.append(run())
+        for per_image_from in (numba_conv.PER_IMAGE_POSITIONS, 1):
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("MINIFT_NUMBA_GEMM", gemm)
+                patch.setattr(numba_conv, "PER_IMAGE_POSITIONS", per_image_from)
+                results.append(run())
     return results
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..engine.autograd import Function
 from ..backend.device import array_module, scatter_add
 from ..engine.random import generator
@@ -15,9 +17,10 @@ class Dropout(Function):
     @staticmethod
     def forward(ctx, x, p):
         xp = array_module(x)
-        keep = generator().random(x.shape) >= p
-        scale = xp.asarray(keep).astype(x.dtype)
-        scale *= x.dtype.type(1 / (1 - p))  # in place: one pass, no float64 temporary
+        # Uniform draws in float32 for float32 (and narrower) inputs: half the memory traffic
+        # of float64 draws, and float32's 2**-24 steps are far finer than any useful p.
+        uniform = generator().random(x.shape, dtype=np.float64 if x.dtype.itemsize > 4 else np.float32)
+        scale = xp.asarray((uniform >= p) * x.dtype.type(1 / (1 - p)))  # bool * scalar: one pass, x's dtype
         ctx.save_for_backward(scale)
         return x * scale
 

@@ -26,9 +26,13 @@ def torch_state(state_dict: dict, requires_grad: bool = False) -> dict:
             for name, array in state_dict.items()}
 
 
-def torch_bert(state: dict, config, ids, mask, types=None, pooler: bool = True):
+def torch_bert(state: dict, config, ids, mask, types=None, pooler: bool = True, training: bool = False):
     """``(last_hidden_state (N, L, H), pooled (N, H) or None)`` of BERT with weights ``state``
-    (Hugging Face names, torch tensors), for ``ids``, ``mask`` and ``types`` ``(N, L)`` tensors."""
+    (Hugging Face names, torch tensors), for ``ids``, ``mask`` and ``types`` ``(N, L)`` tensors.
+    ``training=True`` adds dropout where Hugging Face's BERT (and ``minift.nn.bert``) has it."""
+
+    def dropout(x, p):
+        return TF.dropout(x, p, training) if training else x
 
     def linear(x, name):
         return x @ state[f"{name}.weight"].T + state[f"{name}.bias"]
@@ -41,14 +45,17 @@ def torch_bert(state: dict, config, ids, mask, types=None, pooler: bool = True):
     heads, width = config.num_attention_heads, config.hidden_size // config.num_attention_heads
     x = (state["embeddings.word_embeddings.weight"][ids] + state["embeddings.position_embeddings.weight"][:length]
          + state["embeddings.token_type_embeddings.weight"][types])
-    x = norm(x, "embeddings.LayerNorm")
+    x = dropout(norm(x, "embeddings.LayerNorm"), config.hidden_dropout_prob)
     bias = torch.where(mask[:, None, None, :] == 0, float("-inf"), 0.0)
     for i in range(config.num_hidden_layers):
         p = f"encoder.layer.{i}"
         q, k, v = (linear(x, f"{p}.attention.self.{w}").reshape(n, length, heads, width).transpose(1, 2)
                    for w in ("query", "key", "value"))
-        weights = torch.softmax(q @ k.transpose(-1, -2) / width**0.5 + bias, dim=-1)
+        weights = dropout(torch.softmax(q @ k.transpose(-1, -2) / width**0.5 + bias, dim=-1),
+                          config.attention_probs_dropout_prob)
         context = (weights @ v).transpose(1, 2).reshape(n, length, heads * width)
-        a = norm(x + linear(context, f"{p}.attention.output.dense"), f"{p}.attention.output.LayerNorm")
-        x = norm(a + linear(TF.gelu(linear(a, f"{p}.intermediate.dense")), f"{p}.output.dense"), f"{p}.output.LayerNorm")
+        a = norm(x + dropout(linear(context, f"{p}.attention.output.dense"), config.hidden_dropout_prob),
+                 f"{p}.attention.output.LayerNorm")
+        h = linear(TF.gelu(linear(a, f"{p}.intermediate.dense")), f"{p}.output.dense")
+        x = norm(a + dropout(h, config.hidden_dropout_prob), f"{p}.output.LayerNorm")
     return x, torch.tanh(linear(x[:, 0], "pooler.dense")) if pooler else None
