@@ -199,3 +199,11 @@ def test_softmax_with_an_additive_mask_is_softmax_of_the_sum_and_has_its_gradien
         np.testing.assert_allclose(np.moveaxis(got, axis, -1), reference.softmax_forward(moved, mask), rtol=1e-12)
         x_tensor = minift.tensor(x, requires_grad=True)
         assert minift.gradcheck(lambda t: F.softmax(t, axis, additive_mask=mask) * minift.tensor(x), [x_tensor])
+
+
+def test_exp_approx_float32_matches_exp_to_float32_precision():
+    x = np.concatenate([np.linspace(-87, 88, 100_003), np.linspace(-1, 1, 1001)]).astype(np.float32)
+    got = np.array([fused.exp_approx_float32(v) for v in x])
+    np.testing.assert_allclose(got, np.exp(x.astype(np.float64)), rtol=2e-7)
+    assert fused.exp_approx_float32(np.float32(-np.inf)) == 0 and fused.exp_approx_float32(np.float32(-100)) == 0
+    assert np.isnan(fused.exp_approx_float32(np.float32(np.nan)))

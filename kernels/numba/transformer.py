@@ -15,7 +15,10 @@ kernel here reads its inputs once or twice and writes its outputs once, one row 
    and ``2**k`` built from its bits (``pow2``: the exponent field is ``k + 1023``). No
    call, no branch: LLVM turns the loop into AVX-512 instructions, 8 lanes of float64.
    Below -708 it returns 0 (where ``exp`` would give a subnormal number below 1e-307), so
-   a -inf mask entry gives exactly 0; NaN stays NaN.
+   a -inf mask entry gives exactly 0; NaN stays NaN. For float32 softmax, ``exp_approx_float32``
+   is the same construction in float32 arithmetic (Cephes' ``expf``: a degree-5 polynomial on
+   ``r``, relative error below 2e-7), 16 lanes instead of 8: a BERT attention softmax
+   (16 x 12 x 128 x 128) went from 8.3 to 6.8 ms on one thread (PyTorch: 1.9 ms).
 2. **erf**: in float64, ``math.erf`` (the C library's, exact, one value at a time); in
    float32, ``normal_cdf_approx``, a Chebyshev fit of erfc with relative error below
    1.2e-7 (float32 keeps 6e-8) built on ``exp_approx``, so that it vectorises too. The
@@ -58,6 +61,45 @@ def pow2(typingctx, k):
         return builder.bitcast(bits, context.get_value_type(types.float64))
 
     return types.float64(types.int64), codegen
+
+
+@intrinsic
+def pow2_float32(typingctx, k):
+    """2.0 ** k as a float32 for an int32 k in [-126, 127]: exponent bits k + 127."""
+    if not isinstance(k, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        (value,) = args
+        biased = builder.add(value, context.get_constant(types.int32, 127))
+        bits = builder.shl(biased, context.get_constant(types.int32, 23))
+        return builder.bitcast(bits, context.get_value_type(types.float32))
+
+    return types.float32(types.int32), codegen
+
+
+# float32 constants: a Python float would turn float32 arithmetic into float64
+F32_LOG2E, F32_HALF, F32_ONE = np.float32(LOG2E), np.float32(0.5), np.float32(1.0)
+F32_LOWEST = np.float32(-87.3)  # exp below it is under float32's smallest normal number, 1.2e-38
+F32_LN2_HI, F32_LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)  # Cephes' split; k*HI exact
+F32_EXP = tuple(np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+                                        4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
+
+
+@njit(cache=True, inline="always")
+def exp_approx_float32(x):
+    """exp(x) for a float32 x <= 88 in float32 arithmetic (Cephes' ``expf``): 0 below -87.3."""
+    clamped = F32_LOWEST if x < F32_LOWEST else x
+    k = math.floor(clamped * F32_LOG2E + F32_HALF)
+    r = (clamped - k * F32_LN2_HI) - k * F32_LN2_LO
+    p = F32_EXP[0]
+    p = p * r + F32_EXP[1]
+    p = p * r + F32_EXP[2]
+    p = p * r + F32_EXP[3]
+    p = p * r + F32_EXP[4]
+    p = p * r + F32_EXP[5]
+    y = (p * (r * r) + r + F32_ONE) * pow2_float32(np.int32(k) if k == k else np.int32(0))
+    return np.float32(0.0) if x < F32_LOWEST else y
 
 
 @njit(cache=True, inline="always")
@@ -112,6 +154,30 @@ def softmax_rows(x, bias, out):
 
 
 @njit(parallel=True, cache=True, fastmath=SUMS)
+def softmax_rows_float32(x, bias, out):
+    """``softmax_rows`` for float32, its exponentials in float32 (``exp_approx_float32``), sums in float64."""
+    d0, d1, d2, length = x.shape
+    for row in prange(d0 * d1 * d2):
+        a = row // (d1 * d2)
+        b = (row // d2) % d1
+        c = row % d2
+        xs, bs, zs = x[a, b, c], bias[a, b, c], out[a, b, c]
+        top = np.float32(-np.inf)
+        for j in range(length):
+            v = xs[j] + bs[j]
+            zs[j] = v
+            top = max(top, v)
+        total = 0.0
+        for j in range(length):
+            e = exp_approx_float32(zs[j] - top)
+            zs[j] = e
+            total += e
+        scale = np.float32(1.0 / total)
+        for j in range(length):
+            zs[j] = zs[j] * scale
+
+
+@njit(parallel=True, cache=True, fastmath=SUMS)
 def softmax_backward_rows(grad_z, z, out):
     """out = z * (g - sum(g * z)) per row of (R, S) arrays."""
     for row in prange(z.shape[0]):
@@ -146,7 +212,8 @@ def softmax_forward(x, bias=None):
     if x.size == 0:
         return out
     bias = np.zeros(1, x.dtype) if bias is None else bias
-    softmax_rows(x.reshape(_four_axes(x.shape)), _broadcast_four_axes(bias, x.shape), out.reshape(_four_axes(x.shape)))
+    kernel = softmax_rows_float32 if x.dtype == np.float32 else softmax_rows
+    kernel(x.reshape(_four_axes(x.shape)), _broadcast_four_axes(bias, x.shape), out.reshape(_four_axes(x.shape)))
     return out
 
 
