@@ -15,8 +15,10 @@ scratch           EfficientNet-Lite0 with random weights, everything trains (Ada
 frozen            ImageNet body frozen, BatchNorm in inference mode, a new head trains (Adam 1e-3)
 keras             the Keras guide: ``frozen``, then everything at Adam 1e-5, BatchNorm kept in
                   inference mode (``minift.train.keras_recipe``)
-keras-bn-train    the same, but BatchNorm trains in phase 2 (batch statistics, moving running
-                  statistics): what the Keras guide warns about
+keras-bn-train    the same, but BatchNorm trains once the base unfreezes (phase 2: batch statistics,
+                  moving running statistics): what the Keras guide warns about
+torch-freeze      the same two phases with PyTorch's (and minift's default) freezing: only
+                  ``requires_grad``, so BatchNorm trains in *both* phases, the frozen base's too
 fine-tune         fastai's ``fine_tune``: 1 frozen epoch, then everything, ``slice`` lrs, 1cycle
 gradual           ULMFiT-style gradual unfreezing, one more of 4 groups per epoch, lr / 2.6 per group
 small-cnn         in-domain: ``SmallCNN`` pretrained on MNIST digits (28x28), new head, ``fine_tune``
@@ -56,7 +58,7 @@ from ..train import Learner
 from ..train.recipes import fine_tune, keras_recipe
 
 DESCRIPTION = "Fine-tune ImageNet-pretrained EfficientNet-Lite0 on few Fashion-MNIST labels, the textbook way."
-STRATEGIES = ("scratch", "frozen", "keras", "keras-bn-train", "fine-tune", "gradual", "small-cnn")
+STRATEGIES = ("scratch", "frozen", "keras", "keras-bn-train", "torch-freeze", "fine-tune", "gradual", "small-cnn")
 
 
 @dataclass
@@ -164,7 +166,7 @@ class Experiment:
             train = loaders(to_rgb(self.x_train_grey[rows], self.config.image_size), self.y_train[rows], batch, seed)
             splitter = coarse_groups if strategy == "gradual" else None
             learner = Learner(model, train, opt="adam", weight_decay=0.0, progress=False, splitter=splitter,
-                              bn_policy="fastai" if strategy in ("scratch", "keras-bn-train", "fine-tune") else "keras")
+                              bn_policy="fastai" if strategy in ("scratch", "torch-freeze", "fine-tune") else "keras")
             _train(strategy, learner, epochs)
             test = DataLoader(ArrayDataset(self.x_test, self.y_test), batch_size=50)
         accuracy = evaluate_accuracy(model, test)
@@ -202,7 +204,7 @@ def _train(strategy: str, learner: Learner, epochs: int) -> None:
         learner.fit(epochs, 1e-3)
     elif strategy == "keras":
         keras_recipe(learner, head_epochs=epochs, finetune_epochs=epochs, head_lr=1e-3, finetune_lr=1e-5)
-    elif strategy == "keras-bn-train":
+    elif strategy in ("keras-bn-train", "torch-freeze"):  # they differ in the BatchNorm policy only
         learner.freeze()
         learner.fit(epochs, 1e-3)
         learner.unfreeze()
