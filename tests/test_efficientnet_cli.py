@@ -55,3 +55,34 @@ def test_few_labels_draws_per_class_without_repeats():
     assert len(set(rows)) == 70 and np.all(np.bincount(y[rows]) == 7)
     assert np.array_equal(rows, finetune_image.few_labels(y, 7, seed=3))
     assert not np.array_equal(rows, finetune_image.few_labels(y, 7, seed=4))
+
+
+@pytest.mark.parametrize("strategy, moves_in_phase", [("keras", (False, False)), ("keras-bn-train", (False, True)),
+                                                      ("torch-freeze", (True, True))])
+def test_the_batchnorm_strategies_differ_in_when_the_frozen_bases_statistics_move(strategy, moves_in_phase):
+    """Keras: never; the guide's warning: once the base unfreezes; PyTorch's freezing: from the start."""
+    import numpy as np
+
+    from minift.data import ArrayDataset, DataLoader
+    from minift.models import SmallCNN
+    from minift.train import Learner
+
+    minift.manual_seed(0)
+    model = SmallCNN(num_classes=3, width=4, image_size=8)
+    rng = np.random.default_rng(0)
+    data = ArrayDataset(rng.normal(2.0, 3.0, (12, 1, 8, 8)).astype(np.float32), rng.integers(0, 3, 12))
+    learner = Learner(model, DataLoader(data, batch_size=4, shuffle=True, seed=0), opt="adam", weight_decay=0.0,
+                      progress=False, bn_policy=finetune_image.bn_policy(strategy))
+    body_norms = [m for m in model.body.modules() if isinstance(m, minift.nn.BatchNorm2d)]
+    statistics = [np.concatenate([m.running_mean.data for m in body_norms])]
+    fit = learner.fit
+
+    def fit_and_record(*args, **kwargs):
+        fit(*args, **kwargs)
+        statistics.append(np.concatenate([m.running_mean.data for m in body_norms]))
+
+    learner.fit = fit_and_record
+    finetune_image._train(strategy, learner, epochs=1)
+    assert len(statistics) == 3  # two phases
+    moved = tuple(not np.array_equal(before, after) for before, after in zip(statistics, statistics[1:]))
+    assert moved == moves_in_phase

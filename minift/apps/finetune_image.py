@@ -166,7 +166,7 @@ class Experiment:
             train = loaders(to_rgb(self.x_train_grey[rows], self.config.image_size), self.y_train[rows], batch, seed)
             splitter = coarse_groups if strategy == "gradual" else None
             learner = Learner(model, train, opt="adam", weight_decay=0.0, progress=False, splitter=splitter,
-                              bn_policy="fastai" if strategy in ("scratch", "torch-freeze", "fine-tune") else "keras")
+                              bn_policy=bn_policy(strategy))
             _train(strategy, learner, epochs)
             test = DataLoader(ArrayDataset(self.x_test, self.y_test), batch_size=50)
         accuracy = evaluate_accuracy(model, test)
@@ -193,6 +193,12 @@ class Experiment:
         model.load_state_dict(self.mnist_cnn_state)
         model.head = type(model.head)(model.num_features, 10)
         return model
+
+
+def bn_policy(strategy: str) -> str:
+    """How a frozen BatchNorm behaves in ``strategy`` (``minift.finetune.batchnorm``): ``"fastai"``
+    (batch statistics, running statistics moving: PyTorch's behaviour) or ``"keras"`` (inference mode)."""
+    return "fastai" if strategy in ("scratch", "torch-freeze", "fine-tune") else "keras"
 
 
 def _train(strategy: str, learner: Learner, epochs: int) -> None:
