@@ -67,11 +67,18 @@ def decisions(policy, free_by_look):
     return chosen
 
 
+@pytest.mark.parametrize("free", [1, 2, 3])
+def test_the_first_look_takes_the_free_cores_as_they_are(free):
+    policy = threads.ThreadPolicy()
+    assert policy.threads in (1, policy.fixed)  # before any look: one thread (or a fixed count)
+    assert decisions(policy, [free]) == [free]
+
+
 def test_policy_steps_down_at_once_and_up_after_patience():
     policy = threads.ThreadPolicy()
     patience = policy.BASE_PATIENCE
-    chosen = decisions(policy, [2] * patience + [1] + [2] * patience)
-    assert chosen[:patience - 1] == [1] * (patience - 1)  # starts at one thread, waits
+    chosen = decisions(policy, [1] + [2] * patience + [1] + [2] * patience)[1:]  # the first look: one core free
+    assert chosen[:patience - 1] == [1] * (patience - 1)  # waits
     assert chosen[patience - 1] == 2  # steps up at the `patience`-th free look in a row
     assert chosen[patience] == 1  # steps down at the first busy look
     # that probe did not last: twice the patience before the next one
@@ -83,7 +90,7 @@ def test_policy_patience_returns_after_a_probe_that_lasts():
     policy = threads.ThreadPolicy()
     policy.patience = 4 * policy.BASE_PATIENCE
     looks_to_settle = int(policy.SETTLE / threads.INTERVAL) + 2
-    chosen = decisions(policy, [2] * (policy.patience + looks_to_settle))
+    chosen = decisions(policy, [1] + [2] * (policy.patience + looks_to_settle))
     assert chosen[-1] == 2
     assert policy.patience == 2 * policy.BASE_PATIENCE
 
@@ -124,5 +131,17 @@ def test_a_bad_thread_count_is_refused_and_changes_nothing(bad, restore_policy):
 def test_each_kernel_call_lets_the_policy_look(restore_policy):
     threads.set_num_threads(None)
     threads.policy.next_look = 0.0
+    contract.matmul(np.ones((2, 2)), np.ones((2, 2)))
+    assert threads.policy.next_look > 0.0
+
+
+def test_a_fixed_spell_does_not_postpone_the_policys_next_look(restore_policy):
+    """minift bench alternates fixed counts with the policy call by call: the looks must still come."""
+    threads.set_num_threads(None)
+    threads.policy.next_look = 0.0
+    threads.set_num_threads(1)
+    contract.matmul(np.ones((2, 2)), np.ones((2, 2)))  # a kernel call while fixed
+    assert threads.policy.next_look == 0.0
+    threads.set_num_threads(None)
     contract.matmul(np.ones((2, 2)), np.ones((2, 2)))
     assert threads.policy.next_look > 0.0

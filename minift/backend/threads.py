@@ -49,7 +49,9 @@ our own step times: a step-time detector would have to know what a "step" is and
 baseline that moves whenever the workload does (a new layer, a new batch size), while the
 CPU-time accounts measure the cause directly, cost one small file read per interval, and
 need no warm-up. It starts at one thread, so a program never runs with more threads than
-it has seen free cores.
+it has seen free cores; its first look, ``INTERVAL`` after ``import minift``, sets the count
+to the free cores at once (there is no earlier choice to protect), later looks step up one
+thread at a time.
 
 Measured with ``python -m minift.backend.threads`` (conv2d S2 forward + backward, median ms
 (max), the three settings taking turns), on the same machine shared with seven other
@@ -191,8 +193,9 @@ def free_cores(total: int, others: float) -> int:
 class ThreadPolicy:
     """The thread count of both pools: fixed, or following the free cores (see the module docstring).
 
-    Steps down at once when a look finds fewer free cores; steps up one thread after
-    ``patience`` looks in a row found more. A step up that a step down follows within
+    The first look takes the free cores as they are; after it, steps down at once when a
+    look finds fewer free cores, and steps up one thread after ``patience`` looks in a row
+    found more. A step up that a step down follows within
     ``SETTLE`` seconds doubles the patience (up to ``MAX_PATIENCE``): the machine's other
     work comes and goes, and each probe costs slow steps while it lasts. A step up that
     lasts halves it again.
@@ -205,8 +208,10 @@ class ThreadPolicy:
         self.fixed: int | None = _positive(chosen, "MINIFT_NUM_THREADS") if chosen else None
         self.chosen = 1  # the policy's own choice, kept while a fixed count overrides it
         self.threads = self.fixed or self.chosen
-        self.watch: CoreWatch | None = None
-        self.next_look = 0.0
+        self.watch = CoreWatch()  # the first look's window starts now, at import
+        self.looked = False
+        self.next_look = time.monotonic() + INTERVAL
+        self.next_apply = 0.0
         self.blas_cap: int | None = None
         self.patience, self.quiet_looks, self.raised_at = self.BASE_PATIENCE, 0, None
         self.history: list[tuple[float, int]] = []  # (monotonic time, threads) at each change
@@ -214,22 +219,24 @@ class ThreadPolicy:
     def tick(self) -> None:
         """Look at the cores if ``INTERVAL`` has passed, and set the pools' threads to fit."""
         now = time.monotonic()
-        if now < self.next_look:
+        if self.fixed is not None:  # re-applied now and then (Numba's count is per calling thread); no look
+            if now >= self.next_apply:
+                self.next_apply = now + INTERVAL
+                self.apply(self.fixed)
+            return
+        if now < self.next_look:  # looks keep their own schedule, so that a fixed spell cannot postpone them
             return
         self.next_look = now + INTERVAL
-        if self.fixed is not None:
-            self.apply(self.fixed)
-            return
-        if self.watch is None:
-            self.watch = CoreWatch()
-        else:
-            others = self.watch.others()
-            if others is not None:
-                self.chosen = self.decide(free_cores(cores(), others), now)
+        others = self.watch.others()
+        if others is not None:
+            self.chosen = self.decide(free_cores(cores(), others), now)
         self.apply(self.chosen)
 
     def decide(self, free: int, now: float) -> int:
         """The next thread count, given ``free`` cores at time ``now``."""
+        if not self.looked:
+            self.looked = True
+            return free
         settled = self.raised_at is not None and now - self.raised_at > self.SETTLE
         if settled:
             self.patience, self.raised_at = max(self.BASE_PATIENCE, self.patience // 2), None
