@@ -216,6 +216,7 @@ def test_avg_pool2d_forward_and_backward_match_reference(case, seed):
 # --------------------------------------------------------------------------- matmul and the GEMM
 
 
+@pytest.mark.parametrize("thread_count", [1, 3])  # with BLAS, 3 threads split stacks of 3, 6, 9, >= 12 products
 @pytest.mark.parametrize("gemm", ["blas", "blocked"])
 @SETTINGS
 @given(
@@ -225,7 +226,7 @@ def test_avg_pool2d_forward_and_backward_match_reference(case, seed):
     dtype=st.sampled_from(DTYPES),
     seed=SEEDS,
 )
-def test_matmul_matches_reference_with_broadcast_batches(gemm, batch, sizes, layouts, dtype, seed):
+def test_matmul_matches_reference_with_broadcast_batches(thread_count, gemm, batch, sizes, layouts, dtype, seed):
     m, k, n = sizes
     rng = np.random.default_rng(seed)
     a = random_array(rng, (*batch.input_shapes[0], m, k), dtype, layouts[0])
@@ -233,7 +234,22 @@ def test_matmul_matches_reference_with_broadcast_batches(gemm, batch, sizes, lay
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MINIFT_NUMBA_GEMM", gemm)
         assert numba_cpu.gemm_implementation() == gemm
-        assert_as_reference("matmul", a, b)
+        threads.set_num_threads(thread_count)
+        try:
+            assert_as_reference("matmul", a, b)
+        finally:
+            threads.set_num_threads(None)
+
+
+@pytest.mark.parametrize("batch, count, expected", [
+    (8, 2, [(0, 4), (4, 8)]), (9, 3, [(0, 3), (3, 6), (6, 9)]), (9, 2, [(0, 4), (4, 9)]),  # even, or >= 4 each
+    (3, 2, None), (7, 2, None), (1, 2, None), (0, 2, None), (8, 1, None),  # uneven and small, or one thread
+])
+def test_a_stack_is_split_only_into_even_shares(batch, count, expected):
+    from minift.kernels.numba.batched import shares
+
+    parts = shares(batch, count)
+    assert (None if parts is None else [(part.start, part.stop) for part in parts]) == expected
 
 
 def sizes_around(tile):

@@ -7,6 +7,7 @@ loops. Each is implemented in a module of its own, whose docstring explains its 
 order and why it is fast:
 
 - ``gemm.py``  a cache-blocked, vectorised matrix multiply, and the BLAS/blocked switch;
+- ``batched.py`` stacks of small products split between threads, one BLAS thread each;
 - ``conv.py``  conv2d forward and backward: im2col + GEMM (+ col2im) per chunk of images;
 - ``grouped.py`` the conv2d kernels for every ``groups``: direct loops for depthwise
   convolutions, ``conv.py`` per group otherwise;
@@ -43,6 +44,7 @@ threads.configure_thread_pools()  # before Numba starts its thread pool
 import numpy as np  # noqa: E402
 
 from minift.kernels.numba.grouped import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: E402
+from minift.kernels.numba.batched import matmul_stack  # noqa: E402
 from minift.kernels.numba.gemm import gemm_implementation, matmul_blocked  # noqa: E402
 from minift.kernels.numba.pool import (  # noqa: E402
     avg_pool2d_backward,
@@ -85,15 +87,17 @@ def check_available() -> None:
 def matmul(a, b, g):
     """The contract's ``matmul``: ``a (..., M, K) @ b (..., K, N) -> (..., M, N)``.
 
-    With ``MINIFT_NUMBA_GEMM=blas`` this is NumPy's matmul, as in the reference. With
-    ``blocked``, each operand is viewed as a stack (B, rows, columns) -- a broadcast
-    operand keeps a zero batch stride, so nothing is copied -- and ``matmul_blocked`` runs
-    the B products (``g``: the checked ``MatmulGeometry``).
+    Each operand is viewed as a stack (B, rows, columns) -- a broadcast operand keeps a
+    zero batch stride, so nothing is copied -- and the B products run on
+    ``batched.matmul_stack`` (NumPy's matmul, the stack split between threads; one product
+    is NumPy's matmul as in the reference) with ``MINIFT_NUMBA_GEMM=blas``, or on
+    ``matmul_blocked`` with ``blocked`` (``g``: the checked ``MatmulGeometry``).
     """
-    if gemm_implementation() == "blas":
+    blas = gemm_implementation() == "blas"
+    if blas and g.batch == 1:
         return np.ascontiguousarray(np.matmul(a, b))
     stack_a = np.broadcast_to(a, (*g.batch_shape, g.m, g.k)).reshape(g.batch, g.m, g.k)
     stack_b = np.broadcast_to(b, (*g.batch_shape, g.k, g.n)).reshape(g.batch, g.k, g.n)
     out = np.empty((g.batch, g.m, g.n), dtype=a.dtype)
-    matmul_blocked(stack_a, stack_b, out)
+    (matmul_stack if blas else matmul_blocked)(stack_a, stack_b, out)
     return out.reshape(g.output_shape)

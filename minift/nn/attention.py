@@ -56,7 +56,7 @@ def scaled_dot_product_attention(q, k, v, bias=None, dropout_p=0.0, training=Fal
     Returns the output ``(..., L, d)`` and the attention weights ``(..., L, S)`` that
     multiplied V — after dropout in training, as PyTorch returns them.
     """
-    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
+    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)  # scaling q: L*d products, not L*S
     weights = F.dropout(F.softmax(scores, axis=-1, additive_mask=bias), dropout_p, training)  # mask added in the kernel
     return weights @ v, weights
 
