@@ -289,3 +289,15 @@ def test_the_readme_claims_hold_on_every_backend_and_thread_count(demo_outputs, 
     failed = [sentence for sentence, held in saved["claims"].items() if not held]
     table = (demo_outputs(backend, threads) / "results.txt").read_text()
     assert not failed, f"on {backend} with {threads} threads these claims failed: {failed}\n{table}"
+
+
+def test_error_bars_are_never_negative_when_the_runs_agree():
+    """Three equal accuracies can average to one rounding above the highest; matplotlib refuses negative bars."""
+    from minift.apps.demo_report import _error_bars
+
+    runs = [0.1, 0.1, 0.1]
+    mean = sum(runs) / 3  # 0.10000000000000002 > 0.1
+    assert mean > max(runs)
+    low, high = _error_bars(min(runs), mean, max(runs))
+    assert low[0] >= 0 and high[0] == 0.0
+    assert _error_bars(0.2, 0.5, 0.9) == [[pytest.approx(0.3)], [pytest.approx(0.4)]]

@@ -117,6 +117,12 @@ def format_table(summaries, source, target, pretrained_accuracy: float, seeds: i
         line(headers), "-" * len(line(headers)), *map(line, rows)])
 
 
+
+def _error_bars(lowest: float, mean: float, highest: float) -> list[list[float]]:
+    """Error-bar lengths below and above the mean; never negative (three equal runs can
+    give a mean one rounding above its highest value, which matplotlib refuses)."""
+    return [[max(0.0, mean - lowest)], [max(0.0, highest - mean)]]
+
 def plot_results(rows, summaries, pretrained_accuracy: float, path) -> Path | None:
     """Three panels: target test accuracy per epoch and smoothed training loss per step for
     the first seed (one line per strategy, its learning rate in the legend), and
@@ -146,8 +152,8 @@ def plot_results(rows, summaries, pretrained_accuracy: float, path) -> Path | No
             continue
         forgetting_axes.errorbar(
             row.source_mean, row.target_mean, fmt="o", capsize=3, label=f"{row.label} (lr {row.lr:g})",
-            xerr=[[row.source_mean - row.source_min], [row.source_max - row.source_mean]],
-            yerr=[[row.target_mean - row.target_min], [row.target_max - row.target_mean]])
+            xerr=_error_bars(row.source_min, row.source_mean, row.source_max),
+            yerr=_error_bars(row.target_min, row.target_mean, row.target_max))
     forgetting_axes.axvline(pretrained_accuracy, color="black", linestyle=":", label="source acc before fine-tuning")
     forgetting_axes.set(xlabel="source test accuracy after fine-tuning (forgetting: further left)",
                         ylabel="target test accuracy", title=f"Forgetting (mean of {summaries[0].seeds} seeds)")
