@@ -410,7 +410,8 @@ def test_import_minift_first_lets_blas_and_numba_take_turns():
 
 
 def test_the_policy_starts_numba_on_one_thread():
-    code = "import minift\n" + POLICY_REPORT
+    """Before its first look at the cores (INTERVAL after import; held off here), one thread."""
+    code = "import minift\nminift.backend.threads.policy.next_look = float('inf')\n" + POLICY_REPORT
     assert run_python(code, env=clean_environment()) == "True workqueue 1"
 
 
@@ -517,3 +518,28 @@ def test_im2col_image_fills_one_image_s_columns_as_the_reference(case):
     for n in range(g.n):
         im2col_image(x[n], g.kernel_size, g.stride, g.padding, g.dilation, (g.ho, g.wo), cols, n)
     np.testing.assert_array_equal(cols.transpose(1, 0, 2), expected)
+
+
+def test_a_parallel_kernel_runs_its_serial_twin_on_one_thread():
+    """On one thread the calling thread runs the loop itself (no hand-off to a pool thread on another core)."""
+    from numba import prange
+
+    from minift.kernels.numba.parallel import parallel_kernel
+
+    @parallel_kernel()
+    def double(x, out):
+        for i in prange(x.shape[0]):
+            out[i] = 2 * x[i]
+
+    x, out = np.arange(5.0), np.empty(5)
+    try:
+        threads.set_num_threads(1)
+        double(x, out)
+        assert double.serial.signatures and not double.parallel.signatures
+        np.testing.assert_array_equal(out, 2 * x)
+        threads.set_num_threads(2)
+        double(x, out * 0)
+        assert double.parallel.signatures
+    finally:
+        threads.set_num_threads(None)
+    assert double.py_func.__name__ == "double" and double.serial.py_func.__qualname__.endswith("double_serial")

@@ -334,10 +334,13 @@ else:
 # function is then the plain Python function it was written as (`prange` becomes
 # `range`), so `print`, `pdb` and tracebacks with line numbers all work inside it — at
 # Python speed, so use tiny inputs. (For a single function, call its `.py_func`, as we did
-# above with the undecorated `conv2d_direct`.) A fresh interpreter shows the difference:
+# above with the undecorated `conv2d_direct`.) Each parallel kernel is compiled twice
+# (`kernels/numba/parallel.py`): `.parallel` for several threads and `.serial`, which the
+# calling thread runs itself when the thread policy says one thread. A fresh interpreter
+# shows the difference:
 
 # %%
-probe = "from minift.kernels.numba import pool as numba_pool; print(type(numba_pool.avg_pool2d_forward_kernel).__name__)"
+probe = "from minift.kernels.numba import pool as p; print(type(p.avg_pool2d_forward_kernel.parallel).__name__)"
 kernel_kind = {}
 if numba_ok:
     for setting in ("0", "1"):
@@ -345,7 +348,7 @@ if numba_ok:
         result = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True,
                                 check=True)
         kernel_kind[setting] = result.stdout.strip()
-        print(f"NUMBA_DISABLE_JIT={setting}: avg_pool2d_forward_kernel is a {kernel_kind[setting]}")
+        print(f"NUMBA_DISABLE_JIT={setting}: avg_pool2d_forward_kernel.parallel is a {kernel_kind[setting]}")
 else:
     print("numba is not available: nothing to compile or to disable")
 

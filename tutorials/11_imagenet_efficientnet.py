@@ -213,11 +213,11 @@ print(f"{time.perf_counter() - start:.0f} s")
 # What the Keras guide itself warns about is narrower: BatchNorm switching to training
 # mode only when the base *unfreezes* (phase 2). `minift finetune-image` measures both
 # (`keras-bn-train`, `torch-freeze`; three seeds, 4 epochs per phase). At 10 labels per
-# class the guide's case costs nothing measurable (0.70 against 0.72: 16 updates at
+# class the guide's case costs about 2 points (0.70 against 0.72: 16 updates at
 # momentum 0.01 move the running statistics about 15 % of the way) while the PyTorch-style
 # freeze halves the accuracy (0.38); at 100 labels per class (128 updates, about 72 % of the
 # way) the guide's case costs 17 points (0.68 against 0.84) and wipes out the ImageNet
-# predictions, the PyTorch-style freeze about 9 (0.76).
+# predictions, the PyTorch-style freeze 9 (0.75).
 #
 # ## The claims, checked
 

@@ -55,6 +55,7 @@ import numpy as np
 from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
 from minift.kernels.numba.gemm import matmul_into
 from numba import njit, prange, uint64
+from minift.kernels.numba.parallel import parallel_kernel
 
 CHUNK_BYTES = 2 * 2**20  # columns of one chunk of images: about the L2 caches of two cores (measured best)
 PER_IMAGE_POSITIONS = 512  # output positions per image from which one product per image wins (point 3)
@@ -175,14 +176,14 @@ def col2im_image(cols, n, kernel_size, stride, padding, dilation, out_hw, x):
                         plane[uint64(start + shift) + t] += row[uint64(start) + t]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def im2col_batch(x, kernel_size, stride, padding, dilation, out_hw, cols):
     """cols (C*KH*KW, B, Ho*Wo) = the columns of the B images of x (B, C, H, W), one image per task."""
     for n in prange(x.shape[0]):
         im2col_image(x[n], kernel_size, stride, padding, dilation, out_hw, cols, n)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def col2im_batch(cols, kernel_size, stride, padding, dilation, out_hw, x):
     """x (B, C, H, W) += col2im of cols (C*KH*KW, B, Ho*Wo), one image per task (no two share memory)."""
     for n in prange(x.shape[0]):

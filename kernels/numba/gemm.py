@@ -43,6 +43,8 @@ import numpy as np
 
 from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
 from numba import njit, prange
+from minift.kernels.numba.batched import matmul_stack
+from minift.kernels.numba.parallel import parallel_kernel
 
 # Safe fast-math: allow fused multiply-add ("contract") and reordering sums ("reassoc"),
 # which vectorisation needs; never assume there are no NaN or inf.
@@ -136,7 +138,7 @@ def gemm_accumulate(a, b, c):
                         c_block[r, j] = c_strip[r, j]
 
 
-@njit(parallel=True, cache=True, fastmath=FAST_MATH)
+@parallel_kernel(cache=True, fastmath=FAST_MATH)
 def matmul_blocked(a, b, c):
     """c = a @ b for stacks a (B, M, K), b (B, K, N) of any strides, into c (B, M, N).
 
@@ -174,10 +176,11 @@ def gemm_implementation() -> str:
 def matmul_into(a, b, out):
     """out[:] = a @ b for stacks a (B, M, K) and b (B, K, N) of any strides; out (B, M, N) C-contiguous.
 
-    ``blas``: NumPy's matmul, which hands each product to BLAS; ``blocked``: ``matmul_blocked``.
+    ``blas``: NumPy's matmul, which hands each product to BLAS, the stack split between the
+    threads (``batched.matmul_stack``); ``blocked``: ``matmul_blocked``.
     """
     if gemm_implementation() == "blas":
-        np.matmul(a, b, out=out)
+        matmul_stack(a, b, out)
     else:
         matmul_blocked(a, b, out)
     return out

@@ -42,6 +42,7 @@ from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CAC
 from minift.kernels.numba.conv import valid_range
 from minift.kernels.numba.gemm import FAST_MATH
 from numba import njit, prange, uint64
+from minift.kernels.numba.parallel import parallel_kernel
 
 
 @njit(cache=True)
@@ -56,7 +57,7 @@ def _offset_window(p, q, stride, padding, dilation, in_hw, out_hw):
     return i0, i1, j0, j1, row_shift, j0 * stride[1] + column_shift
 
 
-@njit(parallel=True, cache=True, fastmath=FAST_MATH)
+@parallel_kernel(cache=True, fastmath=FAST_MATH)
 def depthwise_forward_kernel(x, weight, stride, padding, dilation, y):
     """y (N, O, Ho, Wo) += depthwise conv of x (N, C, H, W) with weight (O, KH, KW); y holds the bias (or 0)."""
     n_images, channels, height, width = x.shape
@@ -77,7 +78,7 @@ def depthwise_forward_kernel(x, weight, stride, padding, dilation, y):
                         target[uint64(j0) + t] += tap * source[uint64(column0) + t * step]
 
 
-@njit(parallel=True, cache=True, fastmath=FAST_MATH)
+@parallel_kernel(cache=True, fastmath=FAST_MATH)
 def depthwise_backward_input_kernel(grad_y, weight, stride, padding, dilation, grad_x):
     """grad_x (N, C, H, W), zeroed, += the adjoint of ``depthwise_forward_kernel`` applied to grad_y (N, O, Ho, Wo)."""
     n_images, channels, height, width = grad_x.shape
@@ -100,7 +101,7 @@ def depthwise_backward_input_kernel(grad_y, weight, stride, padding, dilation, g
                             target[uint64(column0) + t * step] += tap * source[uint64(j0) + t]
 
 
-@njit(parallel=True, cache=True, fastmath=FAST_MATH)
+@parallel_kernel(cache=True, fastmath=FAST_MATH)
 def depthwise_backward_weight_kernel(grad_y, x, stride, padding, dilation, grad_w):
     """grad_w (O, KH, KW) = sum over images and output positions of grad_y (N, O, Ho, Wo) times shifted x (N, C, H, W)."""
     n_images, channels, height, width = x.shape

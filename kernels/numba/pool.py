@@ -36,6 +36,7 @@ import numpy as np
 from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
 from minift.kernels.numba.conv import valid_range
 from numba import njit, prange, uint64
+from minift.kernels.numba.parallel import parallel_kernel
 
 
 @njit(cache=True)
@@ -78,7 +79,7 @@ def window_max(x, plane, top, left, p_first, p_stop, q_first, q_stop, dh, dw):
     return best, best_index
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def max_pool2d_forward_kernel(x, kernel_size, stride, padding, dilation, out_hw):
     """y = window maximum, indices = its flat position h*W + w in the unpadded plane.
 
@@ -120,7 +121,7 @@ def fixed_window_kernel(kernel_size, stride):
     """
     (kh, kw), (sh, sw) = kernel_size, stride
 
-    @njit(parallel=True, cache=True)
+    @parallel_kernel(cache=True)
     def kernel(x, out_hw):
         planes = x.shape[0]
         y = np.empty((planes, out_hw[0], out_hw[1]), dtype=x.dtype)
@@ -134,7 +135,7 @@ def fixed_window_kernel(kernel_size, stride):
     return kernel
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def max_pool2d_backward_kernel(grad_y, indices, plane_size):
     """grad_x[plane].flat[indices[plane, i, j]] += grad_y[plane, i, j], one plane per task.
 
@@ -150,7 +151,7 @@ def max_pool2d_backward_kernel(grad_y, indices, plane_size):
     return grad_x
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def avg_pool2d_forward_kernel(x, kernel_size, stride, padding, out_hw, divisor_rows, divisor_columns):
     """y = window sum / (divisor_rows[i] * divisor_columns[j]) (``PoolGeometry.divisors``).
 
@@ -176,7 +177,7 @@ def avg_pool2d_forward_kernel(x, kernel_size, stride, padding, out_hw, divisor_r
     return y
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def avg_pool2d_backward_kernel(grad_y, input_hw, kernel_size, stride, padding, divisor_rows, divisor_columns):
     """grad_x[window of (i, j)] += grad_y[plane, i, j] / divisor (i, j), one plane per task.
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
 from numba import njit, prange, types
+from minift.kernels.numba.parallel import parallel_kernel
 from numba.extending import intrinsic
 
 SUMS = {"reassoc", "contract"}  # sums may be reordered (and fused), so that LLVM vectorises them; NaN and inf kept
@@ -129,7 +130,7 @@ def exp_approx(x):
 # --------------------------------------------------------------------------- softmax
 
 
-@njit(parallel=True, cache=True, fastmath=SUMS)
+@parallel_kernel(cache=True, fastmath=SUMS)
 def softmax_rows(x, bias, out):
     """out[a, b, c, :] = softmax(x[a, b, c, :] + bias[a, b, c, :]); bias may have zero strides (broadcast)."""
     d0, d1, d2, length = x.shape
@@ -153,7 +154,7 @@ def softmax_rows(x, bias, out):
             zs[j] = zs[j] * scale
 
 
-@njit(parallel=True, cache=True, fastmath=SUMS)
+@parallel_kernel(cache=True, fastmath=SUMS)
 def softmax_rows_float32(x, bias, out):
     """``softmax_rows`` for float32, its exponentials in float32 (``exp_approx_float32``), sums in float64."""
     d0, d1, d2, length = x.shape
@@ -177,7 +178,7 @@ def softmax_rows_float32(x, bias, out):
             zs[j] = zs[j] * scale
 
 
-@njit(parallel=True, cache=True, fastmath=SUMS)
+@parallel_kernel(cache=True, fastmath=SUMS)
 def softmax_backward_rows(grad_z, z, out):
     """out = z * (g - sum(g * z)) per row of (R, S) arrays."""
     for row in prange(z.shape[0]):
@@ -230,7 +231,7 @@ def softmax_backward(grad_z, z):
 # --------------------------------------------------------------------------- layer norm
 
 
-@njit(parallel=True, cache=True, fastmath=SUMS)
+@parallel_kernel(cache=True, fastmath=SUMS)
 def layer_norm_rows(x, weight, bias, eps, y, mean, rstd):
     """y = (x - mean) * rstd * weight + bias per row of x (R, D); weight, bias (D,) (ones and zeros if absent)."""
     width = x.shape[1]
@@ -250,7 +251,7 @@ def layer_norm_rows(x, weight, bias, eps, y, mean, rstd):
             ys[j] = (xs[j] - mu) * r * weight[j] + bias[j]
 
 
-@njit(parallel=True, cache=True, fastmath=SUMS)
+@parallel_kernel(cache=True, fastmath=SUMS)
 def layer_norm_backward_rows(grad_y, x, mean, rstd, weight, grad_x, weight_sums, bias_sums):
     """dL/dx per row of (R, D); the rows' sums of g * x_hat and g per block of rows into
     ``weight_sums``, ``bias_sums`` (blocks, D)."""
@@ -328,7 +329,7 @@ def normal_cdf_approx(x):
     return 1.0 - tail if x >= 0 else tail
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def gelu_flat(x, y, cdf):
     """y = x * Phi(x) with the C library's erf, exact to float64 rounding (one call per value)."""
     for i in prange(x.shape[0]):
@@ -337,7 +338,7 @@ def gelu_flat(x, y, cdf):
         y[i] = x[i] * c
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def gelu_flat_float32(x, y, cdf):
     """y = x * Phi(x) with ``normal_cdf_approx``: float32's precision, vectorised."""
     for i in prange(x.shape[0]):
@@ -346,7 +347,7 @@ def gelu_flat_float32(x, y, cdf):
         y[i] = x[i] * c
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def gelu_backward_flat(grad_y, x, cdf, out):
     for i in prange(x.shape[0]):
         v = np.float64(x[i])
