@@ -36,7 +36,6 @@ import numpy as np
 from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
 from minift.kernels.numba.conv import valid_range
 from numba import njit, prange, uint64
-from minift.kernels.numba.parallel import parallel_kernel
 
 
 @njit(cache=True)
@@ -79,7 +78,7 @@ def window_max(x, plane, top, left, p_first, p_stop, q_first, q_stop, dh, dw):
     return best, best_index
 
 
-@parallel_kernel(cache=True)
+@njit(parallel=True, cache=True)
 def max_pool2d_forward_kernel(x, kernel_size, stride, padding, dilation, out_hw):
     """y = window maximum, indices = its flat position h*W + w in the unpadded plane.
 
@@ -121,7 +120,7 @@ def fixed_window_kernel(kernel_size, stride):
     """
     (kh, kw), (sh, sw) = kernel_size, stride
 
-    @parallel_kernel(cache=True)
+    @njit(parallel=True, cache=True)
     def kernel(x, out_hw):
         planes = x.shape[0]
         y = np.empty((planes, out_hw[0], out_hw[1]), dtype=x.dtype)
@@ -135,7 +134,7 @@ def fixed_window_kernel(kernel_size, stride):
     return kernel
 
 
-@parallel_kernel(cache=True)
+@njit(parallel=True, cache=True)
 def max_pool2d_backward_kernel(grad_y, indices, plane_size):
     """grad_x[plane].flat[indices[plane, i, j]] += grad_y[plane, i, j], one plane per task.
 
@@ -151,7 +150,7 @@ def max_pool2d_backward_kernel(grad_y, indices, plane_size):
     return grad_x
 
 
-@parallel_kernel(cache=True)
+@njit(parallel=True, cache=True)
 def avg_pool2d_forward_kernel(x, kernel_size, stride, padding, out_hw, divisor_rows, divisor_columns):
     """y = window sum / (divisor_rows[i] * divisor_columns[j]) (``PoolGeometry.divisors``).
 
@@ -177,7 +176,7 @@ def avg_pool2d_forward_kernel(x, kernel_size, stride, padding, out_hw, divisor_r
     return y
 
 
-@parallel_kernel(cache=True)
+@njit(parallel=True, cache=True)
 def avg_pool2d_backward_kernel(grad_y, input_hw, kernel_size, stride, padding, divisor_rows, divisor_columns):
     """grad_x[window of (i, j)] += grad_y[plane, i, j] / divisor (i, j), one plane per task.
 
