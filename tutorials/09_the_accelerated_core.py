@@ -340,7 +340,7 @@ else:
 # shows the difference:
 
 # %%
-probe = "from minift.kernels.numba import pool as p; print(type(p.avg_pool2d_forward_kernel.parallel).__name__)"
+probe = "from minift.kernels.numba import conv; print(type(conv.im2col_batch.parallel).__name__)"
 kernel_kind = {}
 if numba_ok:
     for setting in ("0", "1"):
@@ -348,7 +348,7 @@ if numba_ok:
         result = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True,
                                 check=True)
         kernel_kind[setting] = result.stdout.strip()
-        print(f"NUMBA_DISABLE_JIT={setting}: avg_pool2d_forward_kernel.parallel is a {kernel_kind[setting]}")
+        print(f"NUMBA_DISABLE_JIT={setting}: conv.im2col_batch.parallel is a {kernel_kind[setting]}")
 else:
     print("numba is not available: nothing to compile or to disable")
 
