@@ -49,34 +49,28 @@ INV_SQRT2 = 1 / math.sqrt(2)
 INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 
 
-@intrinsic
-def pow2(typingctx, k):
-    """2.0 ** k for an int64 k in [-1022, 1023]: the float64 whose exponent bits are k + 1023."""
-    if not isinstance(k, types.Integer):
-        return None
+def _power_of_two(integer, real, bias: int, mantissa_bits: int):
+    """An intrinsic ``2.0 ** k`` for an ``integer`` k in the normal range of ``real``: the
+    number whose exponent bits are ``k + bias`` and whose mantissa is zero."""
 
-    def codegen(context, builder, signature, args):
-        (value,) = args
-        biased = builder.add(value, context.get_constant(types.int64, 1023))
-        bits = builder.shl(biased, context.get_constant(types.int64, 52))
-        return builder.bitcast(bits, context.get_value_type(types.float64))
+    @intrinsic
+    def power(typingctx, k):
+        if not isinstance(k, types.Integer):
+            return None
 
-    return types.float64(types.int64), codegen
+        def codegen(context, builder, signature, args):
+            (value,) = args
+            biased = builder.add(value, context.get_constant(integer, bias))
+            bits = builder.shl(biased, context.get_constant(integer, mantissa_bits))
+            return builder.bitcast(bits, context.get_value_type(real))
+
+        return real(integer), codegen
+
+    return power
 
 
-@intrinsic
-def pow2_float32(typingctx, k):
-    """2.0 ** k as a float32 for an int32 k in [-126, 127]: exponent bits k + 127."""
-    if not isinstance(k, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        (value,) = args
-        biased = builder.add(value, context.get_constant(types.int32, 127))
-        bits = builder.shl(biased, context.get_constant(types.int32, 23))
-        return builder.bitcast(bits, context.get_value_type(types.float32))
-
-    return types.float32(types.int32), codegen
+pow2 = _power_of_two(types.int64, types.float64, 1023, 52)  # int64 k in [-1022, 1023]
+pow2_float32 = _power_of_two(types.int32, types.float32, 127, 23)  # int32 k in [-126, 127]
 
 
 # float32 constants: a Python float would turn float32 arithmetic into float64
