@@ -10,13 +10,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from minift.apps.course import source
 from minift.apps.course.exercises import load_exercises, select, source_path
-from minift.apps.course.grade import format_table, grade, grade_exercise, write_json, write_junit
+from minift.apps.course.grade import _failure_detail, format_table, grade, grade_exercise, write_json, write_junit
 from minift.apps.course.student import COPIED, GRADER_ONLY, write_student_edition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,3 +196,20 @@ def test_the_command_line_lists_and_refuses_clearly(tmp_path, capsys):
     (tmp_path / "taken").mkdir()
     assert main(["course", "student", str(tmp_path / "taken"), "--exercises", "1.1"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_the_failure_detail_names_the_exception_when_mpi_ranks_interleave(tmp_path):
+    # Four ranks fail at once and their lines interleave: the line that says what was raised
+    # comes early, followed by more than 15 lines of the other ranks (as in a CI run of exercise 6.1).
+    lines = ["AssertionError: [rank 3] Traceback (most recent call last):",
+             "[rank 1] AssertionError: ['rank 0: ring_all_reduce raised NotImplementedError: Exercise 6.1']",
+             *[f"[rank 2]     line {i}" for i in range(20)],
+             "[rank 2] minift.distributed: aborting every rank of the job"]
+    report = ET.Element("testsuite")
+    case = ET.SubElement(report, "testcase", name="test_ring")
+    failure = ET.SubElement(case, "failure", message="\n".join(lines))
+    failure.text = "\n".join("E " + line for line in lines)
+    ET.ElementTree(report).write(tmp_path / "report.xml")
+    detail = _failure_detail(tmp_path / "report.xml", "")
+    assert detail.startswith("test_ring: AssertionError: [rank 3]")
+    assert "NotImplementedError: Exercise 6.1" in detail and detail.endswith("aborting every rank of the job")

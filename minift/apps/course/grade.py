@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from .exercises import Exercise, source_path
 from .student import SKIPPED_NAMES, repository_root
 
 TIMEOUT_SECONDS = 300
+ERROR_LINE = re.compile(r"\b\w*(Error|Exception)\b: ")  # a line that names an exception and its message
 
 
 @dataclass
@@ -75,6 +77,10 @@ def _failure_detail(junit_file: Path, output: str) -> str:
             example = [i for i, line in enumerate(lines) if line.startswith(("Falsifying example", "Failing test case"))]
             report = [line[1:].strip() for line in (element.text or "").splitlines() if line.startswith("E ")]
             evidence = lines[example[0]:example[0] + 15] if example else report[-15:]  # else pytest's E lines
+            # The exceptions named anywhere in the message come first: with several MPI ranks
+            # failing at once, their lines interleave, and the example may come before them.
+            named = [line for line in lines[1:] if ERROR_LINE.search(line)][:3]
+            evidence = named + [line for line in evidence if line not in named]
             return "\n".join([f"{case.get('name', '?')}: {lines[0]}", *evidence])
     return output.strip()[-1500:] or "pytest failed without a report"
 
