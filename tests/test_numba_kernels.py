@@ -14,6 +14,8 @@ from Numba's cache.
 
 from __future__ import annotations
 
+import itertools
+
 import os
 import shutil
 import subprocess
@@ -91,16 +93,20 @@ def test_valid_range_is_exactly_the_positions_inside_the_input(offset, stride, s
 def on_each_gemm(run):
     """``run()`` under MINIFT_NUMBA_GEMM=blas and =blocked (the convolutions use either), each
     with one product per chunk of images and with one product per image (the conv kernels
-    choose by the images' output size, ``PER_IMAGE_POSITIONS``; the drawn images are small)."""
+    choose by the images' output size, ``PER_IMAGE_POSITIONS``; the drawn images are small),
+    on one thread and on three (the images then split between threads: ``parallel.split``)."""
     from minift.kernels.numba import conv as numba_conv
 
     results = []
-    for gemm in ("blas", "blocked"):
-        for per_image_from in (numba_conv.PER_IMAGE_POSITIONS, 1):
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setenv("MINIFT_NUMBA_GEMM", gemm)
-                patch.setattr(numba_conv, "PER_IMAGE_POSITIONS", per_image_from)
+    for gemm, per_image_from, thread_count in itertools.product(("blas", "blocked"), (numba_conv.PER_IMAGE_POSITIONS, 1), (1, 3)):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MINIFT_NUMBA_GEMM", gemm)
+            patch.setattr(numba_conv, "PER_IMAGE_POSITIONS", per_image_from)
+            threads.set_num_threads(thread_count)
+            try:
                 results.append(run())
+            finally:
+                threads.set_num_threads(None)
     return results
 
 
@@ -140,10 +146,15 @@ def test_conv2d_batches_larger_than_one_chunk_match_reference(monkeypatch):
     rng = np.random.default_rng(3)
     x, weight = random_array(rng, (5, 2, 6, 7), np.float64), random_array(rng, (3, 2, 3, 3), np.float64)
     geometry = ((1, 2), (1, 0), (1, 1))
-    assert_as_reference("conv2d_forward", x, weight, None, *geometry)
     grad_y = random_array(rng, on("numpy", "conv2d_forward", x, weight, None, *geometry).shape, np.float64)
-    assert_as_reference("conv2d_backward_input", grad_y, weight, x.shape, *geometry)
-    assert_as_reference("conv2d_backward_weight", grad_y, x, weight.shape, *geometry)
+    for thread_count in (1, 2):  # two threads: shares of 3 and 2 images, in chunks of one
+        threads.set_num_threads(thread_count)
+        try:
+            assert_as_reference("conv2d_forward", x, weight, None, *geometry)
+            assert_as_reference("conv2d_backward_input", grad_y, weight, x.shape, *geometry)
+            assert_as_reference("conv2d_backward_weight", grad_y, x, weight.shape, *geometry)
+        finally:
+            threads.set_num_threads(None)
 
 
 @pytest.mark.parametrize("groups, weight_shape", [(1, (3, 2, 3, 3)), (2, (4, 1, 3, 3)), (2, (2, 1, 3, 3))])

@@ -7,8 +7,8 @@ attention's ``Q K^T`` and ``P V`` are 192 products of 128 x 32 by 32 x 128 in Mi
 5.4 ms with two BLAS threads, *more* than the 3.5 ms of one (PyTorch: 1.2 ms, because its
 ``bmm`` splits the *stack* between its threads). So does ``matmul_stack``: each of the
 policy's threads (``minift.backend.threads``) runs ``np.matmul`` on its share of the stack
-(NumPy releases the GIL inside BLAS) while BLAS is held at one thread: 2.1 ms, and ``P V``
-1.85 -> 1.04 ms. MiniLM's training step and inference on two threads gained 20-30 %.
+(NumPy releases the GIL inside BLAS) while BLAS is held at one thread (``parallel.split``):
+2.1 ms, and ``P V`` 1.85 -> 1.04 ms. MiniLM's training step and inference on two threads gained 20-30 %.
 
 The stack is split only when the shares come out even (B a multiple of the threads, or at
 least ``MIN_PER_THREAD`` products per thread); otherwise, and on one thread, it is NumPy's
@@ -18,39 +18,11 @@ thread), so the results do not depend on the thread count.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-
 import numpy as np
 
-from minift.backend import threads
+from minift.kernels.numba.parallel import split, thread_count
 
 MIN_PER_THREAD = 4  # below it, an uneven split (e.g. 3 products on 2 threads) is left to BLAS
-
-_pool: ThreadPoolExecutor | None = None
-_blas = None  # threadpoolctl's controllers of NumPy's BLAS, found once
-
-
-def _workers(count: int) -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None or _pool._max_workers < count:
-        _pool = ThreadPoolExecutor(count, thread_name_prefix="minift-matmul")
-    return _pool
-
-
-@contextmanager
-def _one_blas_thread():
-    global _blas
-    if _blas is None:
-        _blas = threads._blas_libraries()
-    before = [library.num_threads for library in _blas]
-    for library in _blas:
-        library.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for library, count in zip(_blas, before):
-            library.set_num_threads(count)
 
 
 def shares(batch: int, count: int) -> list[slice] | None:
@@ -63,13 +35,9 @@ def shares(batch: int, count: int) -> list[slice] | None:
 
 def matmul_stack(a, b, out):
     """out[:] = a @ b for stacks a (B, M, K), b (B, K, N) of any strides; out (B, M, N) C-contiguous."""
-    parts = shares(a.shape[0], threads.get_num_threads())
+    parts = shares(a.shape[0], thread_count())
     if parts is None:
         np.matmul(a, b, out=out)
         return out
-    with _one_blas_thread():
-        pending = [_workers(len(parts)).submit(np.matmul, a[part], b[part], out=out[part]) for part in parts[1:]]
-        np.matmul(a[parts[0]], b[parts[0]], out=out[parts[0]])
-        for task in pending:
-            task.result()
+    split(lambda part: np.matmul(a[part], b[part], out=out[part]), parts)
     return out

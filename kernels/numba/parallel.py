@@ -1,14 +1,28 @@
-"""Parallel kernels with a serial twin: on one thread, a kernel runs in the calling thread.
+"""Parallel work in the Numba backend: kernels with a serial twin, and work split between threads.
 
-A ``@njit(parallel=True)`` function hands its ``prange`` loop to Numba's thread pool even
-when the pool is set to one thread: the calling thread waits while a pool thread runs the
-loop, on whichever core the scheduler picks. In an idle process free to use two cores that
-is often the *other* core, so what the kernel writes -- im2col's columns -- lands in the
-other core's cache just before the calling thread's matrix product reads it: ``minift
-bench``'s conv2d S1 forward + backward took 10.4 ms on one thread of an idle 2-core machine
-against 5.7 ms pinned to one core. ``parallel_kernel`` compiles each kernel twice --
-parallel, and serial (``prange`` is then ``range``) -- and calls the serial twin whenever
-the thread policy (``minift.backend.threads``) runs one thread.
+Two ways to use several cores, and when each is right.
+
+**1. A parallel kernel** (``@njit(parallel=True)``, a ``prange`` loop) splits one loop
+between Numba's thread pool. Right for a kernel that is the whole job -- a softmax, a
+layer norm, a depthwise convolution. But a ``prange`` loop is handed to the pool even when
+the pool is set to one thread: the calling thread waits while a pool thread runs the loop,
+on whichever core the scheduler picks. In an idle process free to use two cores that is
+often the *other* core, so what the kernel writes -- im2col's columns -- lands in the other
+core's cache just before the calling thread's matrix product reads it: ``minift bench``'s
+conv2d S1 forward + backward took 10.4 ms on one thread of an idle 2-core machine against
+5.7 ms pinned to one core. ``parallel_kernel`` compiles each kernel twice -- parallel, and
+serial (``prange`` is then ``range``; ``nogil``, so that several threads can run it at
+once) -- and calls the serial twin whenever ``thread_count()`` is 1.
+
+**2. Work split between threads** (``split``): for a job made of a Numba kernel *and*
+matrix products -- a convolution is im2col, then a GEMM, per chunk of images -- splitting
+each step on its own makes the two pools take turns (Numba's threads write the columns,
+OpenBLAS's threads wake up and read them, from the other core's cache), and each step waits
+for its slowest thread. ``split`` instead hands whole chunks to the policy's threads: each
+thread runs the serial kernels and a one-thread BLAS product on its own chunk, start to
+finish, and takes the next chunk when done (so a thread slowed down by another process does
+less of the work). Inside a split, ``thread_count()`` is 1: every kernel runs its serial
+twin, and nothing splits again.
 
 Not the pooling kernels (``pool.py``): there the serial twin measured 2.5x *slower* than
 the parallel kernel on one thread (4.7 against 1.9 ms for the 2x2 max-pool), for a reason
@@ -18,11 +32,24 @@ not yet understood, so they stay ``@njit(parallel=True)``.
 from __future__ import annotations
 
 import functools
+import threading
 import types
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
 from minift.backend import threads
 from numba import njit
+
+_local = threading.local()  # .serial: this thread runs a share of a split
+_pool: ThreadPoolExecutor | None = None
+_blas = None  # threadpoolctl's controllers of NumPy's BLAS, found once
+
+
+def thread_count() -> int:
+    """Threads a kernel may use here: the policy's count (``minift.backend.threads``), or 1
+    inside a share of a ``split``."""
+    return 1 if getattr(_local, "serial", False) else threads.get_num_threads()
 
 
 def _twin(function):
@@ -43,13 +70,72 @@ def parallel_kernel(**options):
 
     def compile_both(function):
         parallel = njit(parallel=True, **options)(function)
-        serial = njit(**options)(_twin(function))
+        serial = njit(nogil=True, **options)(_twin(function))
 
         @functools.wraps(function)
         def kernel(*args):
-            return (serial if threads.get_num_threads() == 1 else parallel)(*args)
+            return (serial if thread_count() == 1 else parallel)(*args)
 
         kernel.parallel, kernel.serial, kernel.py_func = parallel, serial, function
         return kernel
 
     return compile_both
+
+
+def _workers(count: int) -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None or _pool._max_workers < count:
+        _pool = ThreadPoolExecutor(count, thread_name_prefix="minift-split")
+    return _pool
+
+
+@contextmanager
+def _one_blas_thread():
+    global _blas
+    if _blas is None:
+        _blas = threads._blas_libraries()
+    before = [library.num_threads for library in _blas]
+    for library in _blas:
+        library.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for library, count in zip(_blas, before):
+            library.set_num_threads(count)
+
+
+def split(work, items) -> None:
+    """``work(item)`` for every item, shared between ``thread_count()`` threads (the calling
+    thread is one of them); each thread takes the next item when it is done with one.
+
+    While it runs, NumPy's BLAS is held at one thread and every ``parallel_kernel`` runs its
+    serial twin (``thread_count()`` is 1 in each share). ``work`` must write only its own
+    item's part of any output. On one thread, or with one item, it is a plain loop.
+    """
+    items = list(items)
+    count = min(thread_count(), len(items))
+    if count < 2:
+        for item in items:
+            work(item)
+        return
+    queue, lock = iter(items), threading.Lock()
+
+    def share():
+        _local.serial = True
+        try:
+            while True:
+                with lock:
+                    item = next(queue, queue)  # the iterator itself marks the end
+                if item is queue:
+                    return
+                work(item)
+        finally:
+            _local.serial = False
+
+    with _one_blas_thread():
+        pending = [_workers(count - 1).submit(share) for _ in range(count - 1)]
+        try:
+            share()
+        finally:
+            for task in pending:
+                task.result()
