@@ -554,3 +554,36 @@ def test_a_parallel_kernel_runs_its_serial_twin_on_one_thread():
     finally:
         threads.set_num_threads(None)
     assert double.py_func.__name__ == "double" and double.serial.py_func.__qualname__.endswith("double_serial")
+
+
+def test_the_twins_of_a_parallel_kernel_divide_by_zero_alike():
+    """Numba compiles a prange body with NumPy's error model (x / 0 is inf, no exception);
+    the serial twin must too -- else its division checks keep LLVM from vectorising."""
+    from numba import prange
+
+    from minift.kernels.numba.parallel import parallel_kernel
+
+    @parallel_kernel()
+    def reciprocal(x, out):
+        for i in prange(x.shape[0]):
+            out[i] = 1.0 / x[i]
+
+    x = np.array([0.0, 2.0, -0.0])
+    results = {name: np.empty(3) for name in ("serial", "parallel")}
+    for name, out in results.items():
+        getattr(reciprocal, name)(x, out)
+    np.testing.assert_array_equal(results["serial"], results["parallel"])
+    np.testing.assert_array_equal(results["serial"], [np.inf, 0.5, -np.inf])
+
+
+def test_a_split_runs_every_item_once_with_serial_kernels_inside():
+    from minift.kernels.numba import parallel
+
+    seen, counts = [], []
+    threads.set_num_threads(3)
+    try:
+        parallel.split(lambda item: (seen.append(item), counts.append(parallel.thread_count())), range(10))
+        assert parallel.thread_count() == 3  # the calling thread is back to the policy's count
+    finally:
+        threads.set_num_threads(None)
+    assert sorted(seen) == list(range(10)) and set(counts) == {1}
