@@ -254,7 +254,8 @@ if conv2d_direct_jit is not None:
 # %% [markdown]
 # Now the race, on the same block2-sized input: the NumPy reference (im2col with NumPy,
 # then one matrix product on OpenBLAS), our direct loops, and minift's Numba kernel
-# (im2col in compiled parallel loops, then the same kind of matrix product).
+# (im2col in compiled loops, then the same kind of matrix product; on several threads,
+# each thread runs both steps on its own share of the images).
 # `bench.measure` returns the median time of several calls after warm-up calls, which
 # also keep the compile time out of the measurement.
 
