@@ -13,6 +13,7 @@ order and why it is fast:
   convolutions, ``conv.py`` per group otherwise;
 - ``pool.py``  max and average pooling, forward and backward;
 - ``transformer.py``  softmax with a mask, layer norm and GELU, fused, forward and backward;
+- ``batch_norm.py``  batch normalisation, fused, forward and backward: one task per channel;
 - ``env.py``   where compiled kernels are cached (``NUMBA_CACHE_DIR``).
 
 Each kernel is compiled for its input types on first use (a few seconds) and cached on
@@ -43,6 +44,7 @@ threads.configure_thread_pools()  # before Numba starts its thread pool
 
 import numpy as np  # noqa: E402
 
+from minift.kernels.numba.batch_norm import batch_norm_backward, batch_norm_forward  # noqa: E402
 from minift.kernels.numba.grouped import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: E402
 from minift.kernels.numba.batched import matmul_stack  # noqa: E402
 from minift.kernels.numba.gemm import gemm_implementation, matmul_blocked  # noqa: E402

@@ -13,7 +13,8 @@ fails here, before any backend runs, with the same message on every backend.
 Rules every entry keeps: it reads any strided input, never writes to its inputs, and
 returns new C-contiguous arrays of the input's floating dtype, float32 or float64; all
 floating inputs of one call share that dtype and one device (anything else is a
-TypeError, never a silent upcast); an empty batch, N = 0, is allowed.
+TypeError, never a silent upcast); an empty batch, N = 0, is allowed (except for batch
+statistics, which need at least one value per channel).
 
 Each entry's docstring below is the one definition of what it computes; each backend's
 kernel of that name computes exactly that, from the checked geometry.
@@ -21,6 +22,7 @@ kernel of that name computes exactly that, from the checked geometry.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -38,6 +40,11 @@ ROW_KERNELS = (
     "gelu_backward",
 )
 
+BATCH_NORM_KERNELS = (
+    "batch_norm_forward",
+    "batch_norm_backward",
+)
+
 CONTRACT = (
     "matmul",
     "conv2d_forward",
@@ -48,9 +55,11 @@ CONTRACT = (
     "avg_pool2d_forward",
     "avg_pool2d_backward",
     *ROW_KERNELS,
+    *BATCH_NORM_KERNELS,
 )
 """The names of the contract's entries: every backend module defines a kernel of each name.
-``ROW_KERNELS``: the transformer's row-wise and element-wise ones (``minift.reference.transformer``)."""
+``ROW_KERNELS``: the transformer's row-wise and element-wise ones (``minift.reference.transformer``);
+``BATCH_NORM_KERNELS``: batch normalisation, per channel (``minift.reference.batch_norm``)."""
 
 
 def matmul(a, b):
@@ -196,6 +205,11 @@ def _check_has_rows(name, x):
         raise ValueError(f"{name}: x must have at least one axis (..., D), got shape {tuple(x.shape)}")
 
 
+def _check_eps(name, eps):
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
+        raise ValueError(f"{name}: eps must be a number >= 0, got {eps!r}")
+
+
 def softmax_forward(x, bias=None):
     """``z = softmax(x + bias)`` along the last axis of ``x (..., S)``; ``bias`` None or an
     additive mask that broadcasts to x (0 = allowed, -inf = not: a row masked everywhere
@@ -234,8 +248,7 @@ def layer_norm_forward(x, weight=None, bias=None, eps=1e-5):
     _check_has_rows(name, x)
     _check_vector(name, "weight", weight, x)
     _check_vector(name, "bias", bias, x)
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
-        raise ValueError(f"{name}: eps must be a number >= 0, got {eps!r}")
+    _check_eps(name, eps)
     return backend.implementation(name, x)(x, weight, bias, float(eps))
 
 
@@ -270,3 +283,56 @@ def gelu_backward(grad_y, x, cdf):
     check_same_shape(name, "grad_y", grad_y.shape, x.shape, "the shape of x")
     check_same_shape(name, "cdf", cdf.shape, x.shape, "the shape of x")
     return backend.implementation(name, x)(grad_y, x, cdf)
+
+
+# Batch normalisation: statistics per channel (axis 1), over the batch and every trailing
+# axis. The formulas are in ``minift.reference.batch_norm``. Kernels get the checked arrays
+# (and ``eps``) and return new C-contiguous arrays.
+
+
+def _check_channels(name, x):
+    if x.ndim < 2:
+        raise ValueError(f"{name}: x must be (N, C, ...) with at least two axes, got shape {tuple(x.shape)}")
+
+
+def _check_channel_vectors(name, x, **vectors):
+    for label, vector in vectors.items():
+        if vector is not None:
+            check_same_shape(name, label, vector.shape, x.shape[1:2], "one entry per channel, axis 1 of x")
+
+
+def batch_norm_forward(x, weight=None, bias=None, eps=1e-5, mean=None, var=None):
+    """``(y, mean, var)``: batch norm of ``x (N, C, ...)`` per channel, ``weight``, ``bias``
+    ``(C,)`` or None, ``eps >= 0``. With ``mean`` and ``var`` None (training) the batch's
+    statistics (biased variance; at least one value per channel), else the given ``(C,)``
+    ones (inference); returns the ones used, ``(C,)``, in x's dtype.
+    Kernel: ``batch_norm_forward(x, weight, bias, eps, mean, var)``.
+    """
+    name = "batch_norm_forward"
+    arrays = {"x": x, "weight": weight, "bias": bias, "mean": mean, "var": var}
+    check_float_arrays(name, **{k: v for k, v in arrays.items() if v is not None})
+    _check_channels(name, x)
+    _check_channel_vectors(name, x, weight=weight, bias=bias, mean=mean, var=var)
+    _check_eps(name, eps)
+    if (mean is None) != (var is None):
+        raise ValueError(f"{name}: pass both mean and var (inference) or neither (training), "
+                         f"got mean {'None' if mean is None else 'an array'} and var {'None' if var is None else 'an array'}")
+    if mean is None and x.shape[0] * math.prod(x.shape[2:]) == 0:
+        raise ValueError(f"{name}: batch statistics need at least one value per channel, got x of shape {tuple(x.shape)}")
+    return backend.implementation(name, x)(x, weight, bias, float(eps), mean, var)
+
+
+def batch_norm_backward(grad_y, x, mean, rstd, weight=None, training=True):
+    """``(grad_x, grad_weight, grad_bias)`` of ``batch_norm_forward`` from the ``mean`` it used
+    and ``rstd = 1 / sqrt(var + eps)``, both ``(C,)``; ``training``: whether mean and var were
+    the batch's (then dL/dx has their paths too). grad_weight is None when weight is.
+    Kernel: ``batch_norm_backward(grad_y, x, mean, rstd, weight, training)``.
+    """
+    name = "batch_norm_backward"
+    check_float_arrays(name, grad_y=grad_y, x=x, mean=mean, rstd=rstd, **({} if weight is None else {"weight": weight}))
+    _check_channels(name, x)
+    check_same_shape(name, "grad_y", grad_y.shape, x.shape, "the shape of x")
+    _check_channel_vectors(name, x, mean=mean, rstd=rstd, weight=weight)
+    if not isinstance(training, bool):
+        raise TypeError(f"{name}: training must be True or False, got {training!r}")
+    return backend.implementation(name, x)(grad_y, x, mean, rstd, weight, training)

@@ -10,13 +10,15 @@ this order:
 - ``im2col.py``  how a convolution becomes a matrix product (im2col) and back (col2im);
 - ``conv.py``    conv2d forward and its two gradients, three products of one equation;
 - ``pool.py``    max and average pooling as reductions over strided views;
-- ``transformer.py``  softmax with a mask, layer norm, GELU: the row-wise kernels of a transformer.
+- ``transformer.py``  softmax with a mask, layer norm, GELU: the row-wise kernels of a transformer;
+- ``batch_norm.py``  batch normalisation, forward and backward: statistics per channel.
 
 Every kernel reads any strided input, never writes to its inputs and keeps float32 in
 float32. A batch of zero images (N = 0) is allowed and gives empty results (zeros for ``conv2d_backward_weight``).
 """
 
 from minift.contract import CONTRACT
+from minift.reference.batch_norm import batch_norm_backward, batch_norm_forward
 from minift.reference.conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward
 from minift.reference.matmul import matmul
 from minift.reference.pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
