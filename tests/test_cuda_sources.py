@@ -23,7 +23,7 @@ import pytest
 
 from minift.kernels.cupy import launch
 
-SOURCES = ("gemm.cu", "conv.cu", "pool.cu", "depthwise.cu", "transformer.cu")
+SOURCES = ("gemm.cu", "conv.cu", "pool.cu", "depthwise.cu", "transformer.cu", "batch_norm.cu")
 DTYPES = ("float32", "float64")
 # Turing, Ampere, Hopper. sm_70 (Volta) is no longer supported by CUDA 13's nvcc.
 ARCHITECTURES = ("sm_75", "sm_80", "sm_90")
@@ -125,8 +125,9 @@ def test_gemm_tiling_constants_match_the_python_model():
     assert constants["THREAD_M"] == tiling.thread_m and constants["THREAD_N"] == tiling.thread_n
 
 
-def test_the_depthwise_reduction_block_matches_its_launch():
-    text = (launch.KERNELS_DIR / "depthwise.cu").read_text()
+@pytest.mark.parametrize("filename", ["depthwise.cu", "batch_norm.cu"])
+def test_the_reduction_blocks_match_their_launch(filename):
+    text = (launch.KERNELS_DIR / filename).read_text()
     threads = int(re.search(r"constexpr int REDUCTION_THREADS = (\d+);", text).group(1))
     assert threads == launch.REDUCTION_THREADS and threads & (threads - 1) == 0  # halving needs a power of two
 

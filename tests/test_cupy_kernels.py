@@ -145,6 +145,12 @@ def test_shapes_beyond_the_kernels_32_bit_indices_are_refused():
         launch.check_int32_planes("conv2d_forward", x=(1, 3, 8, 8), weight=(2**16, 2**15, 1, 1))
 
 
+def test_batch_norm_shapes_beyond_the_kernels_32_bit_counts_are_refused():
+    launch.check_int32_channels("batch_norm_forward", (2**15, 3, 2**8, 2**8 - 1))  # N * L just below 2**31
+    with pytest.raises(ValueError, match=r"batch_norm_forward: x \(32768, 3, 256, 256\) is too large"):
+        launch.check_int32_channels("batch_norm_forward", (2**15, 3, 2**8, 2**8))
+
+
 @given(samples=st.integers(0, 500), bytes_per_sample=st.integers(0, 10**6), budget=st.integers(1, 10**7))
 def test_sample_chunks_cover_the_batch_in_order_within_the_budget(samples, bytes_per_sample, budget):
     chunks = launch.sample_chunks(samples, bytes_per_sample, budget)
@@ -376,6 +382,54 @@ def test_avg_pool2d_backward_matches_reference(case, seed):
     got = contract.avg_pool2d_backward(cupy.asarray(grad_y), case.x.shape, *case.avg_args)
     want = on_reference("avg_pool2d_backward", grad_y, case.x.shape, *case.avg_args)
     _assert_matches(got, want, case.x.dtype)
+
+
+# (N, C, ...): L = 1 (BatchNorm1d), short and long runs, and channels of more values than a block's threads
+BATCH_NORM_SHAPES = st.one_of(
+    st.tuples(st.integers(1, 6), st.integers(1, 7)),
+    st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 9), st.integers(1, 9)),
+    st.sampled_from([(3, 2, 300), (1, 3, 257), (600, 2)]),
+)
+
+
+@needs_gpu
+@settings(max_examples=40, deadline=None)
+@given(shape=BATCH_NORM_SHAPES, dtype=dtypes, training=st.booleans(), affine=st.booleans(), seed=SEEDS)
+def test_batch_norm_forward_and_backward_match_reference(shape, dtype, training, affine, seed):
+    rng = np.random.default_rng(seed)
+    channels = shape[1]
+    x = (rng.standard_normal(shape) * 2 + 3).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    weight, bias = (rng.standard_normal(channels).astype(dtype) for _ in range(2)) if affine else (None, None)
+    statistics = (None, None) if training else (rng.standard_normal(channels).astype(dtype),
+                                               (rng.random(channels) + 0.5).astype(dtype))
+    device = [None if a is None else cupy.asarray(a) for a in (x, g, weight, bias, *statistics)]
+    x_dev, g_dev, weight_dev, bias_dev, mean_dev, var_dev = device
+
+    got = contract.batch_norm_forward(x_dev, weight_dev, bias_dev, 1e-5, mean_dev, var_dev)
+    want = on_reference("batch_norm_forward", x, weight, bias, 1e-5, *statistics)
+    for actual, wanted in zip(got, want):
+        _assert_matches(actual, wanted, dtype)
+
+    mean, rstd = want[1].astype(dtype), (1 / np.sqrt(want[2] + 1e-5)).astype(dtype)
+    got = contract.batch_norm_backward(g_dev, x_dev, cupy.asarray(mean), cupy.asarray(rstd), weight_dev, training)
+    want = on_reference("batch_norm_backward", g, x, mean, rstd, weight, training)
+    for actual, wanted in zip(got, want):
+        if wanted is None:
+            assert actual is None
+        else:
+            _assert_matches(actual, wanted, dtype)
+    _assert_unchanged([a for a in device if a is not None], [a for a in (x, g, weight, bias, *statistics) if a is not None])
+
+
+@needs_gpu
+def test_batch_norm_of_an_empty_batch_in_inference():
+    x = cupy.zeros((0, 3, 4), cupy.float32)
+    stats = cupy.zeros(3, cupy.float32), cupy.ones(3, cupy.float32)
+    y, mean, var = contract.batch_norm_forward(x, None, None, 1e-5, *stats)
+    assert y.shape == (0, 3, 4) and mean.shape == var.shape == (3,)
+    grad_x, grad_weight, grad_bias = contract.batch_norm_backward(x, x, *stats, cupy.ones(3, cupy.float32), False)
+    assert grad_x.shape == (0, 3, 4) and not grad_weight.any() and not grad_bias.any()
 
 
 @needs_gpu

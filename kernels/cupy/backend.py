@@ -14,6 +14,8 @@ as the NumPy reference ``minift.reference``) for arrays on an NVIDIA GPU:
   atomics (max backward) or a gather (avg backward), in ``pool.cu``.
 * ``softmax_*``, ``layer_norm_*``, ``gelu_*``: one block per row, reductions across the
   block in double (softmax, layer norm), or one thread per element (GELU), in ``transformer.cu``.
+* ``batch_norm_*``: one block per channel for its statistics or gradient sums (in double,
+  added in shared memory), then one thread per element for y or dL/dx, in ``batch_norm.cu``.
 
 Each ``.cu`` file is written once for ``scalar_t`` and compiled by NVRTC (through
 ``cupy.RawModule``) twice, for float32 and float64, the first time a kernel is needed;
@@ -419,3 +421,61 @@ def gelu_backward(grad_y, x, cdf):
     _launch(_kernel("transformer.cu", "gelu_backward", x.dtype), launch.elementwise_launch(x.size),
             grad_y, x, cdf, grad_x, np.int64(x.size))
     return grad_x
+
+
+# ----------------------------------------------------------------------------------------
+# Batch normalisation (batch_norm.cu): one block per channel for the sums, then element-wise
+# ----------------------------------------------------------------------------------------
+
+def _channel_sizes(x):
+    """(N, C, L) of ``x (N, C, ...)``, L the product of the trailing sizes, as the kernels' ints."""
+    return _int32(x.shape[0], x.shape[1], math.prod(x.shape[2:]))
+
+
+def batch_norm_forward(x, weight, bias, eps, mean=None, var=None):
+    """(y, mean, var) per channel: the batch statistics (one block per channel) unless given,
+    then y = (x - mean) * scale + shift element-wise, scale = weight / sqrt(var + eps), shift = bias."""
+    launch.check_int32_channels("batch_norm_forward", x.shape)
+    x = cupy.ascontiguousarray(x)
+    samples, channels, length = _channel_sizes(x)
+    if mean is None:
+        stats = cupy.empty((2, channels), cupy.float64)
+        _launch(_kernel("batch_norm.cu", "batch_norm_statistics", x.dtype), launch.reduction_launch(channels),
+                x, stats, samples, channels, length, np.float64(1 / max(samples * length, 1)))
+        mean, var = stats
+    mean, var = mean.astype(np.float64), var.astype(np.float64)
+    scale = 1 / cupy.sqrt(var + eps)
+    if weight is not None:
+        scale *= weight
+    shift = cupy.zeros(channels, x.dtype) if bias is None else bias
+    y = cupy.empty_like(x)
+    _launch(_kernel("batch_norm.cu", "batch_norm_apply", x.dtype), launch.elementwise_launch(x.size),
+            x, mean.astype(x.dtype), scale.astype(x.dtype), cupy.ascontiguousarray(shift, x.dtype), y,
+            np.int64(x.size), channels, length)
+    return y, mean.astype(x.dtype), var.astype(x.dtype)
+
+
+def batch_norm_backward(grad_y, x, mean, rstd, weight, training):
+    """(grad_x, grad_weight or None, grad_bias): the sums of g and g * (x - mean) per channel
+    (one block each), then dL/dx element-wise."""
+    launch.check_int32_channels("batch_norm_backward", x.shape)
+    grad_y, x, mean = cupy.ascontiguousarray(grad_y), cupy.ascontiguousarray(x), cupy.ascontiguousarray(mean)
+    samples, channels, length = _channel_sizes(x)
+    sums = cupy.zeros((2, channels), cupy.float64)
+    _launch(_kernel("batch_norm.cu", "batch_norm_gradient_sums", x.dtype), launch.reduction_launch(channels),
+            grad_y, x, mean, sums, samples, channels, length)
+    sum_g, sum_gd = sums
+    r = rstd.astype(np.float64)
+    scale = r if weight is None else r * weight
+    grad_x = cupy.empty_like(x)
+    if training:
+        inv_count = 1 / max(samples * length, 1)
+        _launch(_kernel("batch_norm.cu", "batch_norm_backward_input", x.dtype), launch.elementwise_launch(x.size),
+                grad_y, x, (sum_g * inv_count).astype(x.dtype), scale.astype(x.dtype), mean,
+                (sum_gd * inv_count * r * r).astype(x.dtype), grad_x, np.int64(x.size), channels, length)
+    else:
+        zeros = cupy.zeros(channels, x.dtype)
+        _launch(_kernel("batch_norm.cu", "batch_norm_apply", x.dtype), launch.elementwise_launch(x.size),
+                grad_y, zeros, scale.astype(x.dtype), zeros, grad_x, np.int64(x.size), channels, length)
+    grad_weight = None if weight is None else (sum_gd * r).astype(x.dtype)
+    return grad_x, grad_weight, sum_g.astype(x.dtype)

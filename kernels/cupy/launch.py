@@ -174,6 +174,20 @@ def check_int32_planes(op: str, **shapes) -> None:
             )
 
 
+def check_int32_channels(op: str, shape) -> None:
+    """Raise unless ``batch_norm.cu``'s 32-bit ``int`` sizes hold ``x (N, C, ...)`` viewed as (N, C, L).
+
+    Its reductions count a channel's N * L values with ``int``; C and L are ``int`` too.
+    The shape has passed the contract's checks; this is the GPU's own limit.
+    """
+    samples, channels, length = shape[0], shape[1], math.prod(shape[2:])
+    if samples * length > INT32_MAX or channels > INT32_MAX:
+        raise ValueError(
+            f"{op}: x {tuple(shape)} is too large for the GPU kernels: N times the trailing sizes, and C, "
+            f"must be below 2**31"
+        )
+
+
 def sample_chunks(samples: int, bytes_per_sample: int, budget: int):
     """``(start, stop)`` ranges that split ``samples`` into chunks whose im2col fits ``budget``.
 
