@@ -11,18 +11,6 @@ from ..engine.autograd import Function
 from ..backend.device import array_module
 
 
-def _normalise_backward(g_hat, x_hat, rstd, axes):
-    """dL/dx for x_hat = (x - mean) * rstd with mean and variance taken over ``axes``:
-
-    dL/dx = rstd * (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat))
-
-    where g_hat = dL/dx_hat. The two means are the paths through mean and variance.
-    """
-    mean_g = g_hat.mean(axis=axes, keepdims=True)
-    mean_gx = (g_hat * x_hat).mean(axis=axes, keepdims=True)
-    return rstd * (g_hat - mean_g - x_hat * mean_gx)
-
-
 class LayerNorm(Function):
     """y = (x - mean) / sqrt(var + eps) * weight + bias over the last ``k`` axes.
 
@@ -88,46 +76,43 @@ class BatchNorm(Function):
         running variance uses the unbiased batch variance, as PyTorch does);
     inference: the same with the running statistics, so y is an affine map of x and
         dL/dx = g * weight / sqrt(running_var + eps).
+
+    Both passes are the contract's fused ``batch_norm_forward`` / ``batch_norm_backward``
+    kernels (formulas in ``minift.reference.batch_norm``); the backward pass recomputes
+    x_hat from x and the (C,) mean and rstd instead of keeping a full-size x_hat (so, as
+    in PyTorch, changing x in place before ``backward()`` is refused). The running
+    statistics are updated here, on (C,) vectors.
     """
 
     @staticmethod
     def forward(ctx, x, weight=None, bias=None, running_mean=None, running_var=None,
                 training=True, momentum=0.1, eps=1e-5):
         xp = array_module(x)
-        axes = (0,) + tuple(range(2, x.ndim))
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        if training:
-            mean = x.mean(axis=axes, keepdims=True)
-            centred = x - mean
-            var = (centred * centred).mean(axis=axes, keepdims=True)
-            if running_mean is not None:
-                n = x.size // x.shape[1]
-                unbiased = var.reshape(-1) * (n / max(n - 1, 1))
-                running_mean *= 1 - momentum
-                running_mean += momentum * mean.reshape(-1)
-                running_var *= 1 - momentum
-                running_var += momentum * unbiased
-        else:
-            centred = x - running_mean.reshape(shape)
-            var = running_var.reshape(shape)
+        given = (None, None) if training else (running_mean, running_var)
+        # The kernels take one dtype; mixed inputs promote as NumPy's arithmetic did before them.
+        arrays = (x, weight, bias, *given)
+        dtype = np.result_type(*(a.dtype for a in arrays if a is not None))
+        x, weight, bias, mean, var = (None if a is None else a.astype(dtype, copy=False) for a in arrays)
+        y, mean, var = contract.batch_norm_forward(x, weight, bias, eps, mean, var)
+        if training and running_mean is not None:
+            n = x.size // x.shape[1]
+            unbiased = var * (n / max(n - 1, 1))
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean
+            running_var *= 1 - momentum
+            running_var += momentum * unbiased
         rstd = 1 / xp.sqrt(var + eps)
-        x_hat = centred * rstd
-        ctx.save_for_backward(x_hat, rstd, weight)
-        ctx.axes, ctx.training, ctx.shape = axes, training, shape
-        if weight is None:
-            return x_hat
-        return x_hat * weight.reshape(shape) + bias.reshape(shape)
+        ctx.save_for_backward(x, mean, rstd, weight)
+        ctx.training = bool(training)
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        x_hat, rstd, weight = ctx.saved
-        g_hat = g if weight is None else g * weight.reshape(ctx.shape)
-        dx = None
-        if ctx.needs_input_grad[0]:
-            dx = _normalise_backward(g_hat, x_hat, rstd, ctx.axes) if ctx.training else g_hat * rstd
-        if weight is None:
-            return (dx,)
-        return dx, (g * x_hat).sum(axis=ctx.axes), g.sum(axis=ctx.axes)
+        x, mean, rstd, weight = ctx.saved
+        dx, dweight, dbias = contract.batch_norm_backward(g.astype(x.dtype, copy=False), x, mean, rstd, weight,
+                                                          ctx.training)
+        dx = dx if ctx.needs_input_grad[0] else None
+        return (dx,) if weight is None else (dx, dweight, dbias)
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
