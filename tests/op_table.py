@@ -937,7 +937,7 @@ OPS = [
        bce_reference, bce_cases),
     Op("embedding", lambda weight, indices: F.embedding(indices, weight), lambda weight, indices: weight[indices],
        embedding_cases),
-    # normalisation (batch_norm runs the backend kernels)
+    # normalisation
     Op("layer_norm",
        lambda x, weight=None, bias=None, normalized_shape=(): F.layer_norm(x, normalized_shape, weight, bias),
        layer_norm_reference, layer_norm_cases),
@@ -947,9 +947,9 @@ OPS = [
     Op("group_norm", lambda x, weight=None, bias=None, num_groups=1: F.group_norm(x, num_groups, weight, bias),
        group_norm_reference, group_norm_cases),
     Op("batch_norm (training)", batch_norm_forward, batch_norm_reference,
-       lambda sides: batch_norm_cases(sides, training=True), kernel=True),
+       lambda sides: batch_norm_cases(sides, training=True)),
     Op("batch_norm (inference)", batch_norm_forward, batch_norm_reference,
-       lambda sides: batch_norm_cases(sides, training=False), kernel=True),
+       lambda sides: batch_norm_cases(sides, training=False)),
     # convolution and pooling (backend kernels, except the adaptive and global averages)
     Op("conv2d", F.conv2d, conv2d_reference, conv2d_cases, kernel=True),
     Op("max_pool2d", F.max_pool2d, pool_reference, lambda sides: pool_cases(sides, dilated=True), kernel=True),

@@ -96,7 +96,7 @@ class BatchNorm(Function):
         y, mean, var = contract.batch_norm_forward(x, weight, bias, eps, mean, var)
         if training and running_mean is not None:
             n = x.size // x.shape[1]
-            unbiased = var * (n / max(n - 1, 1))
+            unbiased = var.reshape(-1) * (n / max(n - 1, 1))
             running_mean *= 1 - momentum
             running_mean += momentum * mean
             running_var *= 1 - momentum
