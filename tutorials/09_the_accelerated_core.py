@@ -23,7 +23,7 @@
 #
 # **What you will learn**
 #
-# 1. the kernel contract: the eight hot paths that every backend implements, and how to
+# 1. the kernel contract: the hot paths that every backend implements, and how to
 #    switch backend without changing a line of model code;
 # 2. that the backends compute the same numbers — up to rounding, and why only up to it;
 # 3. how fast each backend trains (`minift.bench`), and why you must read such numbers
@@ -178,8 +178,7 @@ cells = bench.run_benchmarks(rows, repeat=course.pick(7, 3), warmup=course.pick(
 # implementation ran (`numba blocked` is the Numba backend with its own matrix product
 # instead of OpenBLAS's; `vs torch` compares with PyTorch's kernels). Only the hot paths
 # of the contract differ between backends: the rest of a training step — element-wise
-# ops, BatchNorm's arithmetic, the optimizer, the autograd bookkeeping — is NumPy in
-# every backend.
+# ops, the optimizer, the autograd bookkeeping — is NumPy in every backend.
 #
 # Then read the header. The load average counts the jobs that want a core; above the
 # number of cores, the timings say as much about the other jobs as about the kernels,
