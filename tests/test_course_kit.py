@@ -41,7 +41,7 @@ PLANTED_BUGS = {
     "2.2": ("cols[:, :, p, q] = xpad[:, :, rows, columns]", "cols[:, :, q, p] = xpad[:, :, rows, columns]"),
     "2.3": ("np.add.at(", "np.put("),                                        # overlapping windows overwrite
     "2.4": ("unbiased = var.reshape(-1) * (n / max(n - 1, 1))", "unbiased = var.reshape(-1)"),
-    "2.5": ("if ctx.training else g_hat * rstd", "if False else g_hat * rstd"),  # statistics treated as constants
+    "2.5": ("if training:", "if False:"),                                    # statistics treated as constants
     "2.6": ("(g_hat - g_hat.mean(axis=-1, keepdims=True)", "(g_hat"),        # the mean term forgotten
     "2.7": ("* (1.0 / math.sqrt(q.shape[-1]))", ""),                           # unscaled scores
     "3.1": ("buffer *= momentum", "buffer *= 1"),                           # the old velocity never decays
