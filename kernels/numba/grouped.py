@@ -3,7 +3,8 @@
 The contract's ``conv2d_forward``, ``conv2d_backward_input`` and ``conv2d_backward_weight``
 (``minift.contract``) come here with their ``ConvGeometry`` g, and go one of three ways:
 
-- ``groups == 1``: the dense kernels of ``conv.py`` (im2col + one GEMM per chunk).
+- ``groups == 1``: the dense kernels of ``conv.py`` (im2col + one GEMM per chunk), or for
+  3x3 stride-1 convolutions with enough channels ``winograd.py`` (``winograd.applies``).
 - **depthwise** (one input channel per group, ``C/groups == 1``, as in MobileNet and
   EfficientNet; O = C * multiplier): the direct loops below. im2col would copy every
   input KH*KW times to feed a GEMM with a single row per group -- all memory traffic, no
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minift.kernels.numba import conv as dense
+from minift.kernels.numba import conv as dense, winograd
 from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
 from minift.kernels.numba.conv import valid_range
 from minift.kernels.numba.gemm import FAST_MATH
@@ -140,7 +141,7 @@ def _groups(g):
 def conv2d_forward(x, weight, bias, g):
     """The contract's ``conv2d_forward`` (see ``minift.contract``), for any ``groups``."""
     if g.groups == 1:
-        return dense.conv2d_forward(x, weight, bias, g)
+        return (winograd if winograd.applies(g) else dense).conv2d_forward(x, weight, bias, g)
     if g.depthwise:
         y = np.zeros(g.output_shape, dtype=x.dtype)
         if bias is not None:
