@@ -120,3 +120,13 @@ def test_float32_winograd_stays_within_the_kernel_tolerance_at_a_realistic_size(
                         ("conv2d_backward_weight", (grad_y, x, weight.shape))):
         exact = on("numpy", entry, *(a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in args), *geometry)
         assert_same_result(on("numba", entry, *args, *geometry), exact.astype(np.float32))
+
+
+@WINOGRAD_SETTINGS
+@given(winograd_cases())
+def test_winograd_backward_input_matches_reference(forced, case):
+    x, weight, _, grad_y, padding = case
+    args = (grad_y, weight, x.shape, *window(padding))
+    expected = on("numpy", "conv2d_backward_input", *args)
+    for grad_x in on_each_setting(lambda: on("numba", "conv2d_backward_input", *args)):
+        assert_same_result(grad_x, expected)

@@ -159,7 +159,7 @@ def conv2d_forward(x, weight, bias, g):
 def conv2d_backward_input(grad_y, weight, g):
     """The contract's ``conv2d_backward_input``, for any ``groups``."""
     if g.groups == 1:
-        return dense.conv2d_backward_input(grad_y, weight, g)
+        return (winograd if winograd.applies(g) else dense).conv2d_backward_input(grad_y, weight, g)
     if g.depthwise:
         grad_x = np.zeros(g.input_shape, dtype=grad_y.dtype)
         taps = np.ascontiguousarray(weight).reshape(g.o, g.kh, g.kw)

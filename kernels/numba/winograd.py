@@ -59,8 +59,6 @@ from minift.kernels.numba.gemm import matmul_into
 from numba import njit, prange, uint64
 from minift.kernels.numba.parallel import parallel_kernel, split
 
-G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
-
 MIN_CHANNELS = 8  # Winograd from this many input AND output channels (see ``applies``)
 
 
@@ -76,18 +74,63 @@ def tile_counts(out_hw):
     return (out_hw[0] + 1) // 2, (out_hw[1] + 1) // 2
 
 
+@njit(cache=True)
+def _combine_filter(g0, g1, g2, half):
+    """The four entries of G (g0, g1, g2); ``half`` is 0.5 in the dtype (a literal would be float64)."""
+    mean = (g0 + g2) * half
+    return g0, mean + g1 * half, mean - g1 * half, g2
+
+
+@njit(cache=True)
+def _filter_transform(weight, half, u):
+    """u[xi, o, c] = (G weight[o, c] G^T)[xi] for weight (O, C, 3, 3), u (16, O, C); half = 0.5 in u's dtype."""
+    outs, channels = weight.shape[0], weight.shape[1]
+    for o in range(outs):
+        for c in range(channels):
+            g = weight[o, c]
+            rows = (_combine_filter(g[0, 0], g[1, 0], g[2, 0], half), _combine_filter(g[0, 1], g[1, 1], g[2, 1], half),
+                    _combine_filter(g[0, 2], g[1, 2], g[2, 2], half))  # G g, column by column
+            for a in range(4):
+                entries = _combine_filter(rows[0][a], rows[1][a], rows[2][a], half)  # (.) G^T
+                for b in range(4):
+                    u[4 * a + b, o, c] = entries[b]
+
+
+@njit(cache=True)
+def _gather_filter(a0, a1, a2, a3, half):
+    """The three entries of G^T (a0, a1, a2, a3): the adjoint of ``_combine_filter``."""
+    mean = (a1 + a2) * half
+    return a0 + mean, (a1 - a2) * half, mean + a3
+
+
+@njit(cache=True)
+def _filter_gradient(grad_u, half, grad_w):
+    """grad_w[o, c] (3x3) = G^T grad_u[:, o, c] G for grad_u (16, O, C), grad_w (O, C, 3, 3); half = 0.5."""
+    outs, channels = grad_w.shape[0], grad_w.shape[1]
+    for o in range(outs):
+        for c in range(channels):
+            d = grad_u[:, o, c]
+            columns = (_gather_filter(d[0], d[4], d[8], d[12], half), _gather_filter(d[1], d[5], d[9], d[13], half),
+                       _gather_filter(d[2], d[6], d[10], d[14], half),
+                       _gather_filter(d[3], d[7], d[11], d[15], half))  # G^T dU
+            for p in range(3):
+                entries = _gather_filter(columns[0][p], columns[1][p], columns[2][p], columns[3][p], half)  # (.) G
+                for q in range(3):
+                    grad_w[o, c, p, q] = entries[q]
+
+
 def transform_weight(weight):
-    """U (16, O, C) = G g G^T for each 3x3 filter g of weight (O, C, 3, 3), in weight's dtype."""
-    g_mat = G.astype(weight.dtype)
-    u = np.einsum("ap,ocpq,bq->aboc", g_mat, weight, g_mat)
-    return np.ascontiguousarray(u.reshape(16, weight.shape[0], weight.shape[1]))
+    """U (16, O, C) = G g G^T for each 3x3 filter g of weight (O, C, 3, 3) (any strides), in weight's dtype."""
+    u = np.empty((16, weight.shape[0], weight.shape[1]), dtype=weight.dtype)
+    _filter_transform(weight, u.dtype.type(0.5), u)
+    return u
 
 
 def weight_gradient(grad_u):
     """dL/dg (O, C, 3, 3) = G^T dL/dU G, from dL/dU (16, O, C): the adjoint of ``transform_weight``."""
-    g_mat = G.astype(grad_u.dtype)
-    grad_u = grad_u.reshape(4, 4, *grad_u.shape[1:])
-    return np.ascontiguousarray(np.einsum("ap,aboc,bq->ocpq", g_mat, grad_u, g_mat))
+    grad_w = np.empty((grad_u.shape[1], grad_u.shape[2], 3, 3), dtype=grad_u.dtype)
+    _filter_gradient(grad_u, grad_w.dtype.type(0.5), grad_w)
+    return grad_w
 
 
 @njit(cache=True)
