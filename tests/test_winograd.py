@@ -130,3 +130,13 @@ def test_winograd_backward_input_matches_reference(forced, case):
     expected = on("numpy", "conv2d_backward_input", *args)
     for grad_x in on_each_setting(lambda: on("numba", "conv2d_backward_input", *args)):
         assert_same_result(grad_x, expected)
+
+
+@WINOGRAD_SETTINGS
+@given(winograd_cases())
+def test_winograd_backward_weight_matches_reference(forced, case):
+    x, weight, _, grad_y, padding = case
+    args = (grad_y, x, weight.shape, *window(padding))
+    expected = on("numpy", "conv2d_backward_weight", *args)
+    for grad_w in on_each_setting(lambda: on("numba", "conv2d_backward_weight", *args)):
+        assert_same_result(grad_w, expected)

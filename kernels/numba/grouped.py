@@ -175,7 +175,7 @@ def conv2d_backward_input(grad_y, weight, g):
 def conv2d_backward_weight(grad_y, x, g):
     """The contract's ``conv2d_backward_weight``, for any ``groups``."""
     if g.groups == 1:
-        return dense.conv2d_backward_weight(grad_y, x, g)
+        return (winograd if winograd.applies(g) else dense).conv2d_backward_weight(grad_y, x, g)
     if g.depthwise:
         grad_w = np.empty((g.o, g.kh, g.kw), dtype=x.dtype)
         depthwise_backward_weight_kernel(np.ascontiguousarray(grad_y), np.ascontiguousarray(x), *_window(g), grad_w)
