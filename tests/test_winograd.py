@@ -44,7 +44,8 @@ def winograd_cases(draw):
 @pytest.fixture
 def forced(monkeypatch):
     """Winograd for every qualifying geometry, whatever its channels."""
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_INPUT_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_OUTPUT_CHANNELS", 1)
 
 
 def on_each_setting(run):
@@ -80,15 +81,17 @@ def test_winograd_forward_matches_reference(forced, case):
 
 
 def test_the_dispatch_picks_winograd_exactly_for_3x3_stride_1_dense_convolutions_with_enough_channels():
-    many = winograd.MIN_CHANNELS
+    many, outs = winograd.MIN_INPUT_CHANNELS, winograd.MIN_OUTPUT_CHANNELS
 
     def picks(x_shape, w_shape, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1):
         return winograd.applies(conv2d_geometry("t", x_shape, w_shape, stride, padding, dilation, groups))
 
     assert picks((2, many, 8, 8), (many, many, 3, 3))
     assert picks((2, many, 8, 8), (many, many, 3, 3), padding=(0, 2))
+    assert picks((2, many, 7, 5), (outs, many, 3, 3), padding=(2, 0))
     assert not picks((2, many - 1, 8, 8), (many, many - 1, 3, 3))  # too few input channels (S1's 3)
-    assert not picks((2, many, 8, 8), (many - 1, many, 3, 3))  # too few output channels
+    assert not picks((2, 3, 32, 32), (32, 3, 3, 3))  # bench S1, cifar_cnn's first layer
+    assert not picks((2, many, 8, 8), (outs - 1, many, 3, 3))  # too few output channels
     assert not picks((2, many, 8, 8), (many, many, 5, 5))
     assert not picks((2, many, 8, 8), (many, many, 3, 1))
     assert not picks((2, many, 8, 8), (many, many, 3, 3), stride=(1, 2))
@@ -103,10 +106,10 @@ def test_the_numba_backend_runs_winograd_where_it_applies(monkeypatch):
     monkeypatch.setattr(winograd, "convolve", lambda *args: calls.append("winograd") or np.zeros(1))
     g = conv2d_geometry("t", (1, 8, 6, 6), (8, 8, 3, 3), (1, 1), (1, 1), (1, 1))
     x, weight = np.zeros(g.input_shape, np.float32), np.zeros(g.weight_shape, np.float32)
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 8)
+    monkeypatch.setattr(winograd, "MIN_INPUT_CHANNELS", 8)
     grouped.conv2d_forward(x, weight, None, g)
     assert calls == ["winograd"]
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 9)
+    monkeypatch.setattr(winograd, "MIN_INPUT_CHANNELS", 9)
     assert grouped.conv2d_forward(x, weight, None, g).shape == g.output_shape and calls == ["winograd"]
 
 

@@ -9,8 +9,10 @@ order and why it is fast:
 - ``gemm.py``  a cache-blocked, vectorised matrix multiply, and the BLAS/blocked switch;
 - ``batched.py`` stacks of small products split between threads, one BLAS thread each;
 - ``conv.py``  conv2d forward and backward: im2col + GEMM (+ col2im) per chunk of images;
+- ``winograd.py`` conv2d forward and backward for 3x3 stride-1 kernels with enough channels:
+  Winograd's F(2x2, 3x3), 16 GEMMs on transformed tiles (2.25x fewer multiplications);
 - ``grouped.py`` the conv2d kernels for every ``groups``: direct loops for depthwise
-  convolutions, ``conv.py`` per group otherwise;
+  convolutions, ``winograd.py`` or ``conv.py`` otherwise (``conv.py`` per group);
 - ``pool.py``  max and average pooling, forward and backward;
 - ``transformer.py``  softmax with a mask, layer norm and GELU, fused, forward and backward;
 - ``batch_norm.py``  batch normalisation, fused, forward and backward: one task per channel;
