@@ -145,3 +145,19 @@ def test_a_fixed_spell_does_not_postpone_the_policys_next_look(restore_policy):
     threads.set_num_threads(None)
     contract.matmul(np.ones((2, 2)), np.ones((2, 2)))
     assert threads.policy.next_look > 0.0
+
+
+def test_the_thread_benchmark_times_each_setting_and_names_what_the_policy_chose(restore_policy):
+    """``python -m minift.bench.threads``' measurement, shortened: three timed cells, then the counts."""
+    import re
+
+    from minift.bench.threads import conv_benchmark
+
+    line = conv_benchmark(rounds=1, seconds=0.01)
+    cells = re.findall(r"(\d+\.\d) \(\s*(\d+)\)", line)
+    assert len(cells) == 3, line
+    assert all(float(median) <= float(slowest) + 0.5 for median, slowest in cells), line
+    chose = re.search(r"chose \[([\d, ]+)\], ended on (\d+)", line)
+    assert chose, line
+    assert all(1 <= int(count) <= threads.cores() for count in chose.group(1).split(", ")), line
+    assert threads.policy.fixed is None  # the benchmark leaves the policy in charge

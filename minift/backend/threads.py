@@ -53,7 +53,7 @@ it has seen free cores; its first look, ``INTERVAL`` after ``import minift``, se
 to the free cores at once (there is no earlier choice to protect), later looks step up one
 thread at a time.
 
-Measured with ``python -m minift.backend.threads`` (conv2d S2 forward + backward, median ms
+Measured with ``python -m minift.bench.threads`` (conv2d S2 forward + backward, median ms
 (max), the three settings taking turns), on the same machine shared with seven other
 engineers' jobs (load average 17)::
 
@@ -305,71 +305,3 @@ def numba_thread_count(threads: int | None = None) -> int:
     if not _applied["blas_spins"]:
         return threads
     return max(1, threads - (blas_thread_count() - 1))
-
-
-# --------------------------------------------------------------------------- python -m minift.backend.threads
-
-
-def _conv_benchmark(rounds: int = 12, seconds: float = 0.5) -> str:
-    """conv2d S2 fwd+bwd: median ms (max) on 1 thread, 2 threads and the policy, and what it chose.
-
-    The three settings take turns, ``seconds`` each, for ``rounds`` rounds, so that they
-    meet the same load (the policy keeps its state across its turns).
-    """
-    import statistics
-
-    from minift import backend
-    from minift.bench import ROWS
-
-    step = next(row for row in ROWS if "S2" in row.name).make_step()
-    step()  # compiles
-    settings = (1, 2, None)
-    times = {threads: [] for threads in settings}
-    for _ in range(rounds):
-        for threads in settings:
-            set_num_threads(threads)
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                start = time.perf_counter()
-                step()
-                tick()
-                times[threads].append(time.perf_counter() - start)
-    cells = [f"{1e3 * statistics.median(t):6.1f} ({1e3 * max(t):5.0f})" for t in times.values()]
-    chose = sorted({count for _, count in policy.history})
-    return f"{backend.get_backend():5s} " + " | ".join(cells) + f"   chose {chose}, ended on {policy.chosen}"
-
-
-def main() -> None:
-    """Print conv2d S2 fwd+bwd timings on 1 thread, 2 threads and the policy, in three conditions.
-
-    Each condition runs in a fresh interpreter: the machine as it is; pinned to one core
-    (``taskset -c 0``); another process busy on the last core. Columns: median ms (max).
-    """
-    import subprocess
-
-    code = "import minift\nfrom minift.backend.threads import _conv_benchmark as b\nprint(b())"
-    last = max(os.sched_getaffinity(0))
-    pin_first = lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # noqa: E731
-    print(f"{cores()} cores, load average {os.getloadavg()[0]:.1f}; conv2d S2 fwd+bwd, median ms (max)")
-    print(f"{'condition':28s} {'backend':5s} {'1 thread':>14s} | {'2 threads':>12s} | {'policy':>12s}")
-    for label, preexec, busy in (
-        ("as it is", None, False),
-        ("pinned to one core", pin_first, False),
-        (f"another process on core {last}", None, True),
-    ):
-        hog = None
-        if busy:
-            spin = f"import os; os.sched_setaffinity(0, {{{last}}})\nwhile True: pass"
-            hog = subprocess.Popen([sys.executable, "-c", spin])
-        try:
-            result = subprocess.run([sys.executable, "-c", code], preexec_fn=preexec, capture_output=True,
-                                    text=True, check=True)
-        finally:
-            if hog is not None:
-                hog.kill()
-                hog.wait()
-        print(f"{label:28s} {result.stdout.strip()}")
-
-
-if __name__ == "__main__":
-    main()

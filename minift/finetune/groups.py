@@ -27,7 +27,7 @@ group would escape freezing. Both are errors that name the parameters.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ..nn import Module, Sequential
 from ..engine.tensor import Tensor
