@@ -279,10 +279,15 @@ def test_every_claim_is_a_sentence_of_the_readme():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend, threads", [("numpy", 1), ("numpy", 2), ("numba", 1), ("numba", 2)])
+@pytest.mark.parametrize("backend, threads", [("numpy", 1), ("numba", 1), ("numba", 2)])
 def test_the_readme_claims_hold_on_every_backend_and_thread_count(demo_outputs, backend, threads):
     """The claims, not the digits: float32 sums in another order take training elsewhere,
-    so the numbers move with the backend and the thread count; what the README says must not."""
+    so the numbers move with the backend and the thread count; what the README says must not.
+
+    Not ("numpy", 2): on the NumPy backend, two OpenBLAS threads gave all 15 runs of the
+    demo's table the same accuracies, bit for bit, as one thread (measured), and it was the
+    costliest run of the suite (2-5 minutes beside the other pytest worker). On the Numba
+    backend a second thread does change the sums (each thread convolves its own images)."""
     saved = json.loads((demo_outputs(backend, threads) / "results.json").read_text())
     assert saved["environment"]["backend"] == backend and saved["environment"]["threads"]["blas"] == threads
     assert set(saved["claims"]) == set(demo_report.CLAIMS)

@@ -43,11 +43,12 @@ What this file does differently from the reference, and why it is faster:
    (``image_shares``, run by ``parallel.split``): im2col, the product on one BLAS thread
    and the layout copy, chunk after chunk, so the columns are read by the core that wrote
    them and no step waits for the other pool. (Before, each step was split on its own --
-   im2col over Numba's threads, the GEMM over OpenBLAS's -- and two threads gained
-   nothing: ``minift bench``'s conv2d S2 took 23 ms on two idle cores against 22 on one;
-   split by images, 13.7 against 27 in the same run.) The weight gradient sums each share
-   on its own and adds the shares' sums in order, so it is deterministic on a given thread
-   count.
+   im2col over Numba's threads, the GEMM over OpenBLAS's -- and two threads lost:
+   ``minift bench``'s conv2d S1 took 8.0 ms on two idle cores against 5.5 on one; split
+   by images, 4.1 against 6.0 in one run of the same benchmark.) The weight gradient sums
+   each share on its own and adds the shares' sums in order, so it is deterministic on a
+   given thread count. (Dense 3x3 convolutions with enough channels do not come here:
+   ``grouped.py`` sends them to Winograd's algorithm, ``winograd.py``.)
 
 The rows of ``cols`` are ordered (c, p, q) -- channel first, as in every backend
 (``ConvGeometry.taps``) -- so the weight ``(O, C, KH, KW)`` is already
