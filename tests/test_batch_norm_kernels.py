@@ -206,29 +206,30 @@ def test_f_batch_norm_gradients_match_central_differences(shape, training, name,
 @pytest.mark.parametrize("name", ["numpy", "numba"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(6, 3), (4, 5, 7), (3, 4, 6, 6), (2, 3, 40)])  # L = 1, 7, 36, 40: both orders
-@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("affine", ["weight and bias", "weight", "bias", "neither"])
 def test_f_batch_norm_matches_torch_in_training_and_inference(shape, dtype, affine, name):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(len(shape) * 10 + shape[1])
     x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
     upstream = rng.standard_normal(shape).astype(dtype)
     channels = shape[1]
-    params = [rng.standard_normal(channels).astype(dtype) for _ in range(2)] if affine else []
+    params = {name: rng.standard_normal(channels).astype(dtype) for name in ("weight", "bias") if name in affine}
     running = [rng.standard_normal(channels).astype(dtype), (rng.random(channels) + 0.5).astype(dtype)]
     tolerance = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
     for training in (True, False):
-        ours_in = [minift.tensor(a, requires_grad=True) for a in (x, *params)]
+        ours_in = {key: minift.tensor(a, requires_grad=True) for key, a in {"x": x, **params}.items()}
         ours_running = [r.copy() for r in running]
         with backend.use_backend(name):
-            ours = F.batch_norm(ours_in[0], *ours_running, *ours_in[1:], training=training, momentum=0.3, eps=1e-3)
+            ours = F.batch_norm(ours_in["x"], *ours_running, ours_in.get("weight"), ours_in.get("bias"),
+                                training=training, momentum=0.3, eps=1e-3)
             (ours * minift.tensor(upstream)).sum().backward()
-        theirs_in = [torch.tensor(a, requires_grad=True) for a in (x, *params)]
+        theirs_in = {key: torch.tensor(a, requires_grad=True) for key, a in {"x": x, **params}.items()}
         theirs_running = [torch.tensor(r) for r in running]
-        theirs = torch.nn.functional.batch_norm(theirs_in[0], *theirs_running, *theirs_in[1:], training=training,
-                                                momentum=0.3, eps=1e-3)
+        theirs = torch.nn.functional.batch_norm(theirs_in["x"], *theirs_running, theirs_in.get("weight"),
+                                                theirs_in.get("bias"), training=training, momentum=0.3, eps=1e-3)
         (theirs * torch.tensor(upstream)).sum().backward()
         pairs = [(ours.numpy(), theirs.detach().numpy())]
-        pairs += [(a.grad.numpy(), b.grad.numpy()) for a, b in zip(ours_in, theirs_in)]
+        pairs += [(ours_in[key].grad.numpy(), theirs_in[key].grad.numpy()) for key in ours_in]
         pairs += [(a, b.numpy()) for a, b in zip(ours_running, theirs_running)]
         for mine, torch_value in pairs:
             assert mine.dtype == dtype and mine.shape == torch_value.shape

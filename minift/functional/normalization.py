@@ -182,6 +182,12 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
             f"batch_norm in training needs more than one value per channel, got input shape {x.shape}"
         )
     constants = dict(running_mean=raw[0], running_var=raw[1], training=training, momentum=momentum, eps=eps)
-    if weight is None:
-        return BatchNorm.apply(x, **constants)
-    return BatchNorm.apply(x, weight, bias, **constants)
+    if weight is not None:
+        if bias is None:  # a weight without a bias, as PyTorch allows: a constant zero bias
+            data = weight.data if isinstance(weight, Tensor) else weight
+            bias = Tensor(array_module(data).zeros(data.shape, data.dtype))
+        return BatchNorm.apply(x, weight, bias, **constants)
+    normalised = BatchNorm.apply(x, **constants)
+    if bias is None:
+        return normalised
+    return normalised + bias.reshape((1, x.shape[1]) + (1,) * (x.ndim - 2))  # a bias without a weight
