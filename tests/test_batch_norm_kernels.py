@@ -17,19 +17,14 @@ from minift import functional as F
 from minift.backend import threads
 from minift.reference import batch_norm as reference
 
+from fused_kernels import DTYPES, TOLERANCE, assert_bad_call_fails_alike, assert_contract_dispatches, values
+
 fused = pytest.importorskip("minift.kernels.numba.batch_norm")
 
-DTYPES = (np.float32, np.float64)
-TOLERANCE = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 ORDERS = ("channels", "columns")
 
 # (N, C, ...): 2-D (L = 1), 3-D and 4-D
 shapes = hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=6)
-
-
-def values(dtype, shape, scale=4.0, low=None):
-    low = -scale if low is None else low
-    return hnp.arrays(dtype, shape, elements=st.floats(low, scale, width=np.dtype(dtype).itemsize * 8))
 
 
 @contextmanager
@@ -156,23 +151,12 @@ BAD_CALLS = [
 
 @pytest.mark.parametrize("kernel, call, error, fragment", BAD_CALLS)
 def test_bad_calls_fail_alike_on_both_backends_and_change_nothing(kernel, call, error, fragment):
-    messages = []
-    for name in ("numpy", "numba"):
-        x = X.copy()
-        with backend.use_backend(name), pytest.raises(error) as caught:
-            call(x)
-        assert np.array_equal(x, X)
-        assert kernel in str(caught.value) and fragment in str(caught.value)
-        messages.append(str(caught.value))
-    assert messages[0] == messages[1]
+    assert_bad_call_fails_alike(kernel, call, X, error, fragment)
 
 
 @pytest.mark.parametrize("name", ["numpy", "numba"])
 def test_the_contract_dispatches_the_batch_norm_kernels(name):
-    module = reference if name == "numpy" else fused
-    with backend.use_backend(name):
-        for kernel in contract.BATCH_NORM_KERNELS:
-            assert backend.implementation(kernel, np.zeros(1)) is getattr(module, kernel)
+    assert_contract_dispatches(contract.BATCH_NORM_KERNELS, name, reference, fused)
 
 
 # --------------------------------------------------------------------------- F.batch_norm, which calls them

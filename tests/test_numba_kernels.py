@@ -90,6 +90,22 @@ def test_valid_range_is_exactly_the_positions_inside_the_input(offset, stride, s
     assert list(range(first, stop)) == inside
 
 
+def on_each_setting(run, module, attribute, values):
+    """``run()``'s results under MINIFT_NUMBA_GEMM=blas and =blocked, with ``module.attribute``
+    set to each of ``values``, on one thread and on three."""
+    results = []
+    for gemm, value, thread_count in itertools.product(("blas", "blocked"), values, (1, 3)):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MINIFT_NUMBA_GEMM", gemm)
+            patch.setattr(module, attribute, value)
+            threads.set_num_threads(thread_count)
+            try:
+                results.append(run())
+            finally:
+                threads.set_num_threads(None)
+    return results
+
+
 def on_each_gemm(run):
     """``run()`` under MINIFT_NUMBA_GEMM=blas and =blocked (the convolutions use either), each
     with one product per chunk of images and with one product per image (the conv kernels
@@ -97,17 +113,7 @@ def on_each_gemm(run):
     on one thread and on three (the images then split between threads: ``parallel.split``)."""
     from minift.kernels.numba import conv as numba_conv
 
-    results = []
-    for gemm, per_image_from, thread_count in itertools.product(("blas", "blocked"), (numba_conv.PER_IMAGE_POSITIONS, 1), (1, 3)):
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("MINIFT_NUMBA_GEMM", gemm)
-            patch.setattr(numba_conv, "PER_IMAGE_POSITIONS", per_image_from)
-            threads.set_num_threads(thread_count)
-            try:
-                results.append(run())
-            finally:
-                threads.set_num_threads(None)
-    return results
+    return on_each_setting(run, numba_conv, "PER_IMAGE_POSITIONS", (numba_conv.PER_IMAGE_POSITIONS, 1))
 
 
 CONV_CASES = conv_cases(dtypes=DTYPES)

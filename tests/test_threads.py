@@ -1,8 +1,10 @@
 """The thread policy of ``minift.backend.threads``: free cores, the core watch, stepping down and up.
 
-No timing here: the watch reads a fake ``/proc/stat`` on a fake clock, and the policy's
+No timing is asserted here: the watch reads a fake ``/proc/stat`` on a fake clock, and the policy's
 decisions are fed explicit times.
 """
+
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 from minift import contract
 from minift.backend import threads
+from minift.bench.threads import conv_benchmark
 
 
 @given(st.integers(1, 64), st.floats(0, 64), st.floats(0, 64))
@@ -149,10 +152,6 @@ def test_a_fixed_spell_does_not_postpone_the_policys_next_look(restore_policy):
 
 def test_the_thread_benchmark_times_each_setting_and_names_what_the_policy_chose(restore_policy):
     """``python -m minift.bench.threads``' measurement, shortened: three timed cells, then the counts."""
-    import re
-
-    from minift.bench.threads import conv_benchmark
-
     line = conv_benchmark(rounds=1, seconds=0.01)
     cells = re.findall(r"(\d+\.\d) \(\s*(\d+)\)", line)
     assert len(cells) == 3, line

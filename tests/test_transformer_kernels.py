@@ -12,16 +12,12 @@ from minift import backend, contract
 from minift.backend import threads
 from minift.reference import transformer as reference
 
+from fused_kernels import DTYPES, TOLERANCE, assert_bad_call_fails_alike, assert_contract_dispatches, values
+
 fused = pytest.importorskip("minift.kernels.numba.transformer")
 
-DTYPES = (np.float32, np.float64)
-TOLERANCE = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 
 shapes = hnp.array_shapes(min_dims=1, max_dims=5, min_side=1, max_side=7)
-
-
-def values(dtype, shape, scale=4.0):
-    return hnp.arrays(dtype, shape, elements=st.floats(-scale, scale, width=np.dtype(dtype).itemsize * 8))
 
 
 def assert_close(actual, expected, dtype):
@@ -160,24 +156,12 @@ BAD_CALLS = [
 
 @pytest.mark.parametrize("kernel, call, error, fragment", BAD_CALLS)
 def test_bad_calls_fail_alike_on_both_backends_and_change_nothing(kernel, call, error, fragment):
-    messages = []
-    for name in ("numpy", "numba"):
-        x = np.arange(8.0).reshape(2, 4)
-        before = x.copy()
-        with backend.use_backend(name), pytest.raises(error) as caught:
-            call(x)
-        assert np.array_equal(x, before)
-        assert kernel in str(caught.value) and fragment in str(caught.value)
-        messages.append(str(caught.value))
-    assert messages[0] == messages[1]
+    assert_bad_call_fails_alike(kernel, call, np.arange(8.0).reshape(2, 4), error, fragment)
 
 
 @pytest.mark.parametrize("name", ["numpy", "numba"])
 def test_the_contract_dispatches_the_row_kernels(name):
-    module = reference if name == "numpy" else fused
-    with backend.use_backend(name):
-        for kernel in contract.ROW_KERNELS:
-            assert backend.implementation(kernel, np.zeros(1)) is getattr(module, kernel)
+    assert_contract_dispatches(contract.ROW_KERNELS, name, reference, fused)
 
 
 # --------------------------------------------------------------------------- the ops that call them

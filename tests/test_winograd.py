@@ -7,8 +7,6 @@ float32 accuracy at a realistic size.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,11 +14,10 @@ from hypothesis import strategies as st
 
 pytest.importorskip("numba")
 
-from minift.backend import threads  # noqa: E402
 from minift.contract.geometry import conv2d_geometry  # noqa: E402
 from minift.kernels.numba import conv as numba_conv, grouped, winograd  # noqa: E402
 from strategies import KERNEL_DTYPES, LAYOUTS, SEEDS, read_only  # noqa: E402
-from test_numba_kernels import assert_same_result, on  # noqa: E402
+from test_numba_kernels import assert_same_result, on, on_each_setting  # noqa: E402
 
 
 @st.composite
@@ -48,20 +45,10 @@ def forced(monkeypatch):
     monkeypatch.setattr(winograd, "MIN_OUTPUT_CHANNELS", 1)
 
 
-def on_each_setting(run):
-    """``run()`` under MINIFT_NUMBA_GEMM=blas and =blocked, on one thread and on three, with the
-    images in one chunk and in chunks of one image."""
-    results = []
-    for gemm, thread_count, chunk in itertools.product(("blas", "blocked"), (1, 3), (numba_conv.CHUNK_BYTES, 1)):
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("MINIFT_NUMBA_GEMM", gemm)
-            patch.setattr(winograd, "CHUNK_BYTES", chunk)
-            threads.set_num_threads(thread_count)
-            try:
-                results.append(run())
-            finally:
-                threads.set_num_threads(None)
-    return results
+def on_each_chunking(run):
+    """``run()`` under both GEMMs, on one thread and on three, with the images in one chunk
+    and in chunks of one image."""
+    return on_each_setting(run, winograd, "CHUNK_BYTES", (numba_conv.CHUNK_BYTES, 1))
 
 
 def window(padding):
@@ -76,7 +63,7 @@ WINOGRAD_SETTINGS = settings(max_examples=25, deadline=None)
 def test_winograd_forward_matches_reference(forced, case):
     x, weight, bias, _, padding = case
     expected = on("numpy", "conv2d_forward", x, weight, bias, *window(padding))
-    for y in on_each_setting(lambda: on("numba", "conv2d_forward", x, weight, bias, *window(padding))):
+    for y in on_each_chunking(lambda: on("numba", "conv2d_forward", x, weight, bias, *window(padding))):
         assert_same_result(y, expected)
 
 
@@ -131,7 +118,7 @@ def test_winograd_backward_input_matches_reference(forced, case):
     x, weight, _, grad_y, padding = case
     args = (grad_y, weight, x.shape, *window(padding))
     expected = on("numpy", "conv2d_backward_input", *args)
-    for grad_x in on_each_setting(lambda: on("numba", "conv2d_backward_input", *args)):
+    for grad_x in on_each_chunking(lambda: on("numba", "conv2d_backward_input", *args)):
         assert_same_result(grad_x, expected)
 
 
@@ -141,5 +128,5 @@ def test_winograd_backward_weight_matches_reference(forced, case):
     x, weight, _, grad_y, padding = case
     args = (grad_y, x, weight.shape, *window(padding))
     expected = on("numpy", "conv2d_backward_weight", *args)
-    for grad_w in on_each_setting(lambda: on("numba", "conv2d_backward_weight", *args)):
+    for grad_w in on_each_chunking(lambda: on("numba", "conv2d_backward_weight", *args)):
         assert_same_result(grad_w, expected)
