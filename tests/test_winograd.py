@@ -48,7 +48,7 @@ def forced(monkeypatch):
 def on_each_chunking(run):
     """``run()`` under both GEMMs, on one thread and on three, with the images in one chunk
     and in chunks of one image."""
-    return on_each_setting(run, winograd, "CHUNK_BYTES", (numba_conv.CHUNK_BYTES, 1))
+    return on_each_setting(run, numba_conv, "CHUNK_BYTES", (numba_conv.CHUNK_BYTES, 1))
 
 
 def window(padding):

@@ -208,7 +208,8 @@ def image_shares(batch: int) -> list[range]:
 
 
 def image_chunks(images: range, bytes_per_image: int):
-    """(start, stop) ranges that cut a range of images into chunks of about CHUNK_BYTES of columns."""
+    """(start, stop) ranges that cut a range of images into chunks of about CHUNK_BYTES of work
+    arrays (the columns here; V and M in ``winograd.py``), ``bytes_per_image`` each."""
     size = max(1, CHUNK_BYTES // max(1, bytes_per_image))
     return [(start, min(start + size, images.stop)) for start in range(images.start, images.stop, size)]
 

@@ -54,7 +54,7 @@ from __future__ import annotations
 import numpy as np
 
 from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
-from minift.kernels.numba.conv import CHUNK_BYTES, image_shares, workspace
+from minift.kernels.numba.conv import image_chunks, image_shares, workspace
 from minift.kernels.numba.gemm import matmul_into
 from numba import njit, prange, uint64
 from minift.kernels.numba.parallel import parallel_kernel, split
@@ -268,12 +268,6 @@ def output_gradient_transform(grad_y, dm):
                 planes[4, t], planes[5, t], planes[6, t], planes[7, t] = _spread(a1, b1)
                 planes[8, t], planes[9, t], planes[10, t], planes[11, t] = _spread(a2, b2)
                 planes[12, t], planes[13, t], planes[14, t], planes[15, t] = _spread(a3, b3)
-
-
-def image_chunks(images: range, bytes_per_image: int):
-    """(start, stop) ranges cutting a range of images into chunks of about CHUNK_BYTES of V and M."""
-    size = max(1, CHUNK_BYTES // max(1, bytes_per_image))
-    return [(start, min(start + size, images.stop)) for start in range(images.start, images.stop, size)]
 
 
 def planes(name, rows, count, dtype):
