@@ -111,11 +111,42 @@ def test_gelu_forward_and_backward_match_the_reference(data, shape, dtype):
 
 
 def test_float32_normal_cdf_keeps_its_relative_precision_in_the_tails():
-    x = np.linspace(-12, 12, 24_001).astype(np.float32)
+    x = np.linspace(-14, 14, 28_001).astype(np.float32)  # past 13.5, where the fit ends and 0 takes over
     _, cdf = fused.gelu_forward(x)
     exact = np.array([0.5 * math.erfc(-v / math.sqrt(2)) for v in x.astype(np.float64)])  # no cancellation
     tiny = np.finfo(np.float32).tiny  # below it float32 has fewer digits
     np.testing.assert_allclose(cdf, exact.astype(np.float32), rtol=3e-7, atol=tiny)
+    assert cdf.min() >= 0 and cdf.max() <= 1
+
+
+def test_float32_gelu_of_infinities_and_nan_matches_the_reference():
+    x = np.array([np.inf, -np.inf, np.nan, 0.0, 1e30, -1e30], np.float32)
+    g = np.ones_like(x)
+    with np.errstate(all="ignore"):  # the reference's inf * 0 and overflowing x * x
+        expected = reference.gelu_forward(x)
+        expected_grad = reference.gelu_backward(g, x, expected[1])
+    got = fused.gelu_forward(x)
+    for actual, wanted in zip(got, expected):
+        np.testing.assert_array_equal(actual, wanted)
+    np.testing.assert_array_equal(fused.gelu_backward(g, x, got[1]), expected_grad)
+
+
+def test_the_float32_normal_cdf_polynomial_is_the_fit_it_says_it_is():
+    pytest.importorskip("scipy", reason="the fit uses scipy.special.erfcx")
+    from minift.kernels.numba import normal_cdf_fit
+
+    coefficients, error = normal_cdf_fit.fit_coefficients()
+    np.testing.assert_allclose(np.array(coefficients), np.array(fused.NORMAL_CDF_FIT), rtol=1e-5, atol=1e-7)
+    assert error < 5e-8
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias_shape", [(1, 3, 1, 1, 6), (2, 1, 1, 1, 6), (2, 3, 1, 4, 1), (4, 6), (1,)])
+def test_softmax_bias_of_five_axes_broadcast_every_way(bias_shape, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 5, 4, 6)).astype(dtype)
+    bias = rng.standard_normal(bias_shape).astype(dtype)
+    assert_close(fused.softmax_forward(x, bias), reference.softmax_forward(x, bias), dtype)
 
 
 def test_layer_norm_gradients_do_not_depend_on_the_thread_count():
