@@ -77,10 +77,12 @@ def _failure_detail(junit_file: Path, output: str) -> str:
             example = [i for i, line in enumerate(lines) if line.startswith(("Falsifying example", "Failing test case"))]
             report = [line[1:].strip() for line in (element.text or "").splitlines() if line.startswith("E ")]
             evidence = lines[example[0]:example[0] + 15] if example else report[-15:]  # else pytest's E lines
-            # The exceptions named anywhere in the message come first: with several MPI ranks
-            # failing at once, their lines interleave, and the example may come before them.
-            named = [line for line in lines[1:] if ERROR_LINE.search(line)][:3]
-            evidence = named + [line for line in evidence if line not in named]
+            # The exceptions named anywhere in the failure come first: with several MPI ranks
+            # failing at once, their lines interleave, the example may come before them, and
+            # pytest shortens the message (to ~450 characters), so the report is searched too.
+            everywhere = dict.fromkeys(line.strip() for line in lines[1:] + report)
+            named = [line for line in everywhere if ERROR_LINE.search(line) and line != lines[0].strip()][:3]
+            evidence = named + [line for line in evidence if line.strip() not in named]
             return "\n".join([f"{case.get('name', '?')}: {lines[0]}", *evidence])
     return output.strip()[-1500:] or "pytest failed without a report"
 
