@@ -13,9 +13,10 @@ The pieces, in the order a reader meets them:
 
 __version__ = "0.1.0"
 
-from .backend import threads
+from .backend import allocator, threads
 
 threads.configure_thread_pools()  # before NumPy starts OpenBLAS's threads (see threads.py)
+allocator.configure_allocator()  # freed arrays stay for the next step (see allocator.py)
 
 from . import functional  # noqa: E402
 from .engine.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
