@@ -37,7 +37,6 @@ import argparse
 import contextlib
 import importlib.util
 import json
-import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -45,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .. import backend
+from ..backend.allocator import peak_rss_mb
 from ..data import ArrayDataset, DataLoader
 from ..data.bundled import load_fashion_mnist_bundled, load_mnist_bundled
 from ..data.transforms import resize_bilinear
@@ -83,11 +83,6 @@ class RunResult:
     peak_rss_mb: float
     imagenet_retention: float | None = field(default=None)
 
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (``getrusage``; Linux reports kB)."""
-    kilobytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kilobytes / 1024 if sys.platform != "darwin" else kilobytes / 2**20
 
 
 def to_rgb(x_grey01: np.ndarray, size: int) -> np.ndarray:

@@ -13,9 +13,10 @@ import sys
 from dataclasses import asdict, fields
 
 from .. import backend
+from ..backend.allocator import peak_rss_mb
 from ..nn.bert import BertModel
 from ..text.pretrained import locate_minilm_l6_v2
-from ..text.strategies import TextFinetuneConfig, compare_strategies, peak_rss_mb
+from ..text.strategies import TextFinetuneConfig, compare_strategies
 from ..text.throughput import measure_throughput
 
 DESCRIPTION = "Fine-tune a pretrained sentence encoder to classify text: all-MiniLM-L6-v2 on Reuters R8."

@@ -22,6 +22,8 @@ PyTorch's CUDA allocator keeps freed GPU memory for the next step.
 It applies only where the C library is glibc, and only when you have not tuned malloc
 yourself (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES`` in the
 environment: yours win); ``MINIFT_MALLOC=default`` keeps glibc's defaults.
+
+``peak_rss_mb`` reports what a run held at its peak (the benchmarks' memory columns).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import resource
+import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 MMAP_THRESHOLD = 64 << 20  # arrays up to 64 MiB come from the heap and are reused
@@ -53,3 +57,9 @@ def configure_allocator(environ=os.environ, libc=None) -> bool:
         return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) & bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     except (OSError, AttributeError):  # no mallopt in this C library
         return False
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (``getrusage``: Linux reports KiB, macOS bytes)."""
+    kilobytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kilobytes / 1024 if sys.platform != "darwin" else kilobytes / 2**20

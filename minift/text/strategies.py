@@ -24,12 +24,11 @@ benchmark is ``minift.text.throughput``.
 
 from __future__ import annotations
 
-import resource
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 
 from .. import backend
+from ..backend.allocator import peak_rss_mb
 from ..data import ArrayDataset, DataLoader
 from ..finetune.forgetting import evaluate_accuracy
 from ..finetune.freezing import freeze, freeze_to, set_trainable, trainable_report
@@ -111,11 +110,6 @@ class StrategyResult:
         """Everything but the head's weights (what the JSON report holds)."""
         return {key: value for key, value in asdict(self).items() if key != "head"}
 
-
-def peak_rss_mb() -> float:
-    """The peak resident memory of this process so far (``getrusage``; Linux reports kB)."""
-    kilobytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kilobytes / 1024 if sys.platform != "darwin" else kilobytes / 2**20
 
 
 SCHEDULE = "cosine"
