@@ -61,6 +61,7 @@ ROW_BLOCKS = 16  # blocks of rows for layer norm's weight and bias gradients
 LOG2E = 1.4426950408889634
 LN2_HI = 0.693145751953125  # ln 2 = LN2_HI + LN2_LO; LN2_HI has 16 significant bits, so k * LN2_HI is exact
 LN2_LO = 1.4286068203094173e-06
+EXP_TAYLOR = tuple(1.0 / math.factorial(n) for n in range(13, -1, -1))  # 1/13!, ..., 1/1!, 1/0!: exp(r) to 1e-17
 INV_SQRT2 = 1 / math.sqrt(2)
 INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 
@@ -127,15 +128,20 @@ maxnum = _llvm_float_intrinsic("llvm.maxnum", 2, "maxnum(a, b): the larger, or t
 
 
 @njit(cache=True, inline="always")
+def horner(coefficients, x):
+    """c[0] x**n + c[1] x**(n-1) + ... + c[n] for ``coefficients`` c (a tuple, highest degree
+    first), by Horner's rule: n multiply-adds. The tuple is a compile-time constant, so the
+    loop unrolls into the same straight-line code as written out by hand."""
+    p = coefficients[0]
+    for c in coefficients[1:]:
+        p = p * x + c
+    return p
+
+
+@njit(cache=True, inline="always")
 def exp_reduced_float32(r, k):
     """exp(r) * 2**k for |r| <= ln(2)/2 and a whole float32 k in [-126, 127] (Cephes' ``expf`` polynomial)."""
-    p = F32_EXP[0]
-    p = p * r + F32_EXP[1]
-    p = p * r + F32_EXP[2]
-    p = p * r + F32_EXP[3]
-    p = p * r + F32_EXP[4]
-    p = p * r + F32_EXP[5]
-    return (p * (r * r) + r + F32_ONE) * pow2_float32(np.int32(k) if k == k else np.int32(0))
+    return (horner(F32_EXP, r) * (r * r) + r + F32_ONE) * pow2_float32(np.int32(k) if k == k else np.int32(0))
 
 
 @njit(cache=True, inline="always")
@@ -156,21 +162,7 @@ def exp_approx(x):
     clamped = -708.0 if x < -708.0 else x
     k = math.floor(clamped * LOG2E + 0.5)
     r = (clamped - k * LN2_HI) - k * LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
-    y = p * pow2(np.int64(k) if k == k else np.int64(0))
+    y = horner(EXP_TAYLOR, r) * pow2(np.int64(k) if k == k else np.int64(0))
     return 0.0 if x < -708.0 else y
 
 
@@ -377,8 +369,8 @@ F32_LN_INV_SQRT_2PI = np.float32(-0.5 * math.log(2 * math.pi))
 
 @njit(cache=True, inline="always")
 def exp_minus_half_square_float32(a, p):
-    """exp(p - a*a/2) for float32 ``a`` in [0, 13.5] and |p| < 2, to float32's relative precision;
-    0 where it is below -87.3 (as ``exp_approx_float32``).
+    """exp(p - a*a/2) for a float32 ``a >= 0`` and |p| < 2, to float32's relative precision;
+    0 where it is below -87.3 (as ``exp_approx_float32``), ``a`` infinite included.
 
     ``a*a/2`` reaches 91, where one rounding of it (an ulp is 8e-6) would be a relative error
     of 8e-6 in the result. So ``a*a = h + l`` exactly (``l = fma(a, a, -h)``), the whole
@@ -411,21 +403,9 @@ def normal_cdf_float32(x):
     d_lo = (F32_ONE - d) + half if half < F32_ONE else (half - d) + F32_ONE
     t0 = F32_ONE / d
     t = fma(t0, fma(-t0, d, F32_ONE) - t0 * d_lo, t0)
-    v = t - F32_FIT_CENTER
-    c = NORMAL_CDF_FIT
-    p = c[0]
-    p = p * v + c[1]
-    p = p * v + c[2]
-    p = p * v + c[3]
-    p = p * v + c[4]
-    p = p * v + c[5]
-    p = p * v + c[6]
-    p = p * v + c[7]
-    p = p * v + c[8]
-    p = p * v + c[9]
-    p = p * v + c[10]
+    p = horner(NORMAL_CDF_FIT, t - F32_FIT_CENTER)
     tail = F32_HALF * t * exp_minus_half_square_float32(a, p)
-    tail = np.float32(0.0) if a > F32_TAIL_END else tail  # and so Phi(-inf) = 0, Phi(inf) = 1
+    tail = np.float32(0.0) if a > F32_TAIL_END else tail  # where t is NaN (a = inf): Phi(-inf) = 0, Phi(inf) = 1
     return F32_ONE - tail if x >= 0 else tail
 
 
@@ -460,10 +440,7 @@ def gelu_backward_flat_float32(grad_y, x, cdf, out):
     """``gelu_backward_flat`` in float32 arithmetic: phi(x) = exp(-x*x/2 + ln(1/sqrt(2 pi)))."""
     for i in prange(x.shape[0]):
         v = x[i]
-        a = abs(v)
-        density = exp_minus_half_square_float32(a, F32_LN_INV_SQRT_2PI)
-        density = np.float32(0.0) if a > F32_TAIL_END else density
-        out[i] = grad_y[i] * (cdf[i] + v * density)
+        out[i] = grad_y[i] * (cdf[i] + v * exp_minus_half_square_float32(abs(v), F32_LN_INV_SQRT_2PI))
 
 
 def gelu_forward(x):

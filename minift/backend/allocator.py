@@ -13,11 +13,11 @@ one warm-up step, then the mean of two steps, on one thread and then on two; two
     glibc's defaults                              95,000 / 28,000      2,304-2,365 / 1,357-1,363
     mmap threshold 64 MiB, trim threshold 1 GiB      255 / 130         1,539-1,644 / 1,066-1,081
 
-with the same peak resident size (1.19 GB). A trim threshold of 256 MiB (mmap threshold 32
-MiB) left the 28,000: the step frees more than that at its end. So ``configure_allocator`` sets those two
-thresholds with ``mallopt``. The price: memory a step freed stays in the process,
-so its resident size stays at its peak -- which the next step needs again anyway, as
-PyTorch's CUDA allocator keeps freed GPU memory for the next step.
+with the same peak resident size (1.19 GB). A trim threshold of 256 MiB (mmap threshold
+32 MiB) left the 28,000: the step frees more than that at its end. So
+``configure_allocator`` sets those two thresholds with ``mallopt``. The price: memory a
+step freed stays in the process, so its resident size stays at its peak -- which the next
+step needs again anyway, as PyTorch's CUDA allocator keeps freed GPU memory for the next step.
 
 It applies only where the C library is glibc, and only when you have not tuned malloc
 yourself (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES`` in the
