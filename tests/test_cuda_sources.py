@@ -23,7 +23,7 @@ import pytest
 
 from minift.kernels.cupy import launch
 
-SOURCES = ("gemm.cu", "conv.cu", "pool.cu", "depthwise.cu", "transformer.cu", "batch_norm.cu")
+SOURCES = ("gemm.cu", "conv.cu", "pool.cu", "depthwise.cu", "transformer.cu", "batch_norm.cu", "dropout.cu")
 DTYPES = ("float32", "float64")
 # Turing, Ampere, Hopper. sm_70 (Volta) is no longer supported by CUDA 13's nvcc.
 ARCHITECTURES = ("sm_75", "sm_80", "sm_90")

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
@@ -430,6 +430,58 @@ def test_batch_norm_of_an_empty_batch_in_inference():
     assert y.shape == (0, 3, 4) and mean.shape == var.shape == (3,)
     grad_x, grad_weight, grad_bias = contract.batch_norm_backward(x, x, *stats, cupy.ones(3, cupy.float32), False)
     assert grad_x.shape == (0, 3, 4) and not grad_weight.any() and not grad_bias.any()
+
+
+ROW_SHAPES = st.one_of(st.tuples(st.integers(1, 5), st.integers(1, 300)),  # row widths around a block's 256 threads
+                       st.sampled_from([(2, 3, 128, 128), (7, 257), (1, 1)]))
+
+
+@needs_gpu
+@settings(max_examples=40, deadline=None)
+@given(shape=ROW_SHAPES, dtype=dtypes, masked=st.booleans(), affine=st.booleans(), seed=SEEDS)
+def test_the_transformer_row_kernels_match_reference(shape, dtype, masked, affine, seed):
+    """softmax (with a broadcast -inf mask), layer norm and GELU, forward and backward."""
+    rng = np.random.default_rng(seed)
+    x, g = (rng.standard_normal(shape) * 3).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    bias = np.where(rng.random(shape[-1]) < 0.3, -np.inf, 0).astype(dtype) if masked else None
+    width = shape[-1]
+    weight, shift = (rng.standard_normal(width).astype(dtype) for _ in range(2)) if affine else (None, None)
+    x_dev, g_dev = cupy.asarray(x), cupy.asarray(g)
+
+    def both(entry, *args):  # run on the GPU and on the reference, compare, return the reference's
+        got = getattr(contract, entry)(*[cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in args])
+        want = on_reference(entry, *args)
+        for actual, wanted in zip(*((got, want) if isinstance(want, tuple) else ((got,), (want,)))):
+            if wanted is None:
+                assert actual is None
+            else:
+                finite = np.isfinite(wanted)  # a row masked everywhere is NaN in both
+                assert np.array_equal(np.isnan(cupy.asnumpy(actual)), ~finite)
+                _assert_matches(cupy.where(cupy.asarray(finite), actual, 0), np.where(finite, wanted, 0), dtype)
+        return want
+
+    z = both("softmax_forward", x, bias).astype(dtype)
+    both("softmax_backward", g, np.nan_to_num(z))
+    _, mean, rstd = both("layer_norm_forward", x, weight, shift, 1e-5)
+    both("layer_norm_backward", g, x, mean.astype(dtype), rstd.astype(dtype), weight)
+    _, cdf = both("gelu_forward", x)
+    both("gelu_backward", g, x, cdf.astype(dtype))
+    _assert_unchanged((x_dev, g_dev), (x, g))
+
+
+@needs_gpu
+@settings(max_examples=40, deadline=None)
+@given(shape=ROW_SHAPES, dtype=dtypes, p=st.floats(0, 1, exclude_max=True), key=st.integers(0, 2**64 - 1),
+       seed=SEEDS)
+def test_dropout_makes_the_reference_mask_bit_for_bit(shape, dtype, p, key, seed):
+    x = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+    x_dev = cupy.asarray(x)
+    got = contract.dropout(x_dev, p, key)
+    with backend.use_backend("numpy"):
+        want = contract.dropout(x, p, key)
+    assert isinstance(got, cupy.ndarray) and got.dtype == dtype and got.flags.c_contiguous
+    np.testing.assert_array_equal(cupy.asnumpy(got), want)
+    _assert_unchanged((x_dev,), (x,))
 
 
 @needs_gpu

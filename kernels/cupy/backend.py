@@ -16,6 +16,7 @@ as the NumPy reference ``minift.reference``) for arrays on an NVIDIA GPU:
   block in double (softmax, layer norm), or one thread per element (GELU), in ``transformer.cu``.
 * ``batch_norm_*``: one block per channel for its statistics or gradient sums (in double,
   added in shared memory), then one thread per element for y or dL/dx, in ``batch_norm.cu``.
+* ``dropout``: one thread per element, each hashing its own index for its draw, in ``dropout.cu``.
 
 Each ``.cu`` file is written once for ``scalar_t`` and compiled by NVRTC (through
 ``cupy.RawModule``) twice, for float32 and float64, the first time a kernel is needed;
@@ -39,6 +40,7 @@ import cupy
 import numpy as np
 
 from minift.contract.geometry import ConvGeometry, MatmulGeometry, PoolGeometry
+from minift.reference.dropout import keep_threshold
 
 from . import launch
 
@@ -479,3 +481,16 @@ def batch_norm_backward(grad_y, x, mean, rstd, weight, training):
                 grad_y, zeros, scale.astype(x.dtype), zeros, grad_x, np.int64(x.size), channels, length)
     grad_weight = None if weight is None else (sum_gd * r).astype(x.dtype)
     return grad_x, grad_weight, sum_g.astype(x.dtype)
+
+
+# ----------------------------------------------------------------------------------------
+# Dropout (dropout.cu): one thread per element
+# ----------------------------------------------------------------------------------------
+
+def dropout(x, p, key):
+    """y = x * keep / (1 - p), keep_i = (splitmix64(key, i) >> 11) >= ceil(p * 2**53), element-wise."""
+    x = cupy.ascontiguousarray(x)
+    y = cupy.empty_like(x)
+    _launch(_kernel("dropout.cu", "dropout", x.dtype), launch.elementwise_launch(x.size),
+            x, y, np.uint64(key), np.uint64(keep_threshold(p)), np.float64(1 / (1 - p)), np.int64(x.size))
+    return y

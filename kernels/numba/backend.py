@@ -49,6 +49,7 @@ import numpy as np  # noqa: E402
 from minift.kernels.numba.batch_norm import batch_norm_backward, batch_norm_forward  # noqa: E402
 from minift.kernels.numba.grouped import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: E402
 from minift.kernels.numba.batched import matmul_stack  # noqa: E402
+from minift.kernels.numba.dropout import dropout  # noqa: E402
 from minift.kernels.numba.gemm import gemm_implementation, matmul_blocked  # noqa: E402
 from minift.kernels.numba.pool import (  # noqa: E402
     avg_pool2d_backward,

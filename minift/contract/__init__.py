@@ -56,10 +56,12 @@ CONTRACT = (
     "avg_pool2d_backward",
     *ROW_KERNELS,
     *BATCH_NORM_KERNELS,
+    "dropout",
 )
 """The names of the contract's entries: every backend module defines a kernel of each name.
 ``ROW_KERNELS``: the transformer's row-wise and element-wise ones (``minift.reference.transformer``);
-``BATCH_NORM_KERNELS``: batch normalisation, per channel (``minift.reference.batch_norm``)."""
+``BATCH_NORM_KERNELS``: batch normalisation, per channel (``minift.reference.batch_norm``);
+``dropout``: the counter-based mask (``minift.reference.dropout``)."""
 
 
 def matmul(a, b):
@@ -283,6 +285,21 @@ def gelu_backward(grad_y, x, cdf):
     check_same_shape(name, "grad_y", grad_y.shape, x.shape, "the shape of x")
     check_same_shape(name, "cdf", cdf.shape, x.shape, "the shape of x")
     return backend.implementation(name, x)(grad_y, x, cdf)
+
+
+def dropout(x, p, key):
+    """Inverted dropout, ``y = x * keep / (1 - p)``, with the mask a function of ``(key, i)``:
+    element i of x (C order) is kept iff ``(splitmix64(key, i) >> 11) >= ceil(p * 2**53)``
+    (definitions in ``minift.reference.dropout``). ``p`` a real in [0, 1), ``key`` an int in
+    [0, 2**64). The same call on the gradient is the backward pass. Kernel: ``dropout(x, p, key)``.
+    """
+    name = "dropout"
+    check_float_arrays(name, x=x)
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
+        raise ValueError(f"{name}: p must be a number in [0, 1), got {p!r}")
+    if isinstance(key, bool) or not isinstance(key, numbers.Integral) or not 0 <= key < 2**64:
+        raise ValueError(f"{name}: key must be an int in [0, 2**64), got {key!r}")
+    return backend.implementation(name, x)(x, float(p), int(key))
 
 
 # Batch normalisation: statistics per channel (axis 1), over the batch and every trailing

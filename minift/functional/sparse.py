@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import contract
 from ..engine.autograd import Function
 from ..backend.device import array_module, scatter_add
 from ..engine.random import generator
@@ -12,22 +13,22 @@ from ..engine.random import generator
 class Dropout(Function):
     """In training, zero each element with probability p and scale the rest by 1/(1-p)
     (inverted dropout: the expected value is unchanged, so evaluation needs no rescaling).
-    dL/dx = g * mask / (1 - p)."""
+    dL/dx = g * mask / (1 - p).
+
+    The mask is the contract's ``dropout``: element i is kept by a hash of (key, i) (see
+    ``minift.reference.dropout``), with one 64-bit key per call drawn from the global
+    generator, so ``manual_seed`` repeats it, any thread count draws the same mask, and the
+    backward pass recomputes the mask from the key instead of keeping it.
+    """
 
     @staticmethod
     def forward(ctx, x, p):
-        xp = array_module(x)
-        # Uniform draws in float32 for float32 (and narrower) inputs: half the memory traffic
-        # of float64 draws, and float32's 2**-24 steps are far finer than any useful p.
-        uniform = generator().random(x.shape, dtype=np.float64 if x.dtype.itemsize > 4 else np.float32)
-        scale = xp.asarray((uniform >= p) * x.dtype.type(1 / (1 - p)))  # bool * scalar: one pass, x's dtype
-        ctx.save_for_backward(scale)
-        return x * scale
+        ctx.p, ctx.key = p, int(generator().integers(0, 2**64, dtype=np.uint64))
+        return contract.dropout(x, p, ctx.key)
 
     @staticmethod
     def backward(ctx, g):
-        (scale,) = ctx.saved
-        return g * scale
+        return contract.dropout(g, ctx.p, ctx.key)
 
 
 class EmbeddingLookup(Function):
