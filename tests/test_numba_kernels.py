@@ -614,3 +614,23 @@ def test_a_split_runs_every_item_once_with_serial_kernels_inside():
     finally:
         threads.set_num_threads(None)
     assert sorted(seen) == list(range(10)) and set(counts) == {1}
+
+
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_wide_vectors_marks_the_function_it_is_compiled_in_for_512_bit_vectors(parallel):
+    """The serial twin itself, or the function a ``prange`` loop is outlined into. (Compiled
+    afresh: Numba cannot show the LLVM IR of code it loaded from its cache.)"""
+    from numba import njit
+
+    from minift.kernels.numba.dropout import dropout_flat
+    from minift.kernels.numba.vector_width import PREFER_512_BITS
+
+    kernel = njit(parallel=parallel)(dropout_flat.py_func)
+    x, y = np.ones(64, np.float32), np.empty(64, np.float32)
+    kernel(x, np.uint64(1), np.uint64(2**52), np.float32(2), y)
+    library = kernel.overloads[kernel.signatures[0]].library
+    if parallel:  # the loop is a "parfor gufunc", compiled into a library of its own
+        library = next(linked for linked in library._linking_libraries if "parfor" in linked.name)
+    assert PREFER_512_BITS in library.get_llvm_str()
