@@ -13,8 +13,9 @@ against 7.8 ms for NumPy's ``Generator.random`` draws, comparison and two produc
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
+from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
+from numba import njit, prange
 from minift.kernels.numba.parallel import parallel_kernel
 from minift.kernels.numba.vector_width import wide_vectors
 from minift.reference.dropout import SHIFTS, keep_threshold

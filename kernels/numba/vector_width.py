@@ -28,6 +28,7 @@ MiniLM at batch 16 on two threads, the two builds alternating: inference 0.711 a
 
 from __future__ import annotations
 
+from minift.kernels.numba import env as numba_env  # noqa: F401  (sets NUMBA_CACHE_DIR before Numba loads)
 from numba import types
 from numba.extending import intrinsic
 
