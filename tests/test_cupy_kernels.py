@@ -470,6 +470,22 @@ def test_the_transformer_row_kernels_match_reference(shape, dtype, masked, affin
 
 
 @needs_gpu
+@settings(max_examples=30, deadline=None)
+@given(batch=st.sampled_from([(), (3,), (2, 4)]), sizes=st.tuples(*[st.integers(1, 70)] * 3), dtype=dtypes,
+       masked=st.booleans(), seed=SEEDS)
+def test_attention_forward_matches_reference(batch, sizes, dtype, masked, seed):
+    length, keys, width = sizes
+    rng = np.random.default_rng(seed)
+    q, k, v = (rng.standard_normal((*batch, rows, width)).astype(dtype) for rows in (length, keys, keys))
+    bias = np.where(rng.random(keys) < 0.3, -np.inf, 0).astype(dtype) if masked else None
+    got = contract.attention_forward(*map(cupy.asarray, (q, k, v)), None if bias is None else cupy.asarray(bias), 0.25)
+    want = on_reference("attention_forward", q, k, v, bias, 0.25)
+    finite = np.isfinite(want)  # every key masked: NaN in both
+    assert np.array_equal(np.isnan(cupy.asnumpy(got)), ~finite)
+    _assert_matches(cupy.where(cupy.asarray(finite), got, 0), np.where(finite, want, 0), dtype)
+
+
+@needs_gpu
 @settings(max_examples=40, deadline=None)
 @given(shape=ROW_SHAPES, dtype=dtypes, p=st.floats(0, 1, exclude_max=True), key=st.integers(0, 2**64 - 1),
        seed=SEEDS)

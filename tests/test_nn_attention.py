@@ -158,6 +158,27 @@ def test_multihead_attention_gradients(case, batch_first, seed):
         assert minift.gradcheck(run, [*inputs, *attention.parameters()])
 
 
+@settings(max_examples=15)
+@given(attention_cases(), SEEDS)
+def test_inference_without_weights_is_one_attention_forward_call_with_the_same_output(case, seed):
+    """Under no_grad with need_weights=False the heads' output comes from the contract's
+    ``attention_forward``; it equals the recorded path's, which a gradient still takes."""
+    from minift import contract
+
+    calls = []
+    real = contract.attention_forward
+    attention = randomise(nn.MultiheadAttention(case["embed_dim"], case["num_heads"], batch_first=True, dtype=F64), seed)
+    inputs = [minift.Tensor(case[name]) for name in ("query", "key", "value")]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(contract, "attention_forward", lambda *args: calls.append(args) or real(*args))
+        recorded, _ = attention(*inputs, need_weights=False, **masks_of(case))
+        assert not calls and recorded.requires_grad
+        with minift.no_grad():
+            inferred, weights = attention(*inputs, need_weights=False, **masks_of(case))
+    assert len(calls) == 1 and weights is None and not inferred.requires_grad
+    np.testing.assert_allclose(inferred.numpy(), recorded.numpy(), rtol=1e-12, atol=1e-14)
+
+
 @given(st.floats(0.2, 0.8), SEEDS)
 def test_attention_dropout_acts_on_the_returned_weights_in_training_only(p, seed):
     attention = nn.MultiheadAttention(4, 2, dropout=p, batch_first=True, dtype=F64)
@@ -251,6 +272,26 @@ def test_multihead_attention_matches_torch(case, batch_first, need_weights, aver
     inputs = [case[name] if batch_first else sequence_first(case[name]) for name in ("query", "key", "value")]
     assert_same_as_torch(torch, theirs, ours, inputs, need_weights=need_weights, average_attn_weights=average,
                          **masks_of(case))
+
+
+@pytest.mark.filterwarnings("ignore:Support for mismatched", "ignore:enable_nested_tensor")
+@settings(max_examples=15)
+@given(attention_cases(self_attention=True), st.booleans(), SEEDS)
+def test_encoder_layer_inference_matches_torch(case, norm_first, seed):
+    """minift in eval mode under no_grad (its attention_forward) against PyTorch's eval mode
+    with gradients on (its "slow path": the fast one refuses some of these masks, and gave
+    NaN for a float mask on a one-token sequence)."""
+    torch = pytest.importorskip("torch")
+    settings_ = dict(dim_feedforward=5, dropout=0.1, batch_first=True, norm_first=norm_first)
+    theirs = torch.nn.TransformerEncoderLayer(case["embed_dim"], case["num_heads"], dtype=torch.float64, **settings_)
+    ours = nn.TransformerEncoderLayer(case["embed_dim"], case["num_heads"], dtype=F64, **settings_)
+    from_torch(randomise_torch(torch, theirs, seed), ours)
+    theirs.eval(), ours.eval()
+    masks = dict(src_mask=case["attn_mask"], src_key_padding_mask=case["key_padding_mask"])
+    want = theirs(torch.tensor(case["query"]), **{k: None if v is None else torch.tensor(v) for k, v in masks.items()})
+    with minift.no_grad():
+        got = ours(minift.Tensor(case["query"]), **masks)
+    np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.filterwarnings("ignore:Support for mismatched", "ignore:enable_nested_tensor")

@@ -187,6 +187,19 @@ BAD_CALLS = [
     ("layer_norm_backward", lambda x: contract.layer_norm_backward(x, x, np.zeros(3), np.zeros(2)), ValueError,
      "mean must have shape (2,)"),
     ("gelu_backward", lambda x: contract.gelu_backward(x, x, x[:, :2]), ValueError, "cdf must have shape (2, 4)"),
+    ("attention_forward", lambda x: contract.attention_forward(x, x[:, :3], x, None, 1.0), ValueError,
+     "k must have shape (4,) (q's last axis (D) as its last axis), got (3,)"),
+    ("attention_forward", lambda x: contract.attention_forward(x, x, x[:1], None, 1.0), ValueError,
+     "v must have shape (2,) (k's key axis (S) as its second-to-last axis), got (1,)"),
+    ("attention_forward", lambda x: contract.attention_forward(x[None], x[None], x[None, None], None, 1.0), ValueError,
+     "one number of axes"),
+    ("attention_forward", lambda x: contract.attention_forward(x[None], np.stack([x, x]), np.stack([x, x]), None, 1.0),
+     ValueError, "one batch shape"),
+    ("attention_forward", lambda x: contract.attention_forward(x, x, x, np.zeros(3), 1.0), ValueError,
+     "bias of shape (3,) must broadcast to the scores' shape (..., L, S) (2, 2)"),
+    ("attention_forward", lambda x: contract.attention_forward(x, x, x, None, "1"), ValueError, "scale must be a real"),
+    ("attention_forward", lambda x: contract.attention_forward(x, x.astype(np.float32), x, None, 1.0), TypeError,
+     "share one dtype"),
 ]
 
 
@@ -198,6 +211,60 @@ def test_bad_calls_fail_alike_on_both_backends_and_change_nothing(kernel, call, 
 @pytest.mark.parametrize("name", ["numpy", "numba"])
 def test_the_contract_dispatches_the_row_kernels(name):
     assert_contract_dispatches(contract.ROW_KERNELS, name, reference, fused)
+
+
+# --------------------------------------------------------------------------- attention_forward
+
+attention = pytest.importorskip("minift.kernels.numba.attention")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("thread_count", [1, 2])
+@settings(deadline=None, max_examples=30)
+@given(data=st.data(), batch=hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=5),
+       sizes=st.tuples(*[st.integers(1, 6)] * 4), heads_view=st.booleans())
+def test_attention_forward_matches_the_reference(data, batch, sizes, heads_view, dtype, thread_count):
+    """Any batch shape (as samples and heads: whole samples or single heads per task), masks
+    broadcast every way and masking whole rows (NaN in both), q, k, v as strided views."""
+    length, keys, width, value_width = sizes
+    if heads_view and len(batch) == 2:  # BERT's heads: (N, L, A * D) viewed as (N, A, L, D)
+        q, k, v = (data.draw(values(dtype, (batch[0], rows, batch[1], columns))).transpose(0, 2, 1, 3)
+                   for rows, columns in ((length, width), (keys, width), (keys, value_width)))
+    else:
+        q, k, v = (data.draw(values(dtype, (*batch, rows, columns)))
+                   for rows, columns in ((length, width), (keys, width), (keys, value_width)))
+    scores = (*batch, length, keys)
+    mask_shape = tuple(side if data.draw(st.booleans()) else 1 for side in scores)[data.draw(st.integers(0, len(scores))):]
+    bias = np.where(data.draw(hnp.arrays(np.bool_, mask_shape)), -np.inf, 0).astype(dtype) if data.draw(st.booleans()) else None
+    scale = data.draw(st.floats(0.1, 2.0))
+    expected = reference.attention_forward(q, k, v, bias, scale)
+    try:
+        threads.set_num_threads(thread_count)
+        got = attention.attention_forward(q, k, v, bias, scale)
+    finally:
+        threads.set_num_threads(None)
+    assert np.array_equal(np.isnan(got), np.isnan(expected))
+    finite = ~np.isnan(expected)
+    assert_close(np.where(finite, got, 0), np.where(finite, expected, 0), dtype)
+
+
+@pytest.mark.parametrize("q_shape, k_shape, v_shape", [((0, 3, 4), (0, 5, 4), (0, 5, 2)), ((2, 0, 4), (2, 5, 4), (2, 5, 2)),
+                                                       ((2, 3, 0), (2, 5, 0), (2, 5, 2)), ((2, 3, 4), (2, 5, 4), (2, 5, 0))])
+def test_attention_forward_of_empty_sizes(q_shape, k_shape, v_shape):
+    q, k, v = (np.ones(shape) for shape in (q_shape, k_shape, v_shape))
+    expected = reference.attention_forward(q, k, v, None, 0.5)  # D = 0: every score 0, the mean of v's rows
+    np.testing.assert_array_equal(attention.attention_forward(q, k, v, None, 0.5), expected)
+    assert expected.shape == (*q_shape[:-1], v_shape[-1])
+
+
+def test_attention_over_no_keys_is_refused():
+    with pytest.raises(ValueError, match=r"attention_forward: attention needs at least one key \(S >= 1\)"):
+        contract.attention_forward(np.ones((2, 3, 4)), np.ones((2, 0, 4)), np.ones((2, 0, 4)), None, 1.0)
+
+
+@pytest.mark.parametrize("name", ["numpy", "numba"])
+def test_the_contract_dispatches_attention_forward(name):
+    assert_contract_dispatches(["attention_forward"], name, reference, attention)
 
 
 # --------------------------------------------------------------------------- the ops that call them

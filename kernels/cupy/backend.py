@@ -17,6 +17,7 @@ as the NumPy reference ``minift.reference``) for arrays on an NVIDIA GPU:
 * ``batch_norm_*``: one block per channel for its statistics or gradient sums (in double,
   added in shared memory), then one thread per element for y or dL/dx, in ``batch_norm.cu``.
 * ``dropout``: one thread per element, each hashing its own index for its draw, in ``dropout.cu``.
+* ``attention_forward``: the GEMM, the softmax kernel, the GEMM again (no kernel of its own).
 
 Each ``.cu`` file is written once for ``scalar_t`` and compiled by NVRTC (through
 ``cupy.RawModule``) twice, for float32 and float64, the first time a kernel is needed;
@@ -39,7 +40,7 @@ import math
 import cupy
 import numpy as np
 
-from minift.contract.geometry import ConvGeometry, MatmulGeometry, PoolGeometry
+from minift.contract.geometry import ConvGeometry, MatmulGeometry, PoolGeometry, matmul_geometry
 from minift.reference.dropout import keep_threshold
 
 from . import launch
@@ -375,6 +376,16 @@ def softmax_backward(grad_z, z):
     _launch(_kernel("transformer.cu", "softmax_backward", z.dtype), launch.row_launch(_row_count(z), "softmax_backward"),
             grad_z, z, grad_x, np.int32(z.shape[-1]))
     return grad_x
+
+
+def attention_forward(q, k, v, bias, scale):
+    """softmax(scale * q k^T + bias) v: ``matmul``, ``softmax_forward`` and ``matmul`` in turn
+    (on a GPU each step already fills the device; the scores make a trip through its memory)."""
+    name = "attention_forward"
+    scaled, keys = q * q.dtype.type(scale), cupy.swapaxes(k, -1, -2)
+    scores = matmul(scaled, keys, matmul_geometry(name, scaled.shape, keys.shape))
+    probabilities = softmax_forward(scores, bias)
+    return matmul(probabilities, v, matmul_geometry(name, probabilities.shape, v.shape))
 
 
 def layer_norm_forward(x, weight, bias, eps):

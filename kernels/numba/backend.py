@@ -46,6 +46,7 @@ threads.configure_thread_pools()  # before Numba starts its thread pool
 
 import numpy as np  # noqa: E402
 
+from minift.kernels.numba.attention import attention_forward  # noqa: E402
 from minift.kernels.numba.batch_norm import batch_norm_backward, batch_norm_forward  # noqa: E402
 from minift.kernels.numba.grouped import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: E402
 from minift.kernels.numba.batched import matmul_stack  # noqa: E402

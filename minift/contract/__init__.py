@@ -57,11 +57,13 @@ CONTRACT = (
     *ROW_KERNELS,
     *BATCH_NORM_KERNELS,
     "dropout",
+    "attention_forward",
 )
 """The names of the contract's entries: every backend module defines a kernel of each name.
 ``ROW_KERNELS``: the transformer's row-wise and element-wise ones (``minift.reference.transformer``);
 ``BATCH_NORM_KERNELS``: batch normalisation, per channel (``minift.reference.batch_norm``);
-``dropout``: the counter-based mask (``minift.reference.dropout``)."""
+``dropout``: the counter-based mask (``minift.reference.dropout``); ``attention_forward``:
+attention's output for inference (``minift.reference.transformer``)."""
 
 
 def matmul(a, b):
@@ -212,6 +214,18 @@ def _check_eps(name, eps):
         raise ValueError(f"{name}: eps must be a number >= 0, got {eps!r}")
 
 
+def _check_additive_mask(name, bias, shape, what):
+    """``bias`` is None or broadcasts to ``shape`` (``what`` names it) without stretching it."""
+    if bias is None:
+        return
+    try:
+        broadcast = tuple(np.broadcast_shapes(bias.shape, shape))
+    except ValueError:
+        broadcast = None
+    if broadcast != tuple(shape):
+        raise ValueError(f"{name}: bias of shape {tuple(bias.shape)} must broadcast to {what} {tuple(shape)}")
+
+
 def softmax_forward(x, bias=None):
     """``z = softmax(x + bias)`` along the last axis of ``x (..., S)``; ``bias`` None or an
     additive mask that broadcasts to x (0 = allowed, -inf = not: a row masked everywhere
@@ -220,13 +234,7 @@ def softmax_forward(x, bias=None):
     name = "softmax_forward"
     check_float_arrays(name, x=x, **({} if bias is None else {"bias": bias}))
     _check_has_rows(name, x)
-    if bias is not None:
-        try:
-            shape = tuple(np.broadcast_shapes(bias.shape, x.shape))
-        except ValueError:
-            shape = None
-        if shape != tuple(x.shape):
-            raise ValueError(f"{name}: bias of shape {tuple(bias.shape)} must broadcast to x's shape {tuple(x.shape)}")
+    _check_additive_mask(name, bias, x.shape, "x's shape")
     return backend.implementation(name, x)(x, bias)
 
 
@@ -285,6 +293,31 @@ def gelu_backward(grad_y, x, cdf):
     check_same_shape(name, "grad_y", grad_y.shape, x.shape, "the shape of x")
     check_same_shape(name, "cdf", cdf.shape, x.shape, "the shape of x")
     return backend.implementation(name, x)(grad_y, x, cdf)
+
+
+def attention_forward(q, k, v, bias, scale):
+    """Attention's output, without its weights: ``out = softmax(scale * q k^T + bias) v`` for
+    ``q (..., L, D)``, ``k (..., S, D)``, ``v (..., S, Dv)`` of one batch shape, ``bias`` None or
+    an additive mask that broadcasts to the scores ``(..., L, S)`` (as for ``softmax_forward``),
+    ``scale`` a real number; returns ``(..., L, Dv)``. For inference: nothing is kept for a
+    backward pass. Kernel: ``attention_forward(q, k, v, bias, scale)``.
+    """
+    name = "attention_forward"
+    check_float_arrays(name, q=q, k=k, v=v, **({} if bias is None else {"bias": bias}))
+    if q.ndim < 2 or k.ndim != q.ndim or v.ndim != q.ndim:
+        raise ValueError(f"{name}: q, k and v must have one number of axes, at least 2, got shapes "
+                         f"{tuple(q.shape)}, {tuple(k.shape)} and {tuple(v.shape)}")
+    if q.shape[:-2] != k.shape[:-2] or q.shape[:-2] != v.shape[:-2]:
+        raise ValueError(f"{name}: q, k and v must have one batch shape, got shapes "
+                         f"{tuple(q.shape)}, {tuple(k.shape)} and {tuple(v.shape)}")
+    check_same_shape(name, "k", k.shape[-1:], q.shape[-1:], "q's last axis (D) as its last axis")
+    check_same_shape(name, "v", v.shape[-2:-1], k.shape[-2:-1], "k's key axis (S) as its second-to-last axis")
+    if k.shape[-2] == 0:
+        raise ValueError(f"{name}: attention needs at least one key (S >= 1), got k of shape {tuple(k.shape)}")
+    _check_additive_mask(name, bias, (*q.shape[:-1], k.shape[-2]), "the scores' shape (..., L, S)")
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise ValueError(f"{name}: scale must be a real number, got {scale!r}")
+    return backend.implementation(name, q)(q, k, v, bias, float(scale))
 
 
 def dropout(x, p, key):

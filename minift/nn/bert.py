@@ -144,7 +144,7 @@ class BertSelfAttention(Module):
 
     def forward(self, x, bias):
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
-        context, _ = scaled_dot_product_attention(q, k, v, bias, self.dropout_p, self.training)
+        context, _ = scaled_dot_product_attention(q, k, v, bias, self.dropout_p, self.training, need_weights=False)
         n, _, length, _ = context.shape
         return context.permute(0, 2, 1, 3).reshape(n, length, self.num_heads * self.head_dim)
 

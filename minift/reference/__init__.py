@@ -10,7 +10,7 @@ this order:
 - ``im2col.py``  how a convolution becomes a matrix product (im2col) and back (col2im);
 - ``conv.py``    conv2d forward and its two gradients, three products of one equation;
 - ``pool.py``    max and average pooling as reductions over strided views;
-- ``transformer.py``  softmax with a mask, layer norm, GELU: the row-wise kernels of a transformer;
+- ``transformer.py``  softmax with a mask, layer norm, GELU: the row-wise kernels of a transformer, and attention's output;
 - ``batch_norm.py``  batch normalisation, forward and backward: statistics per channel;
 - ``dropout.py``  dropout whose mask is a hash of (key, element index): the same on any thread count.
 
@@ -24,7 +24,7 @@ from minift.reference.conv import conv2d_backward_input, conv2d_backward_weight,
 from minift.reference.dropout import dropout
 from minift.reference.matmul import matmul
 from minift.reference.pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
-from minift.reference.transformer import (gelu_backward, gelu_forward, layer_norm_backward, layer_norm_forward,
-                                          softmax_backward, softmax_forward)
+from minift.reference.transformer import (attention_forward, gelu_backward, gelu_forward, layer_norm_backward,
+                                          layer_norm_forward, softmax_backward, softmax_forward)
 
 __all__ = list(CONTRACT)  # every entry of the contract, by its name

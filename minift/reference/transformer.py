@@ -33,6 +33,11 @@ Rows are the last axis: ``x (..., S)`` or ``x (..., D)``, R = the product of the
 ``gelu_forward(x)``  GELU with the exact normal CDF: ``y = x * cdf``, ``cdf = (1 + erf(x / sqrt 2)) / 2``;
   returns ``(y, cdf)`` (cdf is kept for the backward pass: erf is the costly part).
 ``gelu_backward(grad_y, x, cdf)``  ``dL/dx = g * (cdf + x * exp(-x**2 / 2) / sqrt(2 pi))``.
+``attention_forward(q, k, v, bias, scale)``  attention's output without its weights, for inference::
+
+    out = softmax(scale * q k^T + bias) v,   q (..., L, D), k (..., S, D), v (..., S, Dv) -> (..., L, Dv)
+
+  (the scores along the last axis, with ``softmax_forward``; bias as there, broadcast to (..., L, S)).
 
 The contract entries (``minift.contract``) check the arguments; these functions hold only
 the computation. Every function returns new arrays of its inputs' dtype (float32 or float64).
@@ -53,6 +58,11 @@ def softmax_forward(x, bias=None):
 
 def softmax_backward(grad_z, z):
     return z * (grad_z - (grad_z * z).sum(axis=-1, keepdims=True))
+
+
+def attention_forward(q, k, v, bias, scale):
+    scores = (q * q.dtype.type(scale)) @ np.swapaxes(k, -1, -2)  # scaling q: L*D products, not L*S
+    return np.asarray(softmax_forward(scores, bias) @ v)
 
 
 def layer_norm_forward(x, weight, bias, eps):
