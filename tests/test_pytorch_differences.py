@@ -111,6 +111,28 @@ def test_softmax_without_dim_uses_the_last_axis():
     np.testing.assert_allclose(F.log_softmax(minift.Tensor(x)).numpy(), F.log_softmax(minift.Tensor(x), -1).numpy())
 
 
+def test_dropout_masks_are_the_same_on_every_backend_and_thread_count():
+    from minift import backend
+    from minift.backend import threads
+
+    numba_ok, reason = backend.available_backends()["numba"]
+    if not numba_ok:
+        pytest.skip(f"the numba backend is unavailable: {reason}")
+    x = minift.ones(3, 50, 7)
+    masks = []
+    for name, count in [("numpy", 1), ("numba", 1), ("numba", 2)]:
+        try:
+            threads.set_num_threads(count)
+            with backend.use_backend(name):
+                minift.manual_seed(123)
+                masks.append(F.dropout(x, p=0.3).numpy())
+        finally:
+            threads.set_num_threads(None)
+    assert 0 < (masks[0] == 0).mean() < 1
+    for other in masks[1:]:
+        np.testing.assert_array_equal(other, masks[0])
+
+
 def test_every_row_of_the_page_names_a_test_here_and_every_test_has_a_row():
     page = (Path(__file__).parents[1] / "docs" / "pytorch-differences.md").read_text()
     named = re.findall(r"\| `(test_\w+)` \|", page)

@@ -52,23 +52,29 @@ def attention_bias(scores_shape, dtype, key_padding_mask=None, attn_mask=None, x
     return bias
 
 
-def scaled_dot_product_attention(q, k, v, bias=None, dropout_p=0.0, training=False, need_weights=True):
+def scaled_dot_product_attention(q, k, v, bias=None, dropout_p=0.0, training=False):
     """softmax(Q K^T / sqrt(d) + bias) V for ``q (..., L, d)``, ``k, v (..., S, d)``.
 
     Returns the output ``(..., L, d)`` and the attention weights ``(..., L, S)`` that
-    multiplied V — after dropout in training, as PyTorch returns them — or None for the
-    weights with ``need_weights=False``. Then, when there is no dropout to apply and no
-    gradient to record (inference, or a frozen layer), the output is one contract call,
-    ``attention_forward``, which on the Numba backend keeps each sample's scores in cache.
+    multiplied V — after dropout in training, as PyTorch returns them.
     """
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    records_graph = is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    if not need_weights and not records_graph and not (training and dropout_p > 0):
-        mask = bias.data if isinstance(bias, Tensor) else bias
-        return q._from_array(contract.attention_forward(q.data, k.data, v.data, mask, scale)), None
-    scores = (q * scale) @ k.transpose(-2, -1)  # scaling q: L*d products, not L*S
+    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)  # scaling q: L*d products, not L*S
     weights = F.dropout(F.softmax(scores, axis=-1, additive_mask=bias), dropout_p, training)  # mask added in the kernel
-    return weights @ v, weights if need_weights else None
+    return weights @ v, weights
+
+
+def attention_output(q, k, v, bias=None, dropout_p=0.0, training=False):
+    """The output of ``scaled_dot_product_attention`` alone, for callers that drop the weights.
+
+    When there is no dropout to apply and no gradient to record (inference, or a frozen
+    layer), it is one contract call, ``attention_forward``, which on the Numba backend keeps
+    each sample's scores in its core's cache; otherwise the recorded ops above.
+    """
+    records_graph = is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    if records_graph or (training and dropout_p > 0):
+        return scaled_dot_product_attention(q, k, v, bias, dropout_p, training)[0]
+    mask = bias.data if isinstance(bias, Tensor) else bias
+    return q._from_array(contract.attention_forward(q.data, k.data, v.data, mask, 1.0 / math.sqrt(q.shape[-1])))
 
 
 class MultiheadAttention(Module):
@@ -114,7 +120,10 @@ class MultiheadAttention(Module):
         q, k, v = self._project(query, 0), self._project(key, 1), self._project(value, 2)
         n, h, length, _ = q.shape
         bias = attention_bias((n, h, length, k.shape[2]), q.dtype, key_padding_mask, attn_mask, array_module(q.data))
-        out, weights = scaled_dot_product_attention(q, k, v, bias, self.dropout, self.training, need_weights)
+        if need_weights:
+            out, weights = scaled_dot_product_attention(q, k, v, bias, self.dropout, self.training)
+        else:
+            out = attention_output(q, k, v, bias, self.dropout, self.training)
         out = self.out_proj(out.permute(0, 2, 1, 3).reshape(n, length, self.embed_dim))
         if not self.batch_first:
             out = out.transpose(0, 1)

@@ -49,7 +49,7 @@ from ..backend.device import array_module
 from ..engine.tensor import Tensor
 from . import init
 from .activation import Dropout
-from .attention import attention_bias, scaled_dot_product_attention
+from .attention import attention_bias, attention_output
 from .container import ModuleList
 from .embedding import Embedding
 from .linear import Linear
@@ -144,7 +144,7 @@ class BertSelfAttention(Module):
 
     def forward(self, x, bias):
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
-        context, _ = scaled_dot_product_attention(q, k, v, bias, self.dropout_p, self.training, need_weights=False)
+        context = attention_output(q, k, v, bias, self.dropout_p, self.training)
         n, _, length, _ = context.shape
         return context.permute(0, 2, 1, 3).reshape(n, length, self.num_heads * self.head_dim)
 
