@@ -165,12 +165,16 @@ def test_inference_without_weights_is_one_attention_forward_call_with_the_same_o
     ``attention_forward``; it equals the recorded path's, which a gradient still takes."""
     from minift import contract
 
-    calls = []
-    real = contract.attention_forward
+    calls, real = [], contract.attention_forward
+
+    def counted(*args):
+        calls.append(args)
+        return real(*args)
+
     attention = randomise(nn.MultiheadAttention(case["embed_dim"], case["num_heads"], batch_first=True, dtype=F64), seed)
     inputs = [minift.Tensor(case[name]) for name in ("query", "key", "value")]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(contract, "attention_forward", lambda *args: calls.append(args) or real(*args))
+        patch.setattr(contract, "attention_forward", counted)
         recorded, _ = attention(*inputs, need_weights=False, **masks_of(case))
         assert not calls and recorded.requires_grad
         with minift.no_grad():

@@ -84,7 +84,6 @@ class RunResult:
     imagenet_retention: float | None = field(default=None)
 
 
-
 def to_rgb(x_grey01: np.ndarray, size: int) -> np.ndarray:
     """Grey images ``(N, 1, 28, 28)`` in [0, 1] -> the model's input ``(N, 3, size, size)``:
     resized bilinearly, repeated to three channels, scaled as TensorFlow's Lite models expect."""

@@ -30,9 +30,10 @@ import numpy as np
 
 GAMMA = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio, made odd
 MIX_1, MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-SHIFTS = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
-"""As ``np.uint64``: Numba, which compiles ``splitmix64`` for its kernels, would turn a
-uint64 shifted by a plain (signed) int into a float."""
+SHIFT_1, SHIFT_2, SHIFT_3 = np.uint64(30), np.uint64(27), np.uint64(31)
+DRAW_SHIFT = np.uint64(11)  # 64 - 11 = 53 bits: a float64's worth
+"""Shifts as ``np.uint64``: Numba, which compiles ``splitmix64`` for its kernels, would turn
+a uint64 shifted by a plain (signed) int into a float."""
 
 
 def splitmix64(key, index):
@@ -42,9 +43,9 @@ def splitmix64(key, index):
     here and, compiled by Numba, on one index at a time in ``kernels/numba/dropout.py``.
     """
     z = key + (index + np.uint64(1)) * GAMMA
-    z = (z ^ (z >> SHIFTS[0])) * MIX_1
-    z = (z ^ (z >> SHIFTS[1])) * MIX_2
-    return z ^ (z >> SHIFTS[2])
+    z = (z ^ (z >> SHIFT_1)) * MIX_1
+    z = (z ^ (z >> SHIFT_2)) * MIX_2
+    return z ^ (z >> SHIFT_3)
 
 
 def keep_threshold(p: float) -> int:
@@ -55,5 +56,5 @@ def keep_threshold(p: float) -> int:
 
 def dropout(x, p, key):
     index = np.arange(x.size, dtype=np.uint64)  # 1-D even for a 0-d x: array arithmetic wraps silently
-    keep = splitmix64(np.uint64(key), index) >> SHIFTS[3] >= np.uint64(keep_threshold(p))
+    keep = splitmix64(np.uint64(key), index) >> DRAW_SHIFT >= np.uint64(keep_threshold(p))
     return np.where(keep.reshape(x.shape), x * x.dtype.type(1 / (1 - p)), x.dtype.type(0))
