@@ -40,9 +40,11 @@ outputs are computed and dropped; what they read beyond x is zero, like the padd
     dL/dg[o, c] (3x3) = G^T dL/dU[:, o, c] G
 
 **How it runs** (as ``conv.py``): the transforms are compiled loops with ``uint64``
-indices, one (image, channel) plane per task; each input plane is first copied into a
-zeroed padded plane so that the tile loop has no bounds test. Images go in chunks whose
-V and M buffers are about ``conv.CHUNK_BYTES`` (``conv.workspace``), so memory does not grow
+indices, one (image, channel) plane per task, reading and writing through flat views; each
+input plane is first copied into a zeroed padded plane so that the tile loop has no bounds
+test. The output transform and its adjoint run in two passes, one of them a long loop that
+LLVM vectorises (``output_transform``). Images go in chunks whose V and M buffers are
+about half of ``conv.CHUNK_BYTES`` (``chunk_bytes_per_image``), so memory does not grow
 with the batch; the GEMMs run on ``gemm.matmul_into`` (``MINIFT_NUMBA_GEMM``); on several
 threads each thread takes its share of the images (``conv.image_shares``,
 ``parallel.split``), and the weight gradient adds the shares' sums in order.
@@ -93,19 +95,20 @@ def _combine_filter(g0, g1, g2, half):
     return g0, mean + g1 * half, mean - g1 * half, g2
 
 
-@njit(cache=True)
-def _filter_transform(weight, half, u):
-    """u[xi, o, c] = (G weight[o, c] G^T)[xi] for weight (O, C, 3, 3), u (16, O, C); half = 0.5 in u's dtype."""
-    outs, channels = weight.shape[0], weight.shape[1]
-    for o in range(outs):
-        for c in range(channels):
-            g = weight[o, c]
-            rows = (_combine_filter(g[0, 0], g[1, 0], g[2, 0], half), _combine_filter(g[0, 1], g[1, 1], g[2, 1], half),
-                    _combine_filter(g[0, 2], g[1, 2], g[2, 2], half))  # G g, column by column
-            for a in range(4):
-                entries = _combine_filter(rows[0][a], rows[1][a], rows[2][a], half)  # (.) G^T
-                for b in range(4):
-                    u[4 * a + b, o, c] = entries[b]
+@njit(cache=True, error_model="numpy")
+def _filter_transform(taps, half, u):
+    """u[4a+b, i] = (G g G^T)[a, b] for each 3x3 filter g = taps[i] (taps (F, 9), u (16, F)); half = 0.5 in u's dtype.
+
+    One loop over the filters per row a, writing u's four planes 4a .. 4a+3: LLVM vectorises
+    each (with all 16 planes written in one loop it did not; a loop over (o, c) writing
+    u[:, o, c] took 385 us for S3's 128 x 64 filters, these four loops 44).
+    """
+    for a in range(4):
+        for i in range(taps.shape[0]):
+            r0 = _combine_filter(taps[i, 0], taps[i, 3], taps[i, 6], half)[a]  # row a of G g
+            r1 = _combine_filter(taps[i, 1], taps[i, 4], taps[i, 7], half)[a]
+            r2 = _combine_filter(taps[i, 2], taps[i, 5], taps[i, 8], half)[a]
+            u[4 * a, i], u[4 * a + 1, i], u[4 * a + 2, i], u[4 * a + 3, i] = _combine_filter(r0, r1, r2, half)  # (.) G^T
 
 
 @njit(cache=True)
@@ -133,9 +136,10 @@ def _filter_gradient(grad_u, half, grad_w):
 
 def transform_weight(weight):
     """U (16, O, C) = G g G^T for each 3x3 filter g of weight (O, C, 3, 3) (any strides), in weight's dtype."""
-    u = np.empty((16, weight.shape[0], weight.shape[1]), dtype=weight.dtype)
-    _filter_transform(weight, u.dtype.type(0.5), u)
-    return u
+    outs, channels = weight.shape[0], weight.shape[1]
+    u = np.empty((16, outs * channels), dtype=weight.dtype)
+    _filter_transform(np.ascontiguousarray(weight).reshape(outs * channels, 9), u.dtype.type(0.5), u)
+    return u.reshape(16, outs, channels)
 
 
 def weight_gradient(grad_u):
@@ -145,18 +149,25 @@ def weight_gradient(grad_u):
     return grad_w
 
 
-@njit(cache=True)
-def _pad_plane(plane, padding, padded):
-    """padded (2*TH+2, 2*TW+2) = zeros, with plane (H, W) at offset padding (rows beyond padded dropped)."""
-    height, width = plane.shape
+@parallel_kernel(cache=True)
+def pad_planes(x, padding, padded):
+    """padded (B*C, 2TH+2, 2TW+2) = zeros, with x[n, c] (H, W) at offset padding in plane n*C + c
+    (rows or columns past the padded plane dropped). x C-contiguous; one plane per task."""
+    batch, channels, height, width = x.shape
+    planes_, rows_padded, columns_padded = padded.shape
     ph, pw = padding
-    padded[:] = 0
-    rows = min(height, padded.shape[0] - ph)
-    columns = min(width, padded.shape[1] - pw)
-    for i in range(uint64(rows)):
-        source, target = plane[i], padded[uint64(ph) + i]
-        for j in range(uint64(columns)):
-            target[uint64(pw) + j] = source[j]
+    rows, columns = min(height, rows_padded - ph), min(width, columns_padded - pw)
+    source_flat, target_flat = x.reshape(x.size), padded.reshape(padded.size)
+    size = uint64(rows_padded * columns_padded)
+    for plane in prange(planes_):
+        target = uint64(plane) * size
+        for i in range(size):
+            target_flat[target + i] = 0
+        for r in range(rows):
+            source = uint64((plane * height + r) * width)
+            row = target + uint64((r + ph) * columns_padded + pw)
+            for j in range(uint64(columns)):
+                target_flat[row + j] = source_flat[source + j]
 
 
 @njit(cache=True)
@@ -165,33 +176,60 @@ def _combine_input(d0, d1, d2, d3):
     return d0 - d2, d1 + d2, d2 - d1, d1 - d3
 
 
-@parallel_kernel(cache=True)
-def input_transform(x, padding, tiles, v):
-    """v[xi, c, n*TH*TW + ti*TW + tj] = (B^T d B)[xi] for the tile (ti, tj) of image n, channel c.
+@njit(cache=True)
+def _column(flat, at, pitch):
+    """flat[at + k*pitch] for k = 0..3: a column of a tile, rows ``pitch`` apart."""
+    return flat[at], flat[at + pitch], flat[at + uint64(2) * pitch], flat[at + uint64(3) * pitch]
 
-    x (B, C, H, W) -> v (16, C, B*TH*TW); one (image, channel) plane per task.
+
+@njit(cache=True)
+def _store_four(flat, at, plane, values):
+    """flat[at + k*plane] = values[k] for k = 0..3: one tile's entries in four consecutive planes."""
+    flat[at], flat[at + plane], flat[at + uint64(2) * plane], flat[at + uint64(3) * plane] = values
+
+
+@parallel_kernel(cache=True)
+def transform_tiles(padded, tiles, channels, v):
+    """v[xi, c*count + t] = (B^T d B)[xi] for the 4x4 tile d at (2ti, 2tj) of padded plane n*C + c,
+    t = (n*TH + ti)*TW + tj, count = B*TH*TW.
+
+    padded (B*C, 2TH+2, 2TW+2) C-contiguous -> v (16, stride) planes; one plane per task, read
+    and written through flat views (a view made per row updates a reference count each time).
+    """
+    th, tw = tiles
+    planes_, rows_padded, columns_padded = padded.shape
+    count, pitch, plane = planes_ // channels * th * tw, uint64(columns_padded), uint64(v.shape[1])
+    source_flat, target_flat = padded.reshape(padded.size), v.reshape(v.size)
+    for task in prange(planes_):
+        n, c = task // channels, task % channels
+        for ti in range(th):
+            top_left = uint64((task * rows_padded + 2 * ti) * columns_padded)
+            first = uint64(c * count + (n * th + ti) * tw)
+            for tj in range(uint64(tw)):
+                k0 = top_left + uint64(2) * tj  # uint64 + uint64: a literal 1 would make the sum float64
+                e00, e10, e20, e30 = _combine_input(*_column(source_flat, k0, pitch))  # B^T d, column 0
+                e01, e11, e21, e31 = _combine_input(*_column(source_flat, k0 + uint64(1), pitch))
+                e02, e12, e22, e32 = _combine_input(*_column(source_flat, k0 + uint64(2), pitch))
+                e03, e13, e23, e33 = _combine_input(*_column(source_flat, k0 + uint64(3), pitch))
+                t = first + tj
+                _store_four(target_flat, t, plane, _combine_input(e00, e01, e02, e03))  # (.) B
+                _store_four(target_flat, t + uint64(4) * plane, plane, _combine_input(e10, e11, e12, e13))
+                _store_four(target_flat, t + uint64(8) * plane, plane, _combine_input(e20, e21, e22, e23))
+                _store_four(target_flat, t + uint64(12) * plane, plane, _combine_input(e30, e31, e32, e33))
+
+
+def input_transform(x, padding, tiles, v):
+    """v[xi, c*count + n*TH*TW + ti*TW + tj] = (B^T d B)[xi] for the tile (ti, tj) of image n,
+    channel c (count = B*TH*TW).
+
+    x (B, C, H, W) C-contiguous -> v (16, stride) planes. Each (image, channel) plane is first
+    copied into a zeroed padded plane, so that the tile loop has no bounds test.
     """
     batch, channels = x.shape[0], x.shape[1]
     th, tw = tiles
-    for task in prange(batch * channels):
-        n, c = task // channels, task % channels
-        padded = np.empty((2 * th + 2, 2 * tw + 2), dtype=x.dtype)
-        _pad_plane(x[n, c], padding, padded)
-        rows = v[:, c]
-        for ti in range(th):
-            r0, r1, r2, r3 = padded[2 * ti], padded[2 * ti + 1], padded[2 * ti + 2], padded[2 * ti + 3]
-            for tj in range(uint64(tw)):
-                t = uint64((n * th + ti) * tw) + tj
-                k0 = uint64(2) * tj  # uint64 + uint64: a literal 1 would make the sum float64
-                k1, k2, k3 = k0 + uint64(1), k0 + uint64(2), k0 + uint64(3)
-                e00, e10, e20, e30 = _combine_input(r0[k0], r1[k0], r2[k0], r3[k0])  # B^T d, column 0
-                e01, e11, e21, e31 = _combine_input(r0[k1], r1[k1], r2[k1], r3[k1])
-                e02, e12, e22, e32 = _combine_input(r0[k2], r1[k2], r2[k2], r3[k2])
-                e03, e13, e23, e33 = _combine_input(r0[k3], r1[k3], r2[k3], r3[k3])
-                rows[0, t], rows[1, t], rows[2, t], rows[3, t] = _combine_input(e00, e01, e02, e03)  # (.) B
-                rows[4, t], rows[5, t], rows[6, t], rows[7, t] = _combine_input(e10, e11, e12, e13)
-                rows[8, t], rows[9, t], rows[10, t], rows[11, t] = _combine_input(e20, e21, e22, e23)
-                rows[12, t], rows[13, t], rows[14, t], rows[15, t] = _combine_input(e30, e31, e32, e33)
+    padded = workspace("winograd_padded", (batch * channels, 2 * th + 2, 2 * tw + 2), x.dtype)
+    pad_planes(x, padding, padded)
+    transform_tiles(padded, tiles, channels, v)
 
 
 @njit(cache=True)
@@ -201,35 +239,93 @@ def _combine_output(m0, m1, m2, m3):
 
 
 @parallel_kernel(cache=True)
-def output_transform(m, bias, y):
-    """y[n, o, 2ti+u, 2tj+v] = bias[o] + (A^T M[:, o, t] A)[u, v], outputs past Ho or Wo dropped.
+def combine_outputs(m, size, q):
+    """q[2u+v, i] = (A^T M[:, i] A)[u, v] for the first ``size`` entries i = o*count + t of each plane.
 
-    m (16, O, B*TH*TW), bias (O,) -> y (B, O, Ho, Wo); one (image, output channel) plane per task.
+    m (16, stride) planes (``planes``) -> q (4, stride'): one loop over i, 16 entries read
+    and 4 written per i, all at unit stride, which LLVM vectorises.
+    """
+    for i in prange(size):
+        s00, s10 = _combine_output(m[0, i], m[4, i], m[8, i], m[12, i])  # A^T m
+        s01, s11 = _combine_output(m[1, i], m[5, i], m[9, i], m[13, i])
+        s02, s12 = _combine_output(m[2, i], m[6, i], m[10, i], m[14, i])
+        s03, s13 = _combine_output(m[3, i], m[7, i], m[11, i], m[15, i])
+        q[0, i], q[1, i] = _combine_output(s00, s01, s02, s03)  # (.) A
+        q[2, i], q[3, i] = _combine_output(s10, s11, s12, s13)
+
+
+@parallel_kernel(cache=True)
+def place_outputs(q, bias, y):
+    """y[n, o, 2ti+u, 2tj+v] = bias[o] + q[2u+v, o*count + t] for t = (n*TH + ti)*TW + tj,
+    outputs past Ho or Wo dropped (count = B*TH*TW).
+
+    q (4, stride') -> y (B, O, Ho, Wo), both C-contiguous; one (image, output channel) plane
+    per task. Both are read and written through flat views made once: a view made inside the
+    loop (a row of q or y) updates a reference count each time, which made it 3-4x slower.
     """
     batch, outs, ho, wo = y.shape
     th, tw = (ho + 1) // 2, (wo + 1) // 2
+    count, pairs, plane = batch * th * tw, uint64(wo // 2), uint64(q.shape[1])
+    source_flat, target_flat = q.reshape(q.size), y.reshape(y.size)
     for task in prange(batch * outs):
         n, o = task // outs, task % outs
-        planes, out, shift = m[:, o], y[n, o], bias[o]
-        for ti in range(th):
-            whole_rows = 2 * ti + 1 < ho
-            top, bottom = out[2 * ti], out[min(2 * ti + 1, ho - 1)]
-            for tj in range(uint64(tw)):
-                t = uint64((n * th + ti) * tw) + tj
-                s00, s10 = _combine_output(planes[0, t], planes[4, t], planes[8, t], planes[12, t])  # A^T m
-                s01, s11 = _combine_output(planes[1, t], planes[5, t], planes[9, t], planes[13, t])
-                s02, s12 = _combine_output(planes[2, t], planes[6, t], planes[10, t], planes[14, t])
-                s03, s13 = _combine_output(planes[3, t], planes[7, t], planes[11, t], planes[15, t])
-                y00, y01 = _combine_output(s00, s01, s02, s03)  # (.) A
-                y10, y11 = _combine_output(s10, s11, s12, s13)
-                j = uint64(2) * tj
-                top[j] = y00 + shift
-                if whole_rows:
-                    bottom[j] = y10 + shift
-                if j + uint64(1) < uint64(wo):
-                    top[j + uint64(1)] = y01 + shift
-                    if whole_rows:
-                        bottom[j + uint64(1)] = y11 + shift
+        shift = bias[o]
+        for r in range(ho):
+            even = uint64(2 * (r % 2)) * plane + uint64(o * count + (n * th + r // 2) * tw)  # q[2u, t]
+            odd = even + plane  # q[2u + 1, t]
+            target = uint64((task * ho + r) * wo)
+            for tj in range(pairs):  # tiles whose two columns are inside
+                target_flat[target + uint64(2) * tj] = source_flat[even + tj] + shift
+                target_flat[target + uint64(2) * tj + uint64(1)] = source_flat[odd + tj] + shift
+            if wo % 2:
+                target_flat[target + uint64(wo - 1)] = source_flat[even + pairs] + shift
+
+
+def output_transform(m, bias, y):
+    """y[n, o, 2ti+u, 2tj+v] = bias[o] + (A^T M[:, o, t] A)[u, v], outputs past Ho or Wo dropped.
+
+    m (16, stride) planes of (O, B*TH*TW) (``planes``), bias (O,) -> y (B, O, Ho, Wo) C-contiguous.
+    Two passes: ``combine_outputs`` computes each tile's four outputs into four planes, a loop
+    over (o, t) that LLVM vectorises; ``place_outputs`` moves them into y's 2x2 blocks. In one
+    pass (a tile's outputs computed and stored where y keeps them) the loop over tiles stores
+    two entries per row at stride 2 and runs TW iterations per row (8 for 16x16 images), too
+    few to vectorise: 79 us per chunk of S2 (5 images, 64 channels) against 19 + 22 us in two.
+    """
+    batch, outs, ho, wo = y.shape
+    size = outs * batch * ((ho + 1) // 2) * ((wo + 1) // 2)
+    q = planes("winograd_q", 4, size, y.dtype)
+    combine_outputs(m, size, q)
+    place_outputs(q, bias, y)
+
+
+@parallel_kernel(cache=True)
+def gather_output_gradient(grad_y, q):
+    """q[2u+v, o*count + t] = grad_y[n, o, 2ti+u, 2tj+v] for t = (n*TH + ti)*TW + tj, zero past Ho
+    or Wo: ``place_outputs``' adjoint, through flat views as there.
+
+    grad_y (B, O, Ho, Wo) -> q (4, stride'), both C-contiguous.
+    """
+    batch, outs, ho, wo = grad_y.shape
+    th, tw = (ho + 1) // 2, (wo + 1) // 2
+    count, pairs, plane = batch * th * tw, uint64(wo // 2), uint64(q.shape[1])
+    source_flat, target_flat = grad_y.reshape(grad_y.size), q.reshape(q.size)
+    for task in prange(batch * outs):
+        n, o = task // outs, task % outs
+        for r in range(2 * th):
+            even = uint64(2 * (r % 2)) * plane + uint64(o * count + (n * th + r // 2) * tw)
+            odd = even + plane
+            if r == ho:  # the row of zeros under an odd Ho
+                for tj in range(uint64(tw)):
+                    target_flat[even + tj] = 0
+                    target_flat[odd + tj] = 0
+                continue
+            source = uint64((task * ho + r) * wo)
+            for tj in range(pairs):
+                target_flat[even + tj] = source_flat[source + uint64(2) * tj]
+                target_flat[odd + tj] = source_flat[source + uint64(2) * tj + uint64(1)]
+            if wo % 2:
+                target_flat[even + pairs] = source_flat[source + uint64(wo - 1)]
+                target_flat[odd + pairs] = 0
 
 
 @njit(cache=True)
@@ -239,40 +335,35 @@ def _spread(y0, y1):
 
 
 @parallel_kernel(cache=True)
+def spread_outputs(q, size, dm):
+    """dm[xi, i] = (A dY A^T)[xi] for the 2x2 dY = q[:, i] of each i < size: ``combine_outputs``' adjoint.
+
+    q (4, stride') -> dm (16, stride). One loop per row a of A dY, writing its four planes
+    4a .. 4a+3: with all 16 planes written in one loop, LLVM did not vectorise it (88 against
+    30 us on a chunk of S2's 64 x 320 tiles).
+    """
+    for a in range(4):
+        for i in prange(size):
+            c0, c1 = _spread(q[0, i], q[2, i])[a], _spread(q[1, i], q[3, i])[a]  # row a of A dY
+            dm[4 * a, i], dm[4 * a + 1, i], dm[4 * a + 2, i], dm[4 * a + 3, i] = _spread(c0, c1)  # (.) A^T
+
+
 def output_gradient_transform(grad_y, dm):
     """dm[xi, o, t] = (A dY A^T)[xi] for each 2x2 tile dY of grad_y, zero past Ho or Wo.
 
-    grad_y (B, O, Ho, Wo) -> dm (16, O, B*TH*TW): dL/dM, the adjoint of ``output_transform``.
+    grad_y (B, O, Ho, Wo) C-contiguous -> dm (16, stride) planes of (O, B*TH*TW): dL/dM, the
+    adjoint of ``output_transform``, in the same two passes run backwards.
     """
     batch, outs, ho, wo = grad_y.shape
-    th, tw = (ho + 1) // 2, (wo + 1) // 2
-    for task in prange(batch * outs):
-        n, o = task // outs, task % outs
-        planes, gradient = dm[:, o], grad_y[n, o]
-        zero = gradient[0, 0] * 0
-        for ti in range(th):
-            top = gradient[2 * ti]
-            bottom = gradient[min(2 * ti + 1, ho - 1)]
-            whole_rows = 2 * ti + 1 < ho
-            for tj in range(uint64(tw)):
-                t = uint64((n * th + ti) * tw) + tj
-                j = uint64(2) * tj
-                whole_columns = j + uint64(1) < uint64(wo)
-                y00 = top[j]
-                y10 = bottom[j] if whole_rows else zero
-                y01 = top[j + uint64(1)] if whole_columns else zero
-                y11 = bottom[j + uint64(1)] if whole_columns and whole_rows else zero
-                a0, a1, a2, a3 = _spread(y00, y10)  # A dY, column 0
-                b0, b1, b2, b3 = _spread(y01, y11)  # column 1
-                planes[0, t], planes[1, t], planes[2, t], planes[3, t] = _spread(a0, b0)  # (.) A^T
-                planes[4, t], planes[5, t], planes[6, t], planes[7, t] = _spread(a1, b1)
-                planes[8, t], planes[9, t], planes[10, t], planes[11, t] = _spread(a2, b2)
-                planes[12, t], planes[13, t], planes[14, t], planes[15, t] = _spread(a3, b3)
+    size = outs * batch * ((ho + 1) // 2) * ((wo + 1) // 2)
+    q = planes("winograd_q", 4, size, grad_y.dtype)
+    gather_output_gradient(grad_y, q)
+    spread_outputs(q, size, dm)
 
 
-def planes(name, rows, count, dtype):
-    """A work array (16, rows, count) -- V or M of one chunk -- whose 16 planes lie an odd number
-    of 64-byte cache lines apart.
+def planes(name, count, size, dtype):
+    """A work array (count, stride) whose rows -- V's or M's 16 planes, of ``size`` entries each
+    (a (rows, tiles) matrix, ``matrices``) -- lie an odd number of 64-byte cache lines apart.
 
     Why: the transforms write (or read) one entry of each of the 16 planes per tile, 16
     streams at once. Planes a multiple of 4 KiB apart (e.g. 32 x 320 float32) map the 16
@@ -281,11 +372,25 @@ def planes(name, rows, count, dtype):
     odd number of lines apart (their 16 streams then fall in 16 different sets).
     """
     line = 64 // np.dtype(dtype).itemsize
-    stride = -(-rows * count // line) * line
+    stride = -(-size // line) * line
     stride += line * (1 - (stride // line) % 2)  # an odd number of lines
-    buffer = workspace(name, (16 * stride,), dtype)
-    item = buffer.itemsize
-    return np.lib.stride_tricks.as_strided(buffer, (16, rows, count), (stride * item, count * item, item))
+    return workspace(name, (count, stride), dtype)
+
+
+def matrices(planes_, rows, columns):
+    """The (16, rows, columns) view of ``planes``' 16 planes: the GEMMs' operands."""
+    return planes_[:, :rows * columns].reshape(len(planes_), rows, columns)
+
+
+def chunk_bytes_per_image(channels, outs, tiles, itemsize):
+    """What one image counts against ``conv.CHUNK_BYTES``: twice its V and M, 2 * 16 * (C + O) * TH*TW entries.
+
+    Why twice: a chunk also touches its images, their padded planes, Q and y (about half as
+    much again), and runs fastest when all of it stays in one core's L2 cache (2 MiB here).
+    One thread, fwd + bwd in ms, V and M of a chunk at most 2 MiB -> 1 MiB: S2 (2 images
+    instead of 5) 14.6-16.3 -> 12.7-13.2, S3 (5 instead of 10) 11.6-12.4 -> 11.2-11.4.
+    """
+    return 2 * 16 * (channels + outs) * tiles[0] * tiles[1] * itemsize
 
 
 def convolve(x, weight, bias, padding):
@@ -301,11 +406,11 @@ def convolve(x, weight, bias, padding):
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
 
     def forward(images):
-        for start, stop in image_chunks(images, 16 * (c + o) * th * tw * x.itemsize):
+        for start, stop in image_chunks(images, chunk_bytes_per_image(c, o, (th, tw), x.itemsize)):
             count = (stop - start) * th * tw
-            v, m = planes("winograd_v", c, count, x.dtype), planes("winograd_m", o, count, x.dtype)
+            v, m = planes("winograd_v", 16, c * count, x.dtype), planes("winograd_m", 16, o * count, x.dtype)
             input_transform(x[start:stop], padding, (th, tw), v)
-            matmul_into(u, v, m)
+            matmul_into(u, matrices(v, c, count), matrices(m, o, count))
             output_transform(m, shift, y[start:stop])
 
     split(forward, image_shares(n))
@@ -335,13 +440,13 @@ def conv2d_backward_weight(grad_y, x, g):
 
     def backward_weight(share):
         total = share_sums[share]
-        for start, stop in image_chunks(shares[share], 16 * (c + o) * th * tw * x.itemsize):
+        for start, stop in image_chunks(shares[share], chunk_bytes_per_image(c, o, (th, tw), x.itemsize)):
             count = (stop - start) * th * tw
-            v, dm = planes("winograd_v", c, count, x.dtype), planes("winograd_m", o, count, x.dtype)
+            v, dm = planes("winograd_v", 16, c * count, x.dtype), planes("winograd_m", 16, o * count, x.dtype)
             input_transform(x[start:stop], g.padding, (th, tw), v)
             output_gradient_transform(grad_y[start:stop], dm)
             product = workspace("winograd_u", (16, o, c), x.dtype)
-            matmul_into(dm, v.transpose(0, 2, 1), product)
+            matmul_into(matrices(dm, o, count), matrices(v, c, count).transpose(0, 2, 1), product)
             total += product
 
     split(backward_weight, range(len(shares)))
