@@ -42,13 +42,14 @@ outputs are computed and dropped; what they read beyond x is zero, like the padd
 **How it runs** (as ``conv.py``): the transforms are compiled loops with ``uint64``
 indices, one (image, channel) plane per task, reading and writing through flat views; each
 input plane is first copied into a zeroed padded plane so that the tile loop has no bounds
-test. The output transform and its adjoint run in two passes, one of them a long loop that
-LLVM vectorises (``output_transform``). Images go in chunks whose V and M buffers are
-about half of ``conv.CHUNK_BYTES`` (``chunk_bytes_per_image``), so memory does not grow
-with the batch; the GEMMs run on ``gemm.matmul_into`` (``MINIFT_NUMBA_GEMM``); on several
-threads each thread takes its share of the images (``conv.image_shares``,
-``parallel.split``), and the weight gradient adds the shares' sums in order.
-Accumulation is in the input's dtype.
+test. The output transform and its adjoint run in two passes through Q (4, O, T), each
+tile's 2x2 outputs in four planes: M <-> Q is one long unit-stride loop that LLVM
+vectorises, Q <-> y a move into (or out of) y's 2x2 blocks (``output_transform``).
+Images go in chunks whose V and M buffers are about half of ``conv.CHUNK_BYTES``
+(``chunk_bytes_per_image``), so memory does not grow with the batch; the GEMMs run on
+``gemm.matmul_into`` (``MINIFT_NUMBA_GEMM``); on several threads each thread takes its
+share of the images (``conv.image_shares``, ``parallel.split``), and the weight gradient
+adds the shares' sums in order. Accumulation is in the input's dtype.
 """
 
 from __future__ import annotations
@@ -154,12 +155,12 @@ def pad_planes(x, padding, padded):
     """padded (B*C, 2TH+2, 2TW+2) = zeros, with x[n, c] (H, W) at offset padding in plane n*C + c
     (rows or columns past the padded plane dropped). x C-contiguous; one plane per task."""
     batch, channels, height, width = x.shape
-    planes_, rows_padded, columns_padded = padded.shape
+    plane_count, rows_padded, columns_padded = padded.shape
     ph, pw = padding
     rows, columns = min(height, rows_padded - ph), min(width, columns_padded - pw)
     source_flat, target_flat = x.reshape(x.size), padded.reshape(padded.size)
     size = uint64(rows_padded * columns_padded)
-    for plane in prange(planes_):
+    for plane in prange(plane_count):
         target = uint64(plane) * size
         for i in range(size):
             target_flat[target + i] = 0
@@ -197,10 +198,10 @@ def transform_tiles(padded, tiles, channels, v):
     and written through flat views (a view made per row updates a reference count each time).
     """
     th, tw = tiles
-    planes_, rows_padded, columns_padded = padded.shape
-    count, pitch, plane = planes_ // channels * th * tw, uint64(columns_padded), uint64(v.shape[1])
+    plane_count, rows_padded, columns_padded = padded.shape
+    count, pitch, plane = plane_count // channels * th * tw, uint64(columns_padded), uint64(v.shape[1])
     source_flat, target_flat = padded.reshape(padded.size), v.reshape(v.size)
-    for task in prange(planes_):
+    for task in prange(plane_count):
         n, c = task // channels, task % channels
         for ti in range(th):
             top_left = uint64((task * rows_padded + 2 * ti) * columns_padded)
@@ -377,9 +378,9 @@ def planes(name, count, size, dtype):
     return workspace(name, (count, stride), dtype)
 
 
-def matrices(planes_, rows, columns):
-    """The (16, rows, columns) view of ``planes``' 16 planes: the GEMMs' operands."""
-    return planes_[:, :rows * columns].reshape(len(planes_), rows, columns)
+def matrices(work, rows, columns):
+    """The (16, rows, columns) view of the 16 planes of ``work`` (from ``planes``): the GEMMs' operands."""
+    return work[:, :rows * columns].reshape(len(work), rows, columns)
 
 
 def chunk_bytes_per_image(channels, outs, tiles, itemsize):
