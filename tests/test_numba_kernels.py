@@ -503,7 +503,7 @@ def test_benchmark_runs_a_new_row_on_every_backend_without_touching_the_runner()
     row = bench.Row("tiny matmul", flops=2.0 * 8**3, make_step=make_step, gemm=True)
     cells = bench.run_benchmarks(rows=[row], repeat=3, warmup=1, print_table=False)
     assert [c["implementation"] for c in cells] == ["numpy", "numba", "numba blocked"]  # no torch twin given
-    assert len(calls) == 3 * (3 + 1)
+    assert len(calls) == 3 * (1 + 2 * 3)  # a warm-up each, then the three take turns, an untimed call then a timed one
     assert all(np.array_equal(out, np.full((8, 8), 8.0)) for out in calls)
     numpy_cell = cells[0]
     assert numpy_cell["vs_numpy"] == 1.0 and numpy_cell["vs_torch"] is None
@@ -528,9 +528,10 @@ def test_benchmark_sweeps_thread_counts_taking_turns():
     assert [(c["implementation"], c["threads"]) for c in cells] == [
         (name, count) for name in ("numpy", "numba") for count in ("1", "2", "default")
     ]
-    # per backend: one warm-up call per count, then the counts take turns, an untimed call then a timed one
-    turns = [count for name, count, value in seen if name == "numpy"][3:]
-    assert turns[:4] == [1, 1, 2, 2] and len(turns) == 2 * 2 * 3
+    # one warm-up call per backend and count, then all six take turns, an untimed call then a timed one
+    turns = [(name, count) for name, count, value in seen[6:]]
+    assert [name for name, _ in turns] == (["numpy"] * 6 + ["numba"] * 6) * 2  # two rounds
+    assert [count for start in (0, 6, 12, 18) for _, count in turns[start:start + 4]] == [1, 1, 2, 2] * 4
     assert all(value == 8.0 for _, _, value in seen)
     for cell in cells:
         assert cell["max_over_median"] >= 1.0

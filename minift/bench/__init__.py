@@ -12,7 +12,8 @@ step -- that knows how to build its minift step and, optionally, its PyTorch twi
 
 Each implementation runs each row at every thread count of the sweep (``minift bench``:
 1, 2 and ``default``, minift's policy of ``minift.backend.threads``; PyTorch's default is all
-cores), the counts taking turns call by call so that they meet the same load. Each cell
+cores), all implementations and counts of a row taking turns call by call so that they
+meet the same load. Each cell
 is the median time of ``repeat`` calls after ``warmup`` calls (the first call compiles the
 Numba kernels), the slowest call over the median, its GFLOP/s where the row counts its
 floating-point operations, its speed relative to the ``numpy`` and ``torch`` cells of the
@@ -34,7 +35,7 @@ import statistics
 import textwrap
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
@@ -153,33 +154,33 @@ def _load() -> float:
 
 def measure(step: Step, repeat: int, warmup: int) -> float:
     """Median seconds of ``repeat`` calls of ``step``, after ``warmup`` untimed calls."""
-    return statistics.median(measure_settings(step, {None: lambda: None}, repeat, warmup)[None])
+    return statistics.median(measure_settings({None: (nullcontext, step)}, repeat, warmup)[None])
 
 
-def measure_settings(step: Step, settings: dict, repeat: int, warmup: int) -> dict:
-    """Seconds of each of ``repeat`` calls of ``step`` under each setting, the settings taking turns.
+def measure_settings(settings: dict, repeat: int, warmup: int) -> dict:
+    """Seconds of each of ``repeat`` calls under each setting, the settings taking turns.
 
-    ``settings`` maps a name to a function of no arguments that puts the setting in place
-    (a thread count). Round after round, each setting runs one timed call, so that all
-    meet the same load on a shared machine and their ratios hold even when the load
-    changes. With more than one setting, an untimed call comes first after each switch:
-    the previous setting's worker threads may still be awake (spinning OpenBLAS threads
-    slowed the next setting's call 5x on a loaded machine), and the thread policy gets its
-    look at the cores.
+    ``settings`` maps a name to ``(context, step)``: ``step`` runs inside ``context()``, a
+    context manager that puts the setting in place (a backend, a thread count). Round after
+    round, each setting runs one timed call, so that all meet the same load on a shared
+    machine and their ratios hold even when the load changes. With more than one setting,
+    an untimed call comes first after each switch: the previous setting's worker threads
+    may still be awake (spinning OpenBLAS threads slowed the next setting's call 5x on a
+    loaded machine), and the thread policy gets its look at the cores.
     """
-    for apply in settings.values():
-        apply()
-        for _ in range(warmup):
-            step()
+    for context, step in settings.values():
+        with context():
+            for _ in range(warmup):
+                step()
     times = {name: [] for name in settings}
     for _ in range(repeat):
-        for name, apply in settings.items():
-            apply()
-            if len(settings) > 1:
+        for name, (context, step) in settings.items():
+            with context():
+                if len(settings) > 1:
+                    step()
+                start = time.perf_counter()
                 step()
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
+                times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -224,7 +225,7 @@ THREAD_SWEEP = (1, 2, None)  # ``minift bench``'s default: one thread, two, and 
 READING_GUIDE = (
     "How to read this: each cell is the median of the timed calls (max/med: the slowest call over the median; "
     "above 3, the machine got in the way). 'threads' is both pools' count: 1, 2, or 'default', minift's policy "
-    "(as many as there are free cores; PyTorch: its own default, all cores). The settings of a row take turns "
+    "(as many as there are free cores; PyTorch: its own default, all cores). All cells of a row take turns "
     "(an untimed call after each switch, then a timed one), so they meet the same load. 'vs numpy' and 'vs torch' compare with the same row and threads "
     "(2.0 = twice as fast); 'vs best' is the fixed thread count that ran fastest over the default (1.00 = the "
     "default matched it; 0.80 = the default took 1.25x as long)."
@@ -235,12 +236,19 @@ def _thread_label(count) -> str:
     return "default" if count is None else str(count)
 
 
-def _minift_threads(count):
-    return lambda: threads.set_num_threads(count)
+@contextmanager
+def _minift_setting(select, count):
+    """Inside ``select()`` (a backend), with both pools at ``count`` threads (None: the policy)."""
+    with select():
+        threads.set_num_threads(count)
+        yield
 
 
-def _torch_threads(torch, count):
-    return lambda: torch.set_num_threads(threads.cores() if count is None else count)
+@contextmanager
+def _torch_setting(torch, count):
+    """PyTorch at ``count`` threads (None: its default, all cores)."""
+    torch.set_num_threads(threads.cores() if count is None else count)
+    yield
 
 
 def run_benchmarks(rows: Sequence[Row] | None = None, repeat: int = 7, warmup: int = 2, print_table: bool = True,
@@ -271,19 +279,26 @@ def run_benchmarks(rows: Sequence[Row] | None = None, repeat: int = 7, warmup: i
 
 
 def _row_cells(row: Row, columns, torch, repeat: int, warmup: int, thread_counts) -> list[dict]:
-    """The cells of one row: each implementation, its thread counts taking turns call by call."""
-    times = {}
-    for name, context in columns.items():
+    """The cells of one row: every implementation at every thread count, all taking turns call by call.
+
+    Taking turns across implementations too, not only across thread counts: timed one
+    implementation after the other, the NumPy and Numba backends' MLP step -- the same BLAS
+    calls -- differed by up to 15 % as the load drifted between them; taking turns in one
+    script, by 1-2 %.
+    """
+    settings = {}
+    for name, select in columns.items():
         if name == "numba blocked" and not row.gemm:
             continue
-        with context():
-            settings = {count: _minift_threads(count) for count in thread_counts}
-            for count, t in measure_settings(row.make_step(), settings, repeat, warmup).items():
-                times[name, count] = t
+        with select():
+            step = row.make_step()
+        for count in thread_counts:
+            settings[name, count] = (lambda select=select, count=count: _minift_setting(select, count), step)
     if torch is not None and row.make_torch_step is not None:
-        settings = {count: _torch_threads(torch, count) for count in thread_counts}
-        for count, t in measure_settings(row.make_torch_step(torch), settings, repeat, warmup).items():
-            times["torch", count] = t
+        step = row.make_torch_step(torch)
+        for count in thread_counts:
+            settings["torch", count] = (lambda count=count: _torch_setting(torch, count), step)
+    times = measure_settings(settings, repeat, warmup)
     median = {key: statistics.median(t) for key, t in times.items()}
     cells = []
     for (name, count), t in median.items():
