@@ -12,8 +12,8 @@ step -- that knows how to build its minift step and, optionally, its PyTorch twi
 
 Each implementation runs each row at every thread count of the sweep (``minift bench``:
 1, 2 and ``default``, minift's policy of ``minift.backend.threads``; PyTorch's default is all
-cores), all implementations and counts of a row taking turns call by call so that they
-meet the same load. Each cell
+cores), taking turns call by call so that they meet the same load: minift's
+implementations and counts all together, then PyTorch's counts. Each cell
 is the median time of ``repeat`` calls after ``warmup`` calls (the first call compiles the
 Numba kernels), the slowest call over the median, its GFLOP/s where the row counts its
 floating-point operations, its speed relative to the ``numpy`` and ``torch`` cells of the
@@ -225,8 +225,8 @@ THREAD_SWEEP = (1, 2, None)  # ``minift bench``'s default: one thread, two, and 
 READING_GUIDE = (
     "How to read this: each cell is the median of the timed calls (max/med: the slowest call over the median; "
     "above 3, the machine got in the way). 'threads' is both pools' count: 1, 2, or 'default', minift's policy "
-    "(as many as there are free cores; PyTorch: its own default, all cores). All cells of a row take turns "
-    "(an untimed call after each switch, then a timed one), so they meet the same load. 'vs numpy' and 'vs torch' compare with the same row and threads "
+    "(as many as there are free cores; PyTorch: its own default, all cores). The minift cells of a row take "
+    "turns, then PyTorch's (an untimed call after each switch, then a timed one), so they meet the same load. 'vs numpy' and 'vs torch' compare with the same row and threads "
     "(2.0 = twice as fast); 'vs best' is the fixed thread count that ran fastest over the default (1.00 = the "
     "default matched it; 0.80 = the default took 1.25x as long)."
 )
@@ -279,12 +279,15 @@ def run_benchmarks(rows: Sequence[Row] | None = None, repeat: int = 7, warmup: i
 
 
 def _row_cells(row: Row, columns, torch, repeat: int, warmup: int, thread_counts) -> list[dict]:
-    """The cells of one row: every implementation at every thread count, all taking turns call by call.
+    """The cells of one row: minift's implementations at every thread count, all taking turns
+    call by call; then PyTorch's thread counts, taking turns among themselves.
 
-    Taking turns across implementations too, not only across thread counts: timed one
-    implementation after the other, the NumPy and Numba backends' MLP step -- the same BLAS
-    calls -- differed by up to 15 % as the load drifted between them; taking turns in one
-    script, by 1-2 %.
+    minift's implementations take turns with each other, not only across thread counts:
+    timed one after the other, the NumPy and Numba backends' MLP step -- the same BLAS calls
+    -- differed by 5-15 % in every run as the load drifted between them; taking turns, by
+    1-3 %. PyTorch stays apart: its OpenMP threads spin on after each call, and with another
+    process busy on one core that slowed the minift call after it 3x (matmul 512 on one
+    thread: 4.9 against 1.6 ms).
     """
     settings = {}
     for name, select in columns.items():
@@ -294,11 +297,11 @@ def _row_cells(row: Row, columns, torch, repeat: int, warmup: int, thread_counts
             step = row.make_step()
         for count in thread_counts:
             settings[name, count] = (lambda select=select, count=count: _minift_setting(select, count), step)
+    times = measure_settings(settings, repeat, warmup)
     if torch is not None and row.make_torch_step is not None:
         step = row.make_torch_step(torch)
-        for count in thread_counts:
-            settings["torch", count] = (lambda count=count: _torch_setting(torch, count), step)
-    times = measure_settings(settings, repeat, warmup)
+        settings = {("torch", count): (lambda count=count: _torch_setting(torch, count), step) for count in thread_counts}
+        times.update(measure_settings(settings, repeat, warmup))
     median = {key: statistics.median(t) for key, t in times.items()}
     cells = []
     for (name, count), t in median.items():
