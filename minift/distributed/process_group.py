@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -39,6 +40,7 @@ from ..engine.tensor import Tensor
 # Variables that the launchers set in each process they start: MPICH's hydra and Slurm's
 # PMI-2 (PMI_RANK / PMI_SIZE), Open MPI (OMPI_COMM_WORLD_SIZE), PMIx launchers (PMIX_RANK).
 LAUNCHER_VARIABLES = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
+ABORT_GRACE_SECONDS = 0.5  # the launcher's time to pass on an aborting rank's last output (``_abort``)
 
 
 class ReduceOp:
@@ -201,9 +203,20 @@ def abort_if_distributed(code: int) -> None:
     """Under mpiexec, end every rank now with exit status ``code`` (a rank that stops on an
     error it handled itself must not leave the others waiting in a collective); alone, return."""
     if _world["comm"] is not None and is_distributed():
-        sys.stderr.flush()
-        sys.stdout.flush()
-        _comm().Abort(code)
+        _abort(code)
+
+
+def _abort(code: int) -> None:
+    """Flush this rank's output, give the launcher time to pass it on, and end every rank.
+
+    MPICH's launcher forwards each rank's output from a pipe, and ``Abort`` has it kill the
+    job at once: what was still in the pipe was lost, the failing rank's message too (about
+    one run in six of ``tests/test_distributed_mpi.py``'s exception test).
+    """
+    sys.stderr.flush()
+    sys.stdout.flush()
+    time.sleep(ABORT_GRACE_SECONDS)
+    _comm().Abort(code)
 
 
 def install_abort_on_exception() -> None:
@@ -218,9 +231,7 @@ def install_abort_on_exception() -> None:
         text = "".join(traceback.format_exception(kind, value, trace))
         sys.stderr.write("".join(f"[rank {rank}] {line}\n" for line in text.rstrip("\n").split("\n")))
         sys.stderr.write(f"[rank {rank}] minift.distributed: aborting every rank of the job\n")
-        sys.stderr.flush()
-        sys.stdout.flush()
-        _comm().Abort(1)
+        _abort(1)
         os._exit(1)  # MPICH's Abort may return before the launcher ends this process
 
     sys.excepthook = abort_the_world
