@@ -44,7 +44,11 @@ indices, one (image, channel) plane per task, reading and writing through flat v
 input plane is first copied into a zeroed padded plane so that the tile loop has no bounds
 test. The output transform and its adjoint run in two passes through Q (4, O, T), each
 tile's 2x2 outputs in four planes: M <-> Q is one long unit-stride loop that LLVM
-vectorises, Q <-> y a move into (or out of) y's 2x2 blocks (``output_transform``).
+vectorises, Q <-> y a move into (or out of) y's 2x2 blocks (``output_transform``). Each
+transform is one compiled call per chunk, its steps inside it: a call takes and hands back
+Python's GIL, and with two threads each convolving their share of the images, every
+handover can wait for the other thread (S2 fwd+bwd on two threads 10.1 -> 8.4 ms when the
+padding and the input transform, and each pair of output passes, became one call each).
 Images go in chunks whose V and M buffers are about half of ``conv.CHUNK_BYTES``
 (``chunk_bytes_per_image``), so memory does not grow with the batch; the GEMMs run on
 ``gemm.matmul_into`` (``MINIFT_NUMBA_GEMM``); on several threads each thread takes its
@@ -150,27 +154,6 @@ def weight_gradient(grad_u):
     return grad_w
 
 
-@parallel_kernel(cache=True)
-def pad_planes(x, padding, padded):
-    """padded (B*C, 2TH+2, 2TW+2) = zeros, with x[n, c] (H, W) at offset padding in plane n*C + c
-    (rows or columns past the padded plane dropped). x C-contiguous; one plane per task."""
-    batch, channels, height, width = x.shape
-    plane_count, rows_padded, columns_padded = padded.shape
-    ph, pw = padding
-    rows, columns = min(height, rows_padded - ph), min(width, columns_padded - pw)
-    source_flat, target_flat = x.reshape(x.size), padded.reshape(padded.size)
-    size = uint64(rows_padded * columns_padded)
-    for plane in prange(plane_count):
-        target = uint64(plane) * size
-        for i in range(size):
-            target_flat[target + i] = 0
-        for r in range(rows):
-            source = uint64((plane * height + r) * width)
-            row = target + uint64((r + ph) * columns_padded + pw)
-            for j in range(uint64(columns)):
-                target_flat[row + j] = source_flat[source + j]
-
-
 @njit(cache=True)
 def _combine_input(d0, d1, d2, d3):
     """The four entries of (B^T d) for a column (d0, d1, d2, d3) of a tile."""
@@ -190,28 +173,42 @@ def _store_four(flat, at, plane, values):
 
 
 @parallel_kernel(cache=True)
-def transform_tiles(padded, tiles, channels, v):
-    """v[xi, c*count + t] = (B^T d B)[xi] for the 4x4 tile d at (2ti, 2tj) of padded plane n*C + c,
+def transform_planes(x, padding, padded, v):
+    """v[xi, c*count + t] = (B^T d B)[xi] for each 4x4 tile d at (2ti, 2tj) of x[n, c] padded,
     t = (n*TH + ti)*TW + tj, count = B*TH*TW.
 
-    padded (B*C, 2TH+2, 2TW+2) C-contiguous -> v (16, stride) planes; one plane per task, read
-    and written through flat views (a view made per row updates a reference count each time).
+    x (B, C, H, W) -> v (16, stride) planes, through padded (B*C, 2TH+2, 2TW+2), all C-contiguous
+    and read and written through flat views made once (a view made per row updates a
+    reference count each time). One (image, channel) plane per task: zeroed, x's plane
+    copied in at offset padding (rows or columns past it dropped), its tiles transformed.
     """
-    th, tw = tiles
+    height, width, channels = x.shape[2], x.shape[3], x.shape[1]
     plane_count, rows_padded, columns_padded = padded.shape
+    th, tw = (rows_padded - 2) // 2, (columns_padded - 2) // 2
+    ph, pw = padding
+    rows, columns = min(height, rows_padded - ph), min(width, columns_padded - pw)
     count, pitch, plane = plane_count // channels * th * tw, uint64(columns_padded), uint64(v.shape[1])
-    source_flat, target_flat = padded.reshape(padded.size), v.reshape(v.size)
+    size = uint64(rows_padded * columns_padded)
+    image_flat, padded_flat, target_flat = x.reshape(x.size), padded.reshape(padded.size), v.reshape(v.size)
     for task in prange(plane_count):
+        start = uint64(task) * size
+        for i in range(size):
+            padded_flat[start + i] = 0
+        for r in range(rows):
+            source = uint64((task * height + r) * width)
+            row = start + uint64((r + ph) * columns_padded + pw)
+            for j in range(uint64(columns)):
+                padded_flat[row + j] = image_flat[source + j]
         n, c = task // channels, task % channels
         for ti in range(th):
-            top_left = uint64((task * rows_padded + 2 * ti) * columns_padded)
+            top_left = start + uint64(2 * ti * columns_padded)
             first = uint64(c * count + (n * th + ti) * tw)
             for tj in range(uint64(tw)):
                 k0 = top_left + uint64(2) * tj  # uint64 + uint64: a literal 1 would make the sum float64
-                e00, e10, e20, e30 = _combine_input(*_column(source_flat, k0, pitch))  # B^T d, column 0
-                e01, e11, e21, e31 = _combine_input(*_column(source_flat, k0 + uint64(1), pitch))
-                e02, e12, e22, e32 = _combine_input(*_column(source_flat, k0 + uint64(2), pitch))
-                e03, e13, e23, e33 = _combine_input(*_column(source_flat, k0 + uint64(3), pitch))
+                e00, e10, e20, e30 = _combine_input(*_column(padded_flat, k0, pitch))  # B^T d, column 0
+                e01, e11, e21, e31 = _combine_input(*_column(padded_flat, k0 + uint64(1), pitch))
+                e02, e12, e22, e32 = _combine_input(*_column(padded_flat, k0 + uint64(2), pitch))
+                e03, e13, e23, e33 = _combine_input(*_column(padded_flat, k0 + uint64(3), pitch))
                 t = first + tj
                 _store_four(target_flat, t, plane, _combine_input(e00, e01, e02, e03))  # (.) B
                 _store_four(target_flat, t + uint64(4) * plane, plane, _combine_input(e10, e11, e12, e13))
@@ -229,8 +226,7 @@ def input_transform(x, padding, tiles, v):
     batch, channels = x.shape[0], x.shape[1]
     th, tw = tiles
     padded = workspace("winograd_padded", (batch * channels, 2 * th + 2, 2 * tw + 2), x.dtype)
-    pad_planes(x, padding, padded)
-    transform_tiles(padded, tiles, channels, v)
+    transform_planes(x, padding, padded, v)
 
 
 @njit(cache=True)
@@ -240,33 +236,26 @@ def _combine_output(m0, m1, m2, m3):
 
 
 @parallel_kernel(cache=True)
-def combine_outputs(m, size, q):
-    """q[2u+v, i] = (A^T M[:, i] A)[u, v] for the first ``size`` entries i = o*count + t of each plane.
+def combine_and_place(m, q, bias, y):
+    """``output_transform``'s two passes, one parallel loop each, in one call.
 
-    m (16, stride) planes (``planes``) -> q (4, stride'): one loop over i, 16 entries read
-    and 4 written per i, all at unit stride, which LLVM vectorises.
+    q[2u+v, i] = (A^T M[:, i] A)[u, v] for each entry i = o*count + t of m (16, stride) into
+    q (4, stride'), then y[n, o, 2ti+u, 2tj+v] = bias[o] + q[2u+v, o*count + t] for
+    t = (n*TH + ti)*TW + tj, outputs past Ho or Wo dropped (count = B*TH*TW), one
+    (image, output channel) plane per task. q and y C-contiguous, read and written through
+    flat views made once: a view made per row (a row of q or y) updates a reference count
+    each time, 3-4x slower.
     """
-    for i in prange(size):
+    batch, outs, ho, wo = y.shape
+    th, tw = (ho + 1) // 2, (wo + 1) // 2
+    count, pairs, plane = batch * th * tw, uint64(wo // 2), uint64(q.shape[1])
+    for i in prange(outs * count):
         s00, s10 = _combine_output(m[0, i], m[4, i], m[8, i], m[12, i])  # A^T m
         s01, s11 = _combine_output(m[1, i], m[5, i], m[9, i], m[13, i])
         s02, s12 = _combine_output(m[2, i], m[6, i], m[10, i], m[14, i])
         s03, s13 = _combine_output(m[3, i], m[7, i], m[11, i], m[15, i])
         q[0, i], q[1, i] = _combine_output(s00, s01, s02, s03)  # (.) A
         q[2, i], q[3, i] = _combine_output(s10, s11, s12, s13)
-
-
-@parallel_kernel(cache=True)
-def place_outputs(q, bias, y):
-    """y[n, o, 2ti+u, 2tj+v] = bias[o] + q[2u+v, o*count + t] for t = (n*TH + ti)*TW + tj,
-    outputs past Ho or Wo dropped (count = B*TH*TW).
-
-    q (4, stride') -> y (B, O, Ho, Wo), both C-contiguous; one (image, output channel) plane
-    per task. Both are read and written through flat views made once: a view made inside the
-    loop (a row of q or y) updates a reference count each time, which made it 3-4x slower.
-    """
-    batch, outs, ho, wo = y.shape
-    th, tw = (ho + 1) // 2, (wo + 1) // 2
-    count, pairs, plane = batch * th * tw, uint64(wo // 2), uint64(q.shape[1])
     source_flat, target_flat = q.reshape(q.size), y.reshape(y.size)
     for task in prange(batch * outs):
         n, o = task // outs, task % outs
@@ -286,28 +275,35 @@ def output_transform(m, bias, y):
     """y[n, o, 2ti+u, 2tj+v] = bias[o] + (A^T M[:, o, t] A)[u, v], outputs past Ho or Wo dropped.
 
     m (16, stride) planes of (O, B*TH*TW) (``planes``), bias (O,) -> y (B, O, Ho, Wo) C-contiguous.
-    Two passes: ``combine_outputs`` computes each tile's four outputs into four planes, a loop
-    over (o, t) that LLVM vectorises; ``place_outputs`` moves them into y's 2x2 blocks. In one
-    pass (a tile's outputs computed and stored where y keeps them) the loop over tiles stores
-    two entries per row at stride 2 and runs TW iterations per row (8 for 16x16 images), too
-    few to vectorise: 79 us per chunk of S2 (5 images, 64 channels) against 19 + 22 us in two.
+    Two passes through Q (4, O*B*TH*TW): each tile's four outputs computed into four planes,
+    a loop over (o, t) that LLVM vectorises, then moved into y's 2x2 blocks. In one pass (a tile's outputs computed and stored where y keeps them)
+    the loop over tiles stores two entries per row at stride 2 and runs TW iterations per row
+    (8 for 16x16 images), too few to vectorise: 79 us per chunk of S2 (5 images, 64 channels)
+    against 19 + 22 us in two.
     """
     batch, outs, ho, wo = y.shape
-    size = outs * batch * ((ho + 1) // 2) * ((wo + 1) // 2)
-    q = planes("winograd_q", 4, size, y.dtype)
-    combine_outputs(m, size, q)
-    place_outputs(q, bias, y)
+    q = planes("winograd_q", 4, outs * batch * ((ho + 1) // 2) * ((wo + 1) // 2), y.dtype)
+    combine_and_place(m, q, bias, y)
+
+
+@njit(cache=True)
+def _spread(y0, y1):
+    """The four entries of A (y0, y1): the adjoint of ``_combine_output``."""
+    return y0, y0 + y1, y0 - y1, -y1
 
 
 @parallel_kernel(cache=True)
-def gather_output_gradient(grad_y, q):
-    """q[2u+v, t*O + o] = grad_y[n, o, 2ti+u, 2tj+v] for t = (n*TH + ti)*TW + tj, zero past Ho or Wo:
-    ``place_outputs``' adjoint, but tile-major (t, o), the layout in which the weight
-    gradient's GEMMs read dL/dM (``conv2d_backward_weight``).
+def gather_and_spread(grad_y, q, dm):
+    """``output_gradient_transform``'s two passes, one parallel loop each, in one call.
 
-    grad_y (B, O, Ho, Wo) -> q (4, stride'), both C-contiguous, through flat views (as
-    ``place_outputs``); one row of tiles per task, o innermost: the writes run along q,
-    the reads step from plane to plane of grad_y.
+    First q[2u+v, t*O + o] = grad_y[n, o, 2ti+u, 2tj+v] for t = (n*TH + ti)*TW + tj, zero past
+    Ho or Wo: the second pass of ``combine_and_place`` run backwards, but tile-major (t, o),
+    the layout in which the weight gradient's GEMMs read dL/dM (``conv2d_backward_weight``);
+    one row of tiles per task, o innermost (the writes run along q, the reads step from plane
+    to plane of grad_y), through flat views. Then dm[xi, i] = (A dY A^T)[xi] for each
+    dY = q[:, i], one loop per row a of A dY writing its four planes 4a .. 4a+3: with all 16
+    planes written in one loop, LLVM did not vectorise it (88 against 30 us on a chunk of
+    S2's 64 x 320 tiles). grad_y (B, O, Ho, Wo), q (4, stride'), dm (16, stride) C-contiguous.
     """
     batch, outs, ho, wo = grad_y.shape
     th, tw = (ho + 1) // 2, (wo + 1) // 2
@@ -328,24 +324,8 @@ def gather_output_gradient(grad_y, q):
                 target_flat[uint64(2) * plane + target + o] = source_flat[top_left + uint64(wo)] if below else zero
                 target_flat[uint64(3) * plane + target + o] = (source_flat[top_left + uint64(wo + 1)]
                                                                if right and below else zero)
-
-
-@njit(cache=True)
-def _spread(y0, y1):
-    """The four entries of A (y0, y1): the adjoint of ``_combine_output``."""
-    return y0, y0 + y1, y0 - y1, -y1
-
-
-@parallel_kernel(cache=True)
-def spread_outputs(q, size, dm):
-    """dm[xi, i] = (A dY A^T)[xi] for the 2x2 dY = q[:, i] of each i < size: ``combine_outputs``' adjoint.
-
-    q (4, stride') -> dm (16, stride). One loop per row a of A dY, writing its four planes
-    4a .. 4a+3: with all 16 planes written in one loop, LLVM did not vectorise it (88 against
-    30 us on a chunk of S2's 64 x 320 tiles).
-    """
     for a in range(4):
-        for i in prange(size):
+        for i in prange(outs * batch * th * tw):
             c0, c1 = _spread(q[0, i], q[2, i])[a], _spread(q[1, i], q[3, i])[a]  # row a of A dY
             dm[4 * a, i], dm[4 * a + 1, i], dm[4 * a + 2, i], dm[4 * a + 3, i] = _spread(c0, c1)  # (.) A^T
 
@@ -357,10 +337,8 @@ def output_gradient_transform(grad_y, dm):
     tile-major, from the adjoints of ``output_transform``'s two passes.
     """
     batch, outs, ho, wo = grad_y.shape
-    size = outs * batch * ((ho + 1) // 2) * ((wo + 1) // 2)
-    q = planes("winograd_q", 4, size, grad_y.dtype)
-    gather_output_gradient(grad_y, q)
-    spread_outputs(q, size, dm)
+    q = planes("winograd_q", 4, outs * batch * ((ho + 1) // 2) * ((wo + 1) // 2), grad_y.dtype)
+    gather_and_spread(grad_y, q, dm)
 
 
 def planes(name, count, size, dtype):
