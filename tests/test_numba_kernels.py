@@ -617,11 +617,16 @@ def test_a_split_runs_every_item_once_with_serial_kernels_inside():
     assert sorted(seen) == list(range(10)) and set(counts) == {1}
 
 
-def test_a_product_too_small_to_split_runs_on_one_blas_thread_and_a_large_one_on_the_policy_s(monkeypatch):
+def test_a_product_too_small_to_split_runs_on_one_blas_thread_and_a_large_one_on_the_policy_count(monkeypatch):
     from minift.kernels.numba import backend as numba_backend
 
     blas_threads, matmul = [], np.matmul
-    monkeypatch.setattr(np, "matmul", lambda a, b: blas_threads.append(threads.blas_thread_count()) or matmul(a, b))
+
+    def counting_matmul(a, b):
+        blas_threads.append(threads.blas_thread_count())
+        return matmul(a, b)
+
+    monkeypatch.setattr(np, "matmul", counting_matmul)
     threads.set_num_threads(2)
     try:
         side = round(numba_backend.PARALLEL_MIN_MULTIPLY_ADDS ** (1 / 3))

@@ -276,13 +276,14 @@ def output_transform(m, bias, y):
 
     m (16, stride) planes of (O, B*TH*TW) (``planes``), bias (O,) -> y (B, O, Ho, Wo) C-contiguous.
     Two passes through Q (4, O*B*TH*TW): each tile's four outputs computed into four planes,
-    a loop over (o, t) that LLVM vectorises, then moved into y's 2x2 blocks. In one pass (a tile's outputs computed and stored where y keeps them)
-    the loop over tiles stores two entries per row at stride 2 and runs TW iterations per row
-    (8 for 16x16 images), too few to vectorise: 79 us per chunk of S2 (5 images, 64 channels)
-    against 19 + 22 us in two.
+    a loop over (o, t) that LLVM vectorises, then moved into y's 2x2 blocks. In one pass (a
+    tile's outputs computed and stored where y keeps them) the loop over tiles stores two
+    entries per row at stride 2 and runs TW iterations per row (8 for 16x16 images), too few
+    to vectorise: 79 us per chunk of S2 (5 images, 64 channels) against 19 + 22 us in two.
     """
     batch, outs, ho, wo = y.shape
-    q = planes("winograd_q", 4, outs * batch * ((ho + 1) // 2) * ((wo + 1) // 2), y.dtype)
+    th, tw = tile_counts((ho, wo))
+    q = planes("winograd_q", 4, outs * batch * th * tw, y.dtype)
     combine_and_place(m, q, bias, y)
 
 
@@ -337,13 +338,15 @@ def output_gradient_transform(grad_y, dm):
     tile-major, from the adjoints of ``output_transform``'s two passes.
     """
     batch, outs, ho, wo = grad_y.shape
-    q = planes("winograd_q", 4, outs * batch * ((ho + 1) // 2) * ((wo + 1) // 2), grad_y.dtype)
+    th, tw = tile_counts((ho, wo))
+    q = planes("winograd_q", 4, outs * batch * th * tw, grad_y.dtype)
     gather_and_spread(grad_y, q, dm)
 
 
 def planes(name, count, size, dtype):
-    """A work array (count, stride) whose rows -- V's or M's 16 planes, of ``size`` entries each
-    (a (rows, tiles) matrix, ``matrices``) -- lie an odd number of 64-byte cache lines apart.
+    """A work array (count, stride) whose rows -- V's or M's 16 planes (a (rows, tiles) matrix
+    each, ``matrices``), or Q's 4, of ``size`` entries each -- lie an odd number of 64-byte
+    cache lines apart.
 
     Why: the transforms write (or read) one entry of each of the 16 planes per tile, 16
     streams at once. Planes a multiple of 4 KiB apart (e.g. 32 x 320 float32) map the 16

@@ -36,6 +36,7 @@ import textwrap
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
+from functools import partial
 
 import numpy as np
 
@@ -226,7 +227,8 @@ READING_GUIDE = (
     "How to read this: each cell is the median of the timed calls (max/med: the slowest call over the median; "
     "above 3, the machine got in the way). 'threads' is both pools' count: 1, 2, or 'default', minift's policy "
     "(as many as there are free cores; PyTorch: its own default, all cores). The minift cells of a row take "
-    "turns, then PyTorch's (an untimed call after each switch, then a timed one), so they meet the same load. 'vs numpy' and 'vs torch' compare with the same row and threads "
+    "turns, then PyTorch's (an untimed call after each switch, then a timed one), so they meet the same load. "
+    "'vs numpy' and 'vs torch' compare with the same row and threads "
     "(2.0 = twice as fast); 'vs best' is the fixed thread count that ran fastest over the default (1.00 = the "
     "default matched it; 0.80 = the default took 1.25x as long)."
 )
@@ -296,11 +298,11 @@ def _row_cells(row: Row, columns, torch, repeat: int, warmup: int, thread_counts
         with select():
             step = row.make_step()
         for count in thread_counts:
-            settings[name, count] = (lambda select=select, count=count: _minift_setting(select, count), step)
+            settings[name, count] = (partial(_minift_setting, select, count), step)
     times = measure_settings(settings, repeat, warmup)
     if torch is not None and row.make_torch_step is not None:
         step = row.make_torch_step(torch)
-        settings = {("torch", count): (lambda count=count: _torch_setting(torch, count), step) for count in thread_counts}
+        settings = {("torch", count): (partial(_torch_setting, torch, count), step) for count in thread_counts}
         times.update(measure_settings(settings, repeat, warmup))
     median = {key: statistics.median(t) for key, t in times.items()}
     cells = []

@@ -223,8 +223,8 @@ def install_abort_on_exception() -> None:
     """Make an uncaught exception on any rank end the whole job, with that rank's message.
 
     Without it, the other ranks block forever in their next collective. The hook prints
-    ``[rank r] Traceback ...`` to stderr, flushes, and calls ``Abort``: the launcher then
-    stops every rank and exits non-zero.
+    ``[rank r] Traceback ...`` to stderr and calls ``_abort``: the launcher then stops every
+    rank and exits non-zero.
     """
     def abort_the_world(kind, value, trace):
         rank = get_rank()
