@@ -617,28 +617,6 @@ def test_a_split_runs_every_item_once_with_serial_kernels_inside():
     assert sorted(seen) == list(range(10)) and set(counts) == {1}
 
 
-def test_a_product_too_small_to_split_runs_on_one_blas_thread_and_a_large_one_on_the_policy_count(monkeypatch):
-    from minift.kernels.numba import backend as numba_backend
-
-    blas_threads, matmul = [], np.matmul
-
-    def counting_matmul(a, b):
-        blas_threads.append(threads.blas_thread_count())
-        return matmul(a, b)
-
-    monkeypatch.setattr(np, "matmul", counting_matmul)
-    threads.set_num_threads(2)
-    try:
-        side = round(numba_backend.PARALLEL_MIN_MULTIPLY_ADDS ** (1 / 3))
-        for n in (side - 1, side + 1):
-            a = np.ones((n, n), np.float32)
-            assert np.array_equal(on("numba", "matmul", a, a), np.full((n, n), n, np.float32))
-        assert threads.blas_thread_count() == 2  # back to the policy's count after the small one
-    finally:
-        threads.set_num_threads(None)
-    assert blas_threads == [1, 2]
-
-
 @pytest.mark.parametrize("parallel", [False, True])
 def test_wide_vectors_marks_the_function_it_is_compiled_in_for_512_bit_vectors(parallel):
     """The serial twin itself, or the function a ``prange`` loop is outlined into. (Compiled

@@ -111,16 +111,49 @@ def restore_policy():
     threads.set_num_threads(None)
 
 
-def test_set_num_threads_sets_both_pools(restore_policy):
+def test_set_num_threads_sets_numba_to_the_count_and_blas_to_it_for_large_products_only(restore_policy):
     numba = pytest.importorskip("numba")
     pytest.importorskip("threadpoolctl")
+    large = threads.PARALLEL_MIN_MULTIPLY_ADDS
     threads.set_num_threads(1)
-    assert threads.get_num_threads() == 1
-    assert threads.blas_thread_count() == 1
-    assert numba.get_num_threads() == 1
+    with threads.blas_threads_for(large):
+        assert (threads.get_num_threads(), threads.blas_thread_count(), numba.get_num_threads()) == (1, 1, 1)
     if threads.cores() >= 2 and numba.config.NUMBA_NUM_THREADS >= 2 and threads.pools_take_turns():
         threads.set_num_threads(2)
-        assert (threads.get_num_threads(), threads.blas_thread_count(), numba.get_num_threads()) == (2, 2, 2)
+        assert (threads.get_num_threads(), threads.blas_thread_count(), numba.get_num_threads()) == (2, 1, 2)
+        with threads.blas_threads_for(large - 1):
+            assert threads.blas_thread_count() == 1
+        with threads.blas_threads_for(large):
+            assert threads.blas_thread_count() == 2
+        assert threads.blas_thread_count() == 1  # back at rest
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "numba"])
+def test_a_kernel_runs_its_products_on_one_blas_thread_when_small_and_on_the_count_when_large(
+        backend_name, restore_policy, monkeypatch):
+    """Through the contract, on each CPU backend: the size summed over a stack of products decides."""
+    from minift import backend
+
+    pytest.importorskip("threadpoolctl")
+    if not backend.available_backends()[backend_name][0]:
+        pytest.skip(f"the {backend_name} backend is not installed")
+    seen, matmul = [], np.matmul
+
+    def counting_matmul(*args, **kwargs):
+        seen.append(threads.blas_thread_count())
+        return matmul(*args, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", counting_matmul)
+    threads.set_num_threads(2)
+    if threads.policy.blas_cap < 2:
+        pytest.skip("OpenBLAS is capped at one thread here (OPENBLAS_NUM_THREADS=1)")
+    side = round(threads.PARALLEL_MIN_MULTIPLY_ADDS ** (1 / 3))
+    with backend.use_backend(backend_name):
+        for n in (side - 1, side + 1):
+            a = np.ones((n, n), np.float32)
+            assert np.array_equal(contract.matmul(a, a), np.full((n, n), n, np.float32))
+        assert threads.blas_thread_count() == 1  # back at rest after the large one
+    assert seen == [1, 2]
 
 
 @pytest.mark.parametrize("bad", [0, -1, "two", 1.5])

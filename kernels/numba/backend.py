@@ -40,8 +40,6 @@ errors point at the offending line -- at a small fraction of the speed, so use t
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 from minift.backend import threads
 
 threads.configure_thread_pools()  # before Numba starts its thread pool
@@ -52,7 +50,6 @@ from minift.kernels.numba.attention import attention_forward  # noqa: E402
 from minift.kernels.numba.batch_norm import batch_norm_backward, batch_norm_forward  # noqa: E402
 from minift.kernels.numba.grouped import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: E402
 from minift.kernels.numba.batched import matmul_stack  # noqa: E402
-from minift.kernels.numba.parallel import one_blas_thread, thread_count  # noqa: E402
 from minift.kernels.numba.dropout import dropout  # noqa: E402
 from minift.kernels.numba.gemm import gemm_implementation, matmul_blocked  # noqa: E402
 from minift.kernels.numba.pool import (  # noqa: E402
@@ -93,32 +90,19 @@ def check_available() -> None:
         raise RuntimeError("Numba compiled a probe function that gives a wrong result")
 
 
-PARALLEL_MIN_MULTIPLY_ADDS = 2**25
-"""A single product smaller than this (M*K*N) runs on one BLAS thread whatever the policy's
-count. Alone, BLAS's second thread pays from far smaller products (OpenBLAS splits from
-64^3): 128 x 784 @ 784 x 256 took 300 us on one thread and 213 on two. But in a training
-step the NumPy code after each product (activations, the optimizer) then reads the part
-of the result the other core wrote, from that core's cache: the MLP step of ``minift
-bench`` (products of 128 x 784 x 256 and smaller) took 1.92-1.96 ms on two threads against
-1.74-1.76 on one, its NumPy code 0.28 ms longer; with its products on one BLAS thread,
-1.84-1.86 (``cifar_cnn``'s step, whose convolutions split by images anyway, unchanged)."""
-
-
 def matmul(a, b, g):
     """The contract's ``matmul``: ``a (..., M, K) @ b (..., K, N) -> (..., M, N)``.
 
     Each operand is viewed as a stack (B, rows, columns) -- a broadcast operand keeps a
     zero batch stride, so nothing is copied -- and the B products run on
     ``batched.matmul_stack`` (NumPy's matmul, the stack split between threads; one product
-    is NumPy's matmul as in the reference, on one BLAS thread below
-    ``PARALLEL_MIN_MULTIPLY_ADDS``) with ``MINIFT_NUMBA_GEMM=blas``, or on
-    ``matmul_blocked`` with ``blocked`` (``g``: the checked ``MatmulGeometry``).
+    is NumPy's matmul as in the reference, on the BLAS threads the contract chose,
+    ``threads.blas_threads_for``) with ``MINIFT_NUMBA_GEMM=blas``, or on ``matmul_blocked``
+    with ``blocked`` (``g``: the checked ``MatmulGeometry``).
     """
     blas = gemm_implementation() == "blas"
     if blas and g.batch == 1:
-        small = g.m * g.k * g.n < PARALLEL_MIN_MULTIPLY_ADDS and thread_count() > 1
-        with one_blas_thread() if small else nullcontext():
-            return np.ascontiguousarray(np.matmul(a, b))
+        return np.ascontiguousarray(np.matmul(a, b))
     stack_a = np.broadcast_to(a, (*g.batch_shape, g.m, g.k)).reshape(g.batch, g.m, g.k)
     stack_b = np.broadcast_to(b, (*g.batch_shape, g.k, g.n)).reshape(g.batch, g.k, g.n)
     out = np.empty((g.batch, g.m, g.n), dtype=a.dtype)

@@ -48,7 +48,6 @@ from numba import njit
 
 _local = threading.local()  # .serial: this thread runs a share of a split
 _pool: ThreadPoolExecutor | None = None
-_blas = None  # threadpoolctl's controllers of NumPy's BLAS, found once
 
 
 def thread_count() -> int:
@@ -96,17 +95,16 @@ def _workers(count: int) -> ThreadPoolExecutor:
 
 @contextmanager
 def one_blas_thread():
-    """NumPy's BLAS held at one thread inside the block, then back to its count (about 3 us)."""
-    global _blas
-    if _blas is None:
-        _blas = threads._blas_libraries()
-    before = [library.num_threads for library in _blas]
-    for library in _blas:
+    """NumPy's BLAS held at one thread inside the block, then back to its count (about 3 us;
+    a product the contract gave more threads, ``threads.blas_threads_for``, may run in a split)."""
+    libraries = threads.policy.blas_libraries()
+    before = [library.num_threads for library in libraries]
+    for library in libraries:
         library.set_num_threads(1)
     try:
         yield
     finally:
-        for library, count in zip(_blas, before):
+        for library, count in zip(libraries, before):
             library.set_num_threads(count)
 
 

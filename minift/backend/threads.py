@@ -41,8 +41,8 @@ comes and goes with whatever else the machine runs.
 most, at the next kernel call (``minift.backend`` calls ``tick()`` on each dispatch),
 ``CoreWatch`` reads how much CPU time the cores this process may run on spent on work
 that is not this process's (``/proc/stat``, including the time a virtual machine's
-host gave to other guests, "steal") and sets both pools to
-``free_cores = cores - others`` (rounded down, with ``TOLERANCE`` of a core forgiven, at
+host gave to other guests, "steal") and sets both pools (BLAS's for large products,
+below) to ``free_cores = cores - others`` (rounded down, with ``TOLERANCE`` of a core forgiven, at
 least 1). When another process takes a core, the next look sees it and both pools step
 down to one thread; when it ends, they step back up. Why measure the other work instead of
 our own step times: a step-time detector would have to know what a "step" is and keep a
@@ -64,6 +64,24 @@ engineers' jobs (load average 17)::
 
 ``minift bench --threads 1,2,default`` shows the same for every row.
 
+**Matrix products: BLAS rests at one thread.** The count goes to Numba's pool as it is, but
+OpenBLAS runs a product on more than one thread only inside ``blas_threads_for`` -- the
+contract wraps every CPU kernel that multiplies matrices in it -- and only when the
+kernel's products come to ``PARALLEL_MIN_MULTIPLY_ADDS`` (2**25) multiply-adds or more
+(M*K*N summed over the batch); between them, and around smaller ones, it rests at one
+thread. Alone, a second BLAS thread pays from far smaller products (OpenBLAS splits from
+64^3; 128 x 784 @ 784 x 256: 300 against 213 us). But in a training step the NumPy code
+after each product (activations, the optimizer) then reads the half of the result the
+other core wrote, from that core's cache: ``minift bench``'s MLP step (products of 128 x
+784 x 256 and smaller) took 1.92-1.96 ms with two BLAS threads against 1.74-1.76 on one.
+And a thread count set around each small product costs more than it looks: OpenBLAS's
+``set_num_threads`` took 3 us in a loop, but dropping to one thread and back around each of
+the MLP step's eight products made the step 1.87 ms against 1.77 with BLAS resting at one
+(the same products, measured taking turns). Raising it around a large product costs 7-15 us
+(a 512 x 512 matmul on two threads: 857 against 844 us). Inside a ``split``
+(``minift.kernels.numba.parallel``) each share's products run on one BLAS thread, whatever
+their size. A BLAS call minift does not make (your own NumPy code) runs on one thread.
+
 Choose a fixed count with ``MINIFT_NUM_THREADS=n`` or ``set_num_threads(n)`` (for
 reproducible runs: float32 sums may come out in another order on another thread count);
 ``OPENBLAS_NUM_THREADS`` and ``NUMBA_NUM_THREADS`` still cap their pools. Without
@@ -77,11 +95,13 @@ import math
 import os
 import sys
 import time
+from contextlib import contextmanager
 
 POLICY = {"NUMBA_THREADING_LAYER": "workqueue", "OPENBLAS_THREAD_TIMEOUT": "4"}
 LIBRARY_DEFAULTS = {"NUMBA_THREADING_LAYER": "default", "OPENBLAS_THREAD_TIMEOUT": "28"}  # for comparison
 
 INTERVAL = 0.3  # seconds between two looks at the cores
+PARALLEL_MIN_MULTIPLY_ADDS = 2**25  # products smaller than this stay on BLAS's resting thread (docstring)
 TOLERANCE = 0.2  # cores' worth of other work that still leaves a core counted free
 
 _applied: dict[str, bool] = {}
@@ -132,7 +152,8 @@ def _blas_libraries():
 
 
 def blas_thread_count() -> int:
-    """Threads NumPy's BLAS runs a product on now (all cores if threadpoolctl cannot tell)."""
+    """Threads NumPy's BLAS runs a product on now: 1 at rest, more inside ``blas_threads_for``
+    (all cores if threadpoolctl cannot tell)."""
     return max((library.num_threads for library in _blas_libraries()), default=cores())
 
 
@@ -212,6 +233,7 @@ class ThreadPolicy:
         self.looked = False
         self.next_look = time.monotonic() + INTERVAL
         self.next_apply = 0.0
+        self._blas = None  # threadpoolctl's controllers, once found
         self.blas_cap: int | None = None
         self.patience, self.quiet_looks, self.raised_at = self.BASE_PATIENCE, 0, None
         self.history: list[tuple[float, int]] = []  # (monotonic time, threads) at each change
@@ -252,18 +274,33 @@ class ThreadPolicy:
         return self.chosen + 1
 
     def apply(self, threads: int) -> None:
-        """Set OpenBLAS's threads (process-wide) and Numba's (for the calling thread) to ``threads``."""
+        """Set the count to ``threads``: Numba's pool (for the calling thread) to it, and
+        OpenBLAS's (process-wide) to its resting one thread (``blas_threads_for`` raises it)."""
         if self.fixed is None and (threads != self.threads or not self.history):
             self.history.append((time.monotonic(), threads))
         self.threads = threads
-        libraries = _blas_libraries() if "numpy" in sys.modules else []
-        if self.blas_cap is None and libraries:
-            self.blas_cap = max(library.num_threads for library in libraries)  # OPENBLAS_NUM_THREADS, or all cores
-        for library in libraries:
-            library.set_num_threads(min(threads, self.blas_cap))
+        for library in self.blas_libraries(refresh=True):
+            library.set_num_threads(1)
         numba = sys.modules.get("numba")
         if numba is not None and hasattr(numba, "set_num_threads"):
             numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, numba_thread_count(threads)))
+
+    def blas_libraries(self, refresh: bool = False):
+        """threadpoolctl's controllers of the BLAS libraries loaded (NumPy's, and SciPy's if
+        it is loaded), as found at the last ``apply`` (searching the loaded libraries takes
+        0.4 ms: not for every product); notes their cap, the first time, before any is set."""
+        if (self._blas is None or refresh) and "numpy" in sys.modules:
+            self._blas = _blas_libraries()
+            if self.blas_cap is None:  # OPENBLAS_NUM_THREADS, or all cores
+                self.blas_cap = max((library.num_threads for library in self._blas), default=1)
+        return self._blas or []
+
+    def blas_count(self, multiply_adds: int) -> int:
+        """BLAS threads for products of ``multiply_adds`` in all: the count, capped, if they pay, else 1."""
+        if multiply_adds < PARALLEL_MIN_MULTIPLY_ADDS:
+            return 1
+        self.blas_libraries()  # finds the cap, if no kernel has run yet
+        return min(self.threads, self.blas_cap or 1)
 
     def set_fixed(self, threads: int | None) -> None:
         """Fix the count (or, with None, return to the policy's own choice, without a new look)."""
@@ -288,7 +325,8 @@ def tick() -> None:
 
 
 def set_num_threads(threads: int | None) -> None:
-    """Fix both pools at ``threads`` threads, or, with None, let them follow the free cores again."""
+    """Fix the count at ``threads`` (Numba's pool, and BLAS's for large products), or, with
+    None, let it follow the free cores again."""
     policy.set_fixed(threads)
 
 
@@ -297,11 +335,30 @@ def get_num_threads() -> int:
     return policy.threads
 
 
+@contextmanager
+def blas_threads_for(multiply_adds: int):
+    """Inside the block, NumPy's BLAS runs on ``policy.blas_count(multiply_adds)`` threads;
+    after it, on its resting one (see "Matrix products" in the module docstring). The
+    contract wraps each kernel that multiplies matrices on the CPU in it."""
+    count = policy.blas_count(multiply_adds)
+    if count < 2:
+        yield
+        return
+    libraries = policy.blas_libraries()
+    for library in libraries:
+        library.set_num_threads(count)
+    try:
+        yield
+    finally:
+        for library in libraries:
+            library.set_num_threads(1)
+
+
 def numba_thread_count(threads: int | None = None) -> int:
     """Threads for Numba's kernels: the policy's count, or, while BLAS's idle workers spin
-    (NumPy imported before minift), only the cores those workers leave free."""
+    (NumPy imported before minift), only the cores those workers leave free after a product."""
     configure_thread_pools()
     threads = policy.threads if threads is None else threads
     if not _applied["blas_spins"]:
         return threads
-    return max(1, threads - (blas_thread_count() - 1))
+    return max(1, threads - (min(threads, policy.blas_cap or threads) - 1))

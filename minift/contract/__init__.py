@@ -7,6 +7,9 @@ arrays and that geometry to the kernel of the same name in the backend that
 ``minift.backend`` selects (the NumPy reference, the Numba kernels or the CuPy kernels;
 its docstring has the table).
 
+The entries that multiply matrices (matmul, the convolutions, attention) also give a CPU
+kernel the BLAS threads its size pays for (``minift.backend.threads.blas_threads_for``).
+
 A kernel therefore holds only its loops: it may assume what the entry checked. A bad call
 fails here, before any backend runs, with the same message on every backend.
 
@@ -24,10 +27,12 @@ from __future__ import annotations
 
 import math
 import numbers
+from contextlib import nullcontext
 
 import numpy as np
 
 from minift import backend
+from minift.backend import threads
 from minift.contract.checks import check_float_arrays, check_ndim, check_same_shape, check_shape_argument
 from minift.contract.geometry import conv2d_geometry, matmul_geometry, max_pool2d_backward_shape, pool2d_geometry
 
@@ -66,6 +71,12 @@ CONTRACT = (
 attention's output for inference (``minift.reference.transformer``)."""
 
 
+def _blas_threads(array, multiply_adds: int):
+    """Where a kernel multiplies matrices on the CPU: NumPy's BLAS on the threads that
+    ``multiply_adds`` pay for (``threads.blas_threads_for``), back at rest after it."""
+    return threads.blas_threads_for(multiply_adds) if isinstance(array, np.ndarray) else nullcontext()
+
+
 def matmul(a, b):
     """``a (..., M, K) @ b (..., K, N) -> (..., M, N)``; batch dimensions broadcast as in
     ``numpy.matmul``. Both operands are at least 2-D (the op layer handles 1-D cases).
@@ -73,7 +84,8 @@ def matmul(a, b):
     """
     check_float_arrays("matmul", a=a, b=b)
     g = matmul_geometry("matmul", a.shape, b.shape)
-    return backend.implementation("matmul", a)(a, b, g)
+    with _blas_threads(a, g.multiply_adds):
+        return backend.implementation("matmul", a)(a, b, g)
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups=1):
@@ -97,7 +109,8 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups=1):
     g = conv2d_geometry(name, x.shape, weight.shape, stride, padding, dilation, groups)
     if bias is not None:
         check_same_shape(name, "bias", bias.shape, (g.o,), "one entry per output channel")
-    return backend.implementation(name, x)(x, weight, bias, g)
+    with _blas_threads(x, g.multiply_adds):
+        return backend.implementation(name, x)(x, weight, bias, g)
 
 
 def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation, groups=1):
@@ -116,7 +129,8 @@ def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation
     input_shape = check_shape_argument(name, "input_shape", input_shape, "(N, C, H, W)")
     g = conv2d_geometry(name, input_shape, weight.shape, stride, padding, dilation, groups)
     check_same_shape(name, "grad_y", grad_y.shape, g.output_shape, "the output shape of this convolution")
-    return backend.implementation(name, grad_y)(grad_y, weight, g)
+    with _blas_threads(grad_y, g.multiply_adds):
+        return backend.implementation(name, grad_y)(grad_y, weight, g)
 
 
 def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation, groups=1):
@@ -132,7 +146,8 @@ def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation, g
     weight_shape = check_shape_argument(name, "weight_shape", weight_shape, "(O, C/groups, KH, KW)")
     g = conv2d_geometry(name, x.shape, weight_shape, stride, padding, dilation, groups)
     check_same_shape(name, "grad_y", grad_y.shape, g.output_shape, "the output shape of this convolution")
-    return backend.implementation(name, grad_y)(grad_y, x, g)
+    with _blas_threads(grad_y, g.multiply_adds):
+        return backend.implementation(name, grad_y)(grad_y, x, g)
 
 
 def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode=False):
@@ -317,7 +332,9 @@ def attention_forward(q, k, v, bias, scale):
     _check_additive_mask(name, bias, (*q.shape[:-1], k.shape[-2]), "the scores' shape (..., L, S)")
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
         raise ValueError(f"{name}: scale must be a real number, got {scale!r}")
-    return backend.implementation(name, q)(q, k, v, bias, float(scale))
+    multiply_adds = math.prod(q.shape[:-1]) * k.shape[-2] * (q.shape[-1] + v.shape[-1])  # q k^T, then P v
+    with _blas_threads(q, multiply_adds):
+        return backend.implementation(name, q)(q, k, v, bias, float(scale))
 
 
 def dropout(x, p, key):

@@ -57,6 +57,11 @@ class MatmulGeometry:
     def output_shape(self) -> tuple[int, ...]:
         return (*self.batch_shape, self.m, self.n)
 
+    @property
+    def multiply_adds(self) -> int:
+        """The products' size, ``batch * M * K * N``: what decides whether BLAS gets more threads."""
+        return self.batch * self.m * self.k * self.n
+
 
 def broadcast_batch_shapes(kernel: str, a_batch, b_batch) -> tuple[int, ...]:
     """NumPy's broadcasting of two batch shapes (aligned on the right; 1 stretches)."""
@@ -185,6 +190,11 @@ class ConvGeometry(WindowGeometry):
         ``cols[(c*KH + p)*KW + q, i*Wo + j] = xpad[c, i*sh + p*dh, j*sw + q*dw]``.
         """
         return self.c_group * self.kh * self.kw
+
+    @property
+    def multiply_adds(self) -> int:
+        """Multiply-adds of the convolution, as of each of its two backward passes: ``N*O*Ho*Wo * taps``."""
+        return self.n * self.o * self.ho * self.wo * self.taps
 
     def one_group(self) -> "ConvGeometry":
         """The geometry of one group's convolution: C/groups channels in, O/groups out, groups=1."""
