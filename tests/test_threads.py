@@ -116,14 +116,14 @@ def test_set_num_threads_sets_numba_to_the_count_and_blas_to_it_for_large_produc
     pytest.importorskip("threadpoolctl")
     large = threads.PARALLEL_MIN_MULTIPLY_ADDS
     threads.set_num_threads(1)
-    with threads.blas_threads_for(large):
+    with threads.kernel_threads("matmul", large):
         assert (threads.get_num_threads(), threads.blas_thread_count(), numba.get_num_threads()) == (1, 1, 1)
     if threads.cores() >= 2 and numba.config.NUMBA_NUM_THREADS >= 2 and threads.pools_take_turns():
         threads.set_num_threads(2)
         assert (threads.get_num_threads(), threads.blas_thread_count(), numba.get_num_threads()) == (2, 1, 2)
-        with threads.blas_threads_for(large - 1):
+        with threads.kernel_threads("matmul", large - 1):
             assert threads.blas_thread_count() == 1
-        with threads.blas_threads_for(large):
+        with threads.kernel_threads("matmul", large):
             assert threads.blas_thread_count() == 2
         assert threads.blas_thread_count() == 1  # back at rest
 

@@ -97,7 +97,7 @@ def matmul(a, b, g):
     zero batch stride, so nothing is copied -- and the B products run on
     ``batched.matmul_stack`` (NumPy's matmul, the stack split between threads; one product
     is NumPy's matmul as in the reference, on the BLAS threads the contract chose,
-    ``threads.blas_threads_for``) with ``MINIFT_NUMBA_GEMM=blas``, or on ``matmul_blocked``
+    ``threads.kernel_threads``) with ``MINIFT_NUMBA_GEMM=blas``, or on ``matmul_blocked``
     with ``blocked`` (``g``: the checked ``MatmulGeometry``).
     """
     blas = gemm_implementation() == "blas"

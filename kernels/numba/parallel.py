@@ -96,7 +96,7 @@ def _workers(count: int) -> ThreadPoolExecutor:
 @contextmanager
 def one_blas_thread():
     """NumPy's BLAS held at one thread inside the block, then back to its count (about 3 us;
-    a product the contract gave more threads, ``threads.blas_threads_for``, may run in a split)."""
+    a product the contract gave more threads, ``threads.kernel_threads``, may run in a split)."""
     libraries = threads.policy.blas_libraries()
     before = [library.num_threads for library in libraries]
     for library in libraries:

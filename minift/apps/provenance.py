@@ -45,8 +45,8 @@ def environment() -> dict:
     return {
         "backend": backend.get_backend(),
         "versions": versions,
-        # BLAS: the threads a large product runs on (smaller ones run on one, threads.blas_threads_for)
-        "threads": {"blas": threads.policy.blas_count(threads.PARALLEL_MIN_MULTIPLY_ADDS), "numba": numba_threads,
+        # BLAS: the threads a large product runs on (smaller ones run on one, threads.kernel_threads)
+        "threads": {"blas": threads.policy.blas_count(threads.get_num_threads(), threads.PARALLEL_MIN_MULTIPLY_ADDS), "numba": numba_threads,
                     "environment": thread_settings},
         "blas": blas_pools(),
         "cpu": {"count": os.cpu_count(), "machine": platform.machine(), "system": platform.system()},

@@ -65,7 +65,7 @@ engineers' jobs (load average 17)::
 ``minift bench --threads 1,2,default`` shows the same for every row.
 
 **Matrix products: BLAS rests at one thread.** The count goes to Numba's pool as it is, but
-OpenBLAS runs a product on more than one thread only inside ``blas_threads_for`` -- the
+OpenBLAS runs a product on more than one thread only inside ``kernel_threads`` -- the
 contract wraps every CPU kernel that multiplies matrices in it -- and only when the
 kernel's products come to ``PARALLEL_MIN_MULTIPLY_ADDS`` (2**25) multiply-adds or more
 (M*K*N summed over the batch); between them, and around smaller ones, it rests at one
@@ -96,6 +96,8 @@ import os
 import sys
 import time
 from contextlib import contextmanager
+
+from minift.backend.contended import ContendedChoice
 
 POLICY = {"NUMBA_THREADING_LAYER": "workqueue", "OPENBLAS_THREAD_TIMEOUT": "4"}
 LIBRARY_DEFAULTS = {"NUMBA_THREADING_LAYER": "default", "OPENBLAS_THREAD_TIMEOUT": "28"}  # for comparison
@@ -152,7 +154,7 @@ def _blas_libraries():
 
 
 def blas_thread_count() -> int:
-    """Threads NumPy's BLAS runs a product on now: 1 at rest, more inside ``blas_threads_for``
+    """Threads NumPy's BLAS runs a product on now: 1 at rest, more inside ``kernel_threads``
     (all cores if threadpoolctl cannot tell)."""
     return max((library.num_threads for library in _blas_libraries()), default=cores())
 
@@ -234,6 +236,7 @@ class ThreadPolicy:
         self.next_look = time.monotonic() + INTERVAL
         self.next_apply = 0.0
         self._blas = None  # threadpoolctl's controllers, once found
+        self.contended = ContendedChoice()
         self.blas_cap: int | None = None
         self.patience, self.quiet_looks, self.raised_at = self.BASE_PATIENCE, 0, None
         self.history: list[tuple[float, int]] = []  # (monotonic time, threads) at each change
@@ -275,15 +278,12 @@ class ThreadPolicy:
 
     def apply(self, threads: int) -> None:
         """Set the count to ``threads``: Numba's pool (for the calling thread) to it, and
-        OpenBLAS's (process-wide) to its resting one thread (``blas_threads_for`` raises it)."""
+        OpenBLAS's (process-wide) to its resting one thread (``kernel_threads`` raises it)."""
         if self.fixed is None and (threads != self.threads or not self.history):
             self.history.append((time.monotonic(), threads))
-        self.threads = threads
         for library in self.blas_libraries(refresh=True):
             library.set_num_threads(1)
-        numba = sys.modules.get("numba")
-        if numba is not None and hasattr(numba, "set_num_threads"):
-            numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, numba_thread_count(threads)))
+        self.use(threads)
 
     def blas_libraries(self, refresh: bool = False):
         """threadpoolctl's controllers of the BLAS libraries loaded (NumPy's, and SciPy's if
@@ -295,12 +295,30 @@ class ThreadPolicy:
                 self.blas_cap = max((library.num_threads for library in self._blas), default=1)
         return self._blas or []
 
-    def blas_count(self, multiply_adds: int) -> int:
-        """BLAS threads for products of ``multiply_adds`` in all: the count, capped, if they pay, else 1."""
+    def kernel_count(self, kernel: str, multiply_adds: int) -> tuple[int, bool]:
+        """The count for one call of ``kernel`` (``multiply_adds`` in its products), and whether
+        it is a measured choice: while the policy leaves cores to other work, a large kernel's
+        count is measured between the free cores and all (``minift.backend.contended``)."""
+        everything = cores()
+        if self.fixed is None and multiply_adds >= PARALLEL_MIN_MULTIPLY_ADDS and self.threads < everything:
+            return self.contended.choose(kernel, multiply_adds, (self.threads, everything)), True
+        return self.threads, False
+
+    def blas_count(self, count: int, multiply_adds: int) -> int:
+        """BLAS threads for products of ``multiply_adds`` in all, in a call on ``count`` threads:
+        ``count`` (capped) if they pay for it, else 1."""
         if multiply_adds < PARALLEL_MIN_MULTIPLY_ADDS:
             return 1
         self.blas_libraries()  # finds the cap, if no kernel has run yet
-        return min(self.threads, self.blas_cap or 1)
+        return min(count, self.blas_cap or 1)
+
+    def use(self, threads: int) -> None:
+        """Run the calling thread's next kernels on ``threads`` (Numba's pool, ``get_num_threads``)
+        without a new choice: for one kernel call."""
+        self.threads = threads
+        numba = sys.modules.get("numba")
+        if numba is not None and hasattr(numba, "set_num_threads"):
+            numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, numba_thread_count(threads)))
 
     def set_fixed(self, threads: int | None) -> None:
         """Fix the count (or, with None, return to the policy's own choice, without a new look)."""
@@ -336,22 +354,31 @@ def get_num_threads() -> int:
 
 
 @contextmanager
-def blas_threads_for(multiply_adds: int):
-    """Inside the block, NumPy's BLAS runs on ``policy.blas_count(multiply_adds)`` threads;
-    after it, on its resting one (see "Matrix products" in the module docstring). The
-    contract wraps each kernel that multiplies matrices on the CPU in it."""
-    count = policy.blas_count(multiply_adds)
-    if count < 2:
-        yield
-        return
-    libraries = policy.blas_libraries()
+def kernel_threads(kernel: str, multiply_adds: int):
+    """The threads for one call of ``kernel``, whose products come to ``multiply_adds``: the
+    policy's count (measured between the free cores and all for a large kernel while other
+    work holds cores), and NumPy's BLAS on it for a large kernel, on one thread otherwise
+    (module docstring, "Matrix products"); at rest again after the block. The contract
+    runs each CPU kernel that multiplies matrices in it."""
+    policy.tick()
+    resting = policy.threads
+    count, measured = policy.kernel_count(kernel, multiply_adds)
+    blas = policy.blas_count(count, multiply_adds)
+    if count != resting:
+        policy.use(count)
+    libraries = policy.blas_libraries() if blas > 1 else []
     for library in libraries:
-        library.set_num_threads(count)
+        library.set_num_threads(blas)
+    start = time.perf_counter()
     try:
         yield
+        if measured:
+            policy.contended.record(kernel, multiply_adds, count, time.perf_counter() - start)
     finally:
         for library in libraries:
             library.set_num_threads(1)
+        if count != resting:
+            policy.use(resting)
 
 
 def numba_thread_count(threads: int | None = None) -> int:

@@ -42,6 +42,7 @@ import numpy as np
 
 from minift import backend, contract
 from minift.backend import threads
+from minift.backend.contended import ContendedChoice
 from minift.bench.row import Row, Step
 from minift.contract.geometry import conv_output_size
 
@@ -239,11 +240,17 @@ def _thread_label(count) -> str:
 
 
 @contextmanager
-def _minift_setting(select, count):
-    """Inside ``select()`` (a backend), with both pools at ``count`` threads (None: the policy)."""
+def _minift_setting(select, count, measured: ContendedChoice):
+    """Inside ``select()`` (a backend), with both pools at ``count`` threads (None: the
+    policy), and ``measured`` the policy's measured counts for large kernels under
+    contention: one per implementation, as a program running only it would keep."""
     with select():
         threads.set_num_threads(count)
-        yield
+        saved, threads.policy.contended = threads.policy.contended, measured
+        try:
+            yield
+        finally:
+            threads.policy.contended = saved
 
 
 @contextmanager
@@ -297,8 +304,9 @@ def _row_cells(row: Row, columns, torch, repeat: int, warmup: int, thread_counts
             continue
         with select():
             step = row.make_step()
+        measured = ContendedChoice()
         for count in thread_counts:
-            settings[name, count] = (partial(_minift_setting, select, count), step)
+            settings[name, count] = (partial(_minift_setting, select, count, measured), step)
     times = measure_settings(settings, repeat, warmup)
     if torch is not None and row.make_torch_step is not None:
         step = row.make_torch_step(torch)

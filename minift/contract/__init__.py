@@ -8,7 +8,7 @@ arrays and that geometry to the kernel of the same name in the backend that
 its docstring has the table).
 
 The entries that multiply matrices (matmul, the convolutions, attention) also give a CPU
-kernel the BLAS threads its size pays for (``minift.backend.threads.blas_threads_for``).
+kernel the threads its size pays for, BLAS's among them (``minift.backend.threads.kernel_threads``).
 
 A kernel therefore holds only its loops: it may assume what the entry checked. A bad call
 fails here, before any backend runs, with the same message on every backend.
@@ -71,10 +71,10 @@ CONTRACT = (
 attention's output for inference (``minift.reference.transformer``)."""
 
 
-def _blas_threads(array, multiply_adds: int):
-    """Where a kernel multiplies matrices on the CPU: NumPy's BLAS on the threads that
-    ``multiply_adds`` pay for (``threads.blas_threads_for``), back at rest after it."""
-    return threads.blas_threads_for(multiply_adds) if isinstance(array, np.ndarray) else nullcontext()
+def _threads(kernel: str, array, multiply_adds: int):
+    """Where a kernel multiplies matrices on the CPU: the threads its size pays for, BLAS's
+    among them (``threads.kernel_threads``), at rest again after it."""
+    return threads.kernel_threads(kernel, multiply_adds) if isinstance(array, np.ndarray) else nullcontext()
 
 
 def matmul(a, b):
@@ -84,7 +84,7 @@ def matmul(a, b):
     """
     check_float_arrays("matmul", a=a, b=b)
     g = matmul_geometry("matmul", a.shape, b.shape)
-    with _blas_threads(a, g.multiply_adds):
+    with _threads("matmul", a, g.multiply_adds):
         return backend.implementation("matmul", a)(a, b, g)
 
 
@@ -109,7 +109,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups=1):
     g = conv2d_geometry(name, x.shape, weight.shape, stride, padding, dilation, groups)
     if bias is not None:
         check_same_shape(name, "bias", bias.shape, (g.o,), "one entry per output channel")
-    with _blas_threads(x, g.multiply_adds):
+    with _threads(name, x, g.multiply_adds):
         return backend.implementation(name, x)(x, weight, bias, g)
 
 
@@ -129,7 +129,7 @@ def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation
     input_shape = check_shape_argument(name, "input_shape", input_shape, "(N, C, H, W)")
     g = conv2d_geometry(name, input_shape, weight.shape, stride, padding, dilation, groups)
     check_same_shape(name, "grad_y", grad_y.shape, g.output_shape, "the output shape of this convolution")
-    with _blas_threads(grad_y, g.multiply_adds):
+    with _threads(name, grad_y, g.multiply_adds):
         return backend.implementation(name, grad_y)(grad_y, weight, g)
 
 
@@ -146,7 +146,7 @@ def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation, g
     weight_shape = check_shape_argument(name, "weight_shape", weight_shape, "(O, C/groups, KH, KW)")
     g = conv2d_geometry(name, x.shape, weight_shape, stride, padding, dilation, groups)
     check_same_shape(name, "grad_y", grad_y.shape, g.output_shape, "the output shape of this convolution")
-    with _blas_threads(grad_y, g.multiply_adds):
+    with _threads(name, grad_y, g.multiply_adds):
         return backend.implementation(name, grad_y)(grad_y, x, g)
 
 
@@ -333,7 +333,7 @@ def attention_forward(q, k, v, bias, scale):
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
         raise ValueError(f"{name}: scale must be a real number, got {scale!r}")
     multiply_adds = math.prod(q.shape[:-1]) * k.shape[-2] * (q.shape[-1] + v.shape[-1])  # q k^T, then P v
-    with _blas_threads(q, multiply_adds):
+    with _threads(name, q, multiply_adds):
         return backend.implementation(name, q)(q, k, v, bias, float(scale))
 
 

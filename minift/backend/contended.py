@@ -1,0 +1,73 @@
+"""Thread counts for large kernels while other work holds some of the cores: measured, not assumed.
+
+``minift.backend.threads`` sets its count to the *free* cores: with another process busy on
+one of two cores, one thread. For most work that is right -- a parallel job that splits
+its work evenly waits for its thread on the busy core -- but not for all of it. The
+scheduler shares the busy core between the other process and a thread of ours that sleeps
+between jobs, and gives a thread just woken its turn soon, so a long enough kernel may
+still finish sooner on two threads. Measured with another process busy on core 1 of the
+2-core development machine (``minift bench``, median ms on one / two threads): matmul 1024
+11.1 / 9.7, the blocked Numba GEMM at 2048 278 / 232; but matmul 512 1.5 / 16 in one run and
+1.5 / 1.0 (max 15x the median) in the next, and conv2d S2, split by images, 11.8 / 12.1.
+No rule on sizes fits all of these, so for each large kernel the count is measured.
+
+``ContendedChoice`` keeps, per kernel and size class (the bit length of its multiply-adds),
+the last ``RECENT`` call times on each candidate count -- the free cores, and all cores --
+and runs the candidate whose median is lower. Every ``gap`` calls it tries the other one
+again (the machine's other work comes and goes): ``FIRST_GAP`` calls at first, twice as
+many after each try that lost, up to ``MAX_GAP`` (a try that loses can cost ten times a
+call: matmul 512 at 16 against 1.5 ms), and back to ``FIRST_GAP`` when a try wins.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass
+class _Kernel:
+    """What is known of one kernel and size class: recent seconds per count, and when to try again."""
+
+    times: dict[int, deque] = field(default_factory=dict)
+    best: int | None = None
+    trying: int | None = None  # the count being tried again by the call under way, if any
+    calls: int = 0  # calls on the best count since the last try
+    gap: int = 0
+
+
+class ContendedChoice:
+    """The thread count for each large kernel call while other work holds cores (module docstring)."""
+
+    RECENT, FIRST_GAP, MAX_GAP = 3, 4, 256
+
+    def __init__(self):
+        self.kernels: dict[tuple[str, int], _Kernel] = {}
+
+    def choose(self, kernel: str, multiply_adds: int, counts: tuple[int, ...]) -> int:
+        """The count to run this call of ``kernel`` on, one of ``counts`` (then call ``record``)."""
+        state = self.kernels.setdefault((kernel, multiply_adds.bit_length()), _Kernel(gap=self.FIRST_GAP))
+        for count in counts:
+            state.times.setdefault(count, deque(maxlen=self.RECENT))
+        untried = [count for count in counts if not state.times[count]]
+        if untried:
+            state.trying = untried[0]
+            return untried[0]
+        state.best = min(counts, key=lambda count: statistics.median(state.times[count]))
+        state.calls += 1
+        if state.calls <= state.gap:
+            state.trying = None
+            return state.best
+        state.calls = 0
+        state.trying = min((count for count in counts if count != state.best), key=lambda count: abs(count - state.best))
+        return state.trying
+
+    def record(self, kernel: str, multiply_adds: int, count: int, seconds: float) -> None:
+        """The call ``choose`` gave ``count`` took ``seconds``."""
+        state = self.kernels[kernel, multiply_adds.bit_length()]
+        state.times[count].append(seconds)
+        if state.trying == count and state.best is not None:
+            won = statistics.median(state.times[count]) < statistics.median(state.times[state.best])
+            state.gap = self.FIRST_GAP if won else min(self.MAX_GAP, 2 * state.gap)
+        state.trying = None
