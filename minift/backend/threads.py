@@ -64,6 +64,12 @@ engineers' jobs (load average 17)::
 
 ``minift bench --threads 1,2,default`` shows the same for every row.
 
+**Large kernels under contention are measured.** Counting a busy core as taken is right
+for most work, but a thread of ours that sleeps between kernels still gets a share of it,
+and a long enough kernel may gain from it: while the policy leaves cores to other work,
+each kernel of ``PARALLEL_MIN_MULTIPLY_ADDS`` or more runs on the free-core count or on all
+cores, whichever its recent calls ran faster on (``minift.backend.contended``).
+
 **Matrix products: BLAS rests at one thread.** The count goes to Numba's pool as it is, but
 OpenBLAS runs a product on more than one thread only inside ``kernel_threads`` -- the
 contract wraps every CPU kernel that multiplies matrices in it -- and only when the
