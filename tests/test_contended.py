@@ -32,9 +32,10 @@ def test_the_other_count_is_tried_again_less_often_after_each_try_that_lost():
     choice = ContendedChoice()
     chosen = run(choice, {1: 1.0, 2: 3.0}, 1200)
     tries = [call for call, count in enumerate(chosen) if count == 2]
-    gaps = np.diff(tries) - 1  # calls on the best count between two tries
-    assert gaps[0] == choice.FIRST_GAP
-    assert all(b == min(2 * a, choice.MAX_GAP) for a, b in zip(gaps, gaps[1:]))
+    gaps = list(np.diff(tries) - 1)  # calls on the best count between two tries
+    settling = choice.RECENT - 1  # tries at the first gap until the record is full
+    assert gaps[:settling] == [choice.FIRST_GAP] * settling
+    assert all(b == min(2 * a, choice.MAX_GAP) for a, b in zip(gaps[settling - 1:], gaps[settling:]))
     assert gaps[-1] == choice.MAX_GAP
 
 

@@ -13,10 +13,13 @@ No rule on sizes fits all of these, so for each large kernel the count is measur
 
 ``ContendedChoice`` keeps, per kernel and size class (the bit length of its multiply-adds),
 the last ``RECENT`` call times on each candidate count -- the free cores, and all cores --
-and runs the candidate whose median is lower. Every ``gap`` calls it tries the other one
-again (the machine's other work comes and goes): ``FIRST_GAP`` calls at first, twice as
-many after each try that lost, up to ``MAX_GAP`` (a try that loses can cost ten times a
-call: matmul 512 at 16 against 1.5 ms), and back to ``FIRST_GAP`` when a try wins.
+and runs the candidate whose mean is lower: the mean, not the median, as a training run
+pays every call (matmul 512 on two threads, 1.0 ms on most calls and 16 on some, has the
+lower median and the higher mean). Every ``gap`` calls it tries the other one
+again (the machine's other work comes and goes): every ``FIRST_GAP`` calls until it has
+``RECENT`` calls on record (one unlucky call decides nothing), then twice as many calls
+after each try that lost, up to ``MAX_GAP`` (a try that loses can cost ten times a call:
+matmul 512 at 16 against 1.5 ms), and back to ``FIRST_GAP`` when a try wins.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class ContendedChoice:
         if untried:
             state.trying = untried[0]
             return untried[0]
-        state.best = min(counts, key=lambda count: statistics.median(state.times[count]))
+        state.best = min(counts, key=lambda count: statistics.fmean(state.times[count]))
         state.calls += 1
         if state.calls <= state.gap:
             state.trying = None
@@ -68,6 +71,9 @@ class ContendedChoice:
         state = self.kernels[kernel, multiply_adds.bit_length()]
         state.times[count].append(seconds)
         if state.trying == count and state.best is not None:
-            won = statistics.median(state.times[count]) < statistics.median(state.times[state.best])
-            state.gap = self.FIRST_GAP if won else min(self.MAX_GAP, 2 * state.gap)
+            won = statistics.fmean(state.times[count]) < statistics.fmean(state.times[state.best])
+            if won:
+                state.gap = self.FIRST_GAP
+            elif len(state.times[count]) == self.RECENT:  # lost on a full record, not on one unlucky call
+                state.gap = min(self.MAX_GAP, 2 * state.gap)
         state.trying = None
