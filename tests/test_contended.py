@@ -1,6 +1,8 @@
 """The measured thread count for large kernels under contention (``minift.backend.contended``),
 and how ``threads.kernel_threads`` uses it. Call times are fed explicitly: nothing is timed."""
 
+import time
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -81,6 +83,7 @@ def test_under_contention_a_large_kernel_tries_all_cores_and_a_small_one_stays_o
     for size in (LARGE - 1, LARGE, LARGE):
         with threads.kernel_threads("matmul", size):
             seen.append((threads.get_num_threads(), threads.blas_thread_count()))
+            time.sleep(ContendedChoice.MIN_SECONDS)  # a kernel long enough to be worth a try
         assert (threads.get_num_threads(), threads.blas_thread_count()) == (1, 1)  # at rest after each
     assert seen == [(1, 1), (1, 1), (2, 2)]  # small: free cores; large: free cores first, then all
 
@@ -103,3 +106,9 @@ def test_a_kernel_that_fails_is_not_measured_and_leaves_the_count_at_rest(conten
     state = threads.policy.contended.kernels["matmul", LARGE.bit_length()]
     assert all(len(times) == 0 for times in state.times.values())
     assert threads.get_num_threads() == 1
+
+
+def test_a_kernel_too_short_for_a_try_to_pay_stays_on_the_free_cores():
+    choice = ContendedChoice()
+    short = choice.MIN_SECONDS / 2
+    assert run(choice, {1: short, 2: short / 10}, 50) == [1] * 50

@@ -20,6 +20,14 @@ again (the machine's other work comes and goes): every ``FIRST_GAP`` calls until
 ``RECENT`` calls on record (one unlucky call decides nothing), then twice as many calls
 after each try that lost, up to ``MAX_GAP`` (a try that loses can cost ten times a call:
 matmul 512 at 16 against 1.5 ms), and back to ``FIRST_GAP`` when a try wins.
+
+A try that goes wrong costs a few of the scheduler's time slices (4 ms each) whatever the
+kernel's size -- matmul 512 and 1024 on two threads both took about 15 ms more on their bad
+calls -- so only a kernel that takes ``MIN_SECONDS`` (30 ms) or more on the free cores is
+tried on more: then a bad try costs at most about half a call. (Tried on every kernel of
+2**25 multiply-adds or more, ``minift bench``'s blocked GEMM at 512, 4 ms a call, had a
+default call 3.2x its median.) Measured, with another process busy on core 1: the blocked
+GEMM at 2048, 245 ms a call at the default against 298 on one thread before.
 """
 
 from __future__ import annotations
@@ -43,16 +51,21 @@ class _Kernel:
 class ContendedChoice:
     """The thread count for each large kernel call while other work holds cores (module docstring)."""
 
-    RECENT, FIRST_GAP, MAX_GAP = 3, 4, 256
+    RECENT, FIRST_GAP, MAX_GAP, MIN_SECONDS = 3, 4, 256, 0.03
 
     def __init__(self):
         self.kernels: dict[tuple[str, int], _Kernel] = {}
 
     def choose(self, kernel: str, multiply_adds: int, counts: tuple[int, ...]) -> int:
-        """The count to run this call of ``kernel`` on, one of ``counts`` (then call ``record``)."""
+        """The count to run this call of ``kernel`` on, one of ``counts`` -- the free-core count
+        first -- (then call ``record``)."""
         state = self.kernels.setdefault((kernel, multiply_adds.bit_length()), _Kernel(gap=self.FIRST_GAP))
         for count in counts:
             state.times.setdefault(count, deque(maxlen=self.RECENT))
+        free = state.times[counts[0]]
+        if free and statistics.fmean(free) < self.MIN_SECONDS:
+            state.trying = None
+            return counts[0]  # too short for a try to pay (module docstring)
         untried = [count for count in counts if not state.times[count]]
         if untried:
             state.trying = untried[0]
