@@ -40,7 +40,7 @@
 # No assert is about speed: timings vary from machine to machine and from minute to minute.
 
 # %%
-import minift  # first: it sets up the CPU thread pools before NumPy loads (minift/threads.py)
+import minift  # first: it sets up the CPU thread pools before NumPy loads (minift/backend/threads.py)
 
 import copy
 import inspect
@@ -254,18 +254,28 @@ if conv2d_direct_jit is not None:
 # Now the race, on the same block2-sized input: the NumPy reference (im2col with NumPy,
 # then one matrix product on OpenBLAS), our direct loops, and minift's Numba kernel
 # (im2col in compiled loops, then the same kind of matrix product; on several threads,
-# each thread runs both steps on its own share of the images).
+# each thread runs both steps on its own share of the images). The two backends run through
+# the contract, as training calls them, so that each gets the threads minift gives it.
 # `bench.measure` returns the median time of several calls after warm-up calls, which
 # also keep the compile time out of the measurement.
 
 # %%
 repeat, warmup = course.pick(7, 3), 1
-contenders = {"numpy reference (im2col + BLAS)": lambda: reference.conv2d_forward(x, weight, None, g)}
-if numba_ok:
-    from minift.kernels.numba import backend as numba_cpu
 
+
+def through_the_contract(backend):
+    """conv2d forward as training runs it: checked by the contract, with the threads its size
+    pays for (NumPy's BLAS gets more than one only around large products), on ``backend``."""
+    def forward():
+        with use_backend(backend):
+            return contract.conv2d_forward(x, weight, None, *geometry)
+    return forward
+
+
+contenders = {"numpy reference (im2col + BLAS)": through_the_contract("numpy")}
+if numba_ok:
     contenders["our direct loops (Numba)"] = lambda: conv2d_direct_jit(x, weight, 1)
-    contenders["minift numba (im2col + GEMM)"] = lambda: numba_cpu.conv2d_forward(x, weight, None, g)
+    contenders["minift numba (im2col + GEMM)"] = through_the_contract("numba")
 else:
     print("numba is not available, only the reference runs:", backends["numba"][1])
 seconds = {name: bench.measure(step, repeat, warmup) for name, step in contenders.items()}
