@@ -4,30 +4,30 @@
 one of two cores, one thread. For most work that is right -- a parallel job that splits
 its work evenly waits for its thread on the busy core -- but not for all of it. The
 scheduler shares the busy core between the other process and a thread of ours that sleeps
-between jobs, and gives a thread just woken its turn soon, so a long enough kernel may
-still finish sooner on two threads. Measured with another process busy on core 1 of the
-2-core development machine (``minift bench``, median ms on one / two threads): matmul 1024
-11.1 / 9.7, the blocked Numba GEMM at 2048 278 / 232; but matmul 512 1.5 / 16 in one run and
-1.5 / 1.0 (max 15x the median) in the next, and conv2d S2, split by images, 11.8 / 12.1.
-No rule on sizes fits all of these, so for each large kernel the count is measured.
+between jobs, and gives a thread just woken its turn soon, so a long kernel may still
+finish sooner on two threads. Measured with another process busy on core 1 of the 2-core
+development machine (``minift bench``, median ms on one / two threads): the blocked Numba
+GEMM at 2048 280-289 / 235-238, every call alike; matmul 1024 11.1 / 9.7, but per call two
+threads ran 9.6 or 13.7 by turns after first calls of 24-28, one thread 11.0 every call;
+matmul 512 1.5 / 16 in one run and 1.5 / 1.0 (max 15x the median) in the next; conv2d S2,
+split by images, 11.8 / 12.1. No rule on sizes fits all of these, so the count is measured.
 
 ``ContendedChoice`` keeps, per kernel and size class (the bit length of its multiply-adds),
 the last ``RECENT`` call times on each candidate count -- the free cores, and all cores --
 and runs the candidate whose mean is lower: the mean, not the median, as a training run
-pays every call (matmul 512 on two threads, 1.0 ms on most calls and 16 on some, has the
-lower median and the higher mean). Every ``gap`` calls it tries the other one
-again (the machine's other work comes and goes): every ``FIRST_GAP`` calls until it has
-``RECENT`` calls on record (one unlucky call decides nothing), then twice as many calls
-after each try that lost, up to ``MAX_GAP`` (a try that loses can cost ten times a call:
-matmul 512 at 16 against 1.5 ms), and back to ``FIRST_GAP`` when a try wins.
+pays every call (two threads have the lower median and the higher mean on matmul 512 and
+1024 above). It tries the other count again now and then (the machine's other work comes
+and goes): every ``FIRST_GAP`` calls until it has ``RECENT`` calls on record (one unlucky
+call decides nothing), then twice as many calls after each try that lost, up to
+``MAX_GAP``, and back to ``FIRST_GAP`` when a try wins.
 
 A try that goes wrong costs a few of the scheduler's time slices (4 ms each) whatever the
 kernel's size -- matmul 512 and 1024 on two threads both took about 15 ms more on their bad
 calls -- so only a kernel that takes ``MIN_SECONDS`` (30 ms) or more on the free cores is
 tried on more: then a bad try costs at most about half a call. (Tried on every kernel of
 2**25 multiply-adds or more, ``minift bench``'s blocked GEMM at 512, 4 ms a call, had a
-default call 3.2x its median.) Measured, with another process busy on core 1: the blocked
-GEMM at 2048, 245 ms a call at the default against 298 on one thread before.
+default call 3.2x its median.) With it, beside the busy process, the blocked GEMM at 2048
+ran 235-242 ms a call at the default (278 before: one thread).
 """
 
 from __future__ import annotations
