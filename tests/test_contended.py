@@ -19,7 +19,7 @@ def run(choice, seconds_on, calls, kernel="matmul", size=LARGE):
     """``calls`` calls of one kernel, each taking ``seconds_on[count]``; the counts chosen."""
     chosen = []
     for _ in range(calls):
-        count = choice.choose(kernel, size, (1, 2))
+        count = choice.choose(kernel, size, 1, 2)
         choice.record(kernel, size, count, seconds_on[count])
         chosen.append(count)
     return chosen

@@ -42,12 +42,12 @@ def environment() -> dict:
         numba_threads = numba.get_num_threads()  # what its parallel kernels use now
     variables = ("OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE", *threads.POLICY)
     thread_settings = {name: os.environ[name] for name in variables if name in os.environ}
+    # BLAS's threads for a large product (smaller ones run on one: threads.kernel_threads)
+    large_product_threads = threads.policy.blas_count(threads.get_num_threads(), threads.PARALLEL_MIN_MULTIPLY_ADDS)
     return {
         "backend": backend.get_backend(),
         "versions": versions,
-        # BLAS: the threads a large product runs on (smaller ones run on one, threads.kernel_threads)
-        "threads": {"blas": threads.policy.blas_count(threads.get_num_threads(), threads.PARALLEL_MIN_MULTIPLY_ADDS), "numba": numba_threads,
-                    "environment": thread_settings},
+        "threads": {"blas": large_product_threads, "numba": numba_threads, "environment": thread_settings},
         "blas": blas_pools(),
         "cpu": {"count": os.cpu_count(), "machine": platform.machine(), "system": platform.system()},
     }

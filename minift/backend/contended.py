@@ -42,8 +42,7 @@ class _Kernel:
     """What is known of one kernel and size class: recent seconds per count, and when to try again."""
 
     times: dict[int, deque] = field(default_factory=dict)
-    best: int | None = None
-    trying: int | None = None  # the count being tried again by the call under way, if any
+    best: int | None = None  # the count with the lower mean, as of the last choice
     calls: int = 0  # calls on the best count since the last try
     gap: int = 0
 
@@ -56,37 +55,32 @@ class ContendedChoice:
     def __init__(self):
         self.kernels: dict[tuple[str, int], _Kernel] = {}
 
-    def choose(self, kernel: str, multiply_adds: int, counts: tuple[int, ...]) -> int:
-        """The count to run this call of ``kernel`` on, one of ``counts`` -- the free-core count
-        first -- (then call ``record``)."""
+    def choose(self, kernel: str, multiply_adds: int, free: int, everything: int) -> int:
+        """The count to run this call of ``kernel`` on: ``free`` (the free cores) or
+        ``everything`` (all cores); then call ``record`` with what it took."""
         state = self.kernels.setdefault((kernel, multiply_adds.bit_length()), _Kernel(gap=self.FIRST_GAP))
-        for count in counts:
+        for count in (free, everything):
             state.times.setdefault(count, deque(maxlen=self.RECENT))
-        free = state.times[counts[0]]
-        if free and statistics.fmean(free) < self.MIN_SECONDS:
-            state.trying = None
-            return counts[0]  # too short for a try to pay (module docstring)
-        untried = [count for count in counts if not state.times[count]]
-        if untried:
-            state.trying = untried[0]
-            return untried[0]
-        state.best = min(counts, key=lambda count: statistics.fmean(state.times[count]))
+        if not state.times[free]:
+            return free
+        if statistics.fmean(state.times[free]) < self.MIN_SECONDS:
+            return free  # too short for a try to pay (module docstring)
+        if not state.times[everything]:
+            return everything
+        state.best = min((free, everything), key=lambda count: statistics.fmean(state.times[count]))
         state.calls += 1
         if state.calls <= state.gap:
-            state.trying = None
             return state.best
         state.calls = 0
-        state.trying = min((count for count in counts if count != state.best), key=lambda count: abs(count - state.best))
-        return state.trying
+        return everything if state.best == free else free  # a try of the other count
 
     def record(self, kernel: str, multiply_adds: int, count: int, seconds: float) -> None:
-        """The call ``choose`` gave ``count`` took ``seconds``."""
+        """The call ``choose`` gave ``count`` took ``seconds``; a call off the best count was a try."""
         state = self.kernels[kernel, multiply_adds.bit_length()]
         state.times[count].append(seconds)
-        if state.trying == count and state.best is not None:
-            won = statistics.fmean(state.times[count]) < statistics.fmean(state.times[state.best])
-            if won:
-                state.gap = self.FIRST_GAP
-            elif len(state.times[count]) == self.RECENT:  # lost on a full record, not on one unlucky call
-                state.gap = min(self.MAX_GAP, 2 * state.gap)
-        state.trying = None
+        if state.best is None or count == state.best:
+            return
+        if statistics.fmean(state.times[count]) < statistics.fmean(state.times[state.best]):
+            state.gap = self.FIRST_GAP  # the try won: the next choice takes it
+        elif len(state.times[count]) == self.RECENT:  # lost on a full record, not on one unlucky call
+            state.gap = min(self.MAX_GAP, 2 * state.gap)

@@ -64,12 +64,6 @@ engineers' jobs (load average 17)::
 
 ``minift bench --threads 1,2,default`` shows the same for every row.
 
-**Large kernels under contention are measured.** Counting a busy core as taken is right
-for most work, but a thread of ours that sleeps between kernels still gets a share of it,
-and a long enough kernel may gain from it: while the policy leaves cores to other work,
-each kernel of ``PARALLEL_MIN_MULTIPLY_ADDS`` or more runs on the free-core count or on all
-cores, whichever its recent calls ran faster on (``minift.backend.contended``).
-
 **Matrix products: BLAS rests at one thread.** The count goes to Numba's pool as it is, but
 OpenBLAS runs a product on more than one thread only inside ``kernel_threads`` -- the
 contract wraps every CPU kernel that multiplies matrices in it -- and only when the
@@ -87,6 +81,13 @@ the MLP step's eight products made the step 1.87 ms against 1.77 with BLAS resti
 (a 512 x 512 matmul on two threads: 857 against 844 us). Inside a ``split``
 (``minift.kernels.numba.parallel``) each share's products run on one BLAS thread, whatever
 their size. A BLAS call minift does not make (your own NumPy code) runs on one thread.
+
+**Large kernels under contention are measured.** Counting a busy core as taken is right
+for most work, but a thread of ours that sleeps between kernels still gets a share of it,
+and a long enough kernel may gain from it: while the policy leaves cores to other work,
+each kernel of ``PARALLEL_MIN_MULTIPLY_ADDS`` or more that takes 30 ms or more runs on the
+free-core count or on all cores, whichever its recent calls ran faster on, on average
+(``minift.backend.contended``).
 
 Choose a fixed count with ``MINIFT_NUM_THREADS=n`` or ``set_num_threads(n)`` (for
 reproducible runs: float32 sums may come out in another order on another thread count);
@@ -305,9 +306,10 @@ class ThreadPolicy:
         """The count for one call of ``kernel`` (``multiply_adds`` in its products), and whether
         it is a measured choice: while the policy leaves cores to other work, a large kernel's
         count is measured between the free cores and all (``minift.backend.contended``)."""
-        everything = cores()
-        if self.fixed is None and multiply_adds >= PARALLEL_MIN_MULTIPLY_ADDS and self.threads < everything:
-            return self.contended.choose(kernel, multiply_adds, (self.threads, everything)), True
+        if self.fixed is None and multiply_adds >= PARALLEL_MIN_MULTIPLY_ADDS:  # cheap tests first: a hot path
+            everything = cores()
+            if self.threads < everything:
+                return self.contended.choose(kernel, multiply_adds, self.threads, everything), True
         return self.threads, False
 
     def blas_count(self, count: int, multiply_adds: int) -> int:
