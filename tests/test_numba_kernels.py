@@ -535,10 +535,28 @@ def test_benchmark_sweeps_thread_counts_taking_turns():
     assert all(value == 8.0 for _, _, value in seen)
     for cell in cells:
         assert cell["max_over_median"] >= 1.0
-        fixed = [c["ms"] for c in cells if c["implementation"] == cell["implementation"] and c["threads"] != "default"]
-        expected = min(fixed) / cell["ms"] if cell["threads"] == "default" else None
+        assert cell["mean_ms"] == pytest.approx(cell["ms"])  # two calls: their median is their mean
+        fixed = [c["mean_ms"] for c in cells if c["implementation"] == cell["implementation"] and c["threads"] != "default"]
+        expected = min(fixed) / cell["mean_ms"] if cell["threads"] == "default" else None
         assert cell["vs_best"] == (None if expected is None else pytest.approx(expected))
     assert threads.policy.fixed is None  # the sweep hands the choice back to the policy
+
+
+def test_benchmark_vs_best_compares_means_not_medians(monkeypatch):
+    """A fixed count that is quick on most calls and stalls on one (two threads beside a busy
+    process) has the lower median and the higher mean: it is not the bar the default is held to."""
+    from minift import bench
+
+    calls = {1: [1.0, 1.0, 1.0], 2: [0.5, 0.5, 10.0], None: [1.0, 1.1, 1.0]}  # seconds per timed call
+    monkeypatch.setattr(bench, "measure_settings", lambda settings, repeat, warmup: {
+        (name, count): calls[count] for name, count in settings})
+    row = bench.Row("stalling", flops=None, make_step=lambda: (lambda: None))
+    cells = bench.run_benchmarks(rows=[row], repeat=3, warmup=0, print_table=False, thread_counts=(1, 2, None))
+    default = next(c for c in cells if c["implementation"] == "numpy" and c["threads"] == "default")
+    two = next(c for c in cells if c["implementation"] == "numpy" and c["threads"] == "2")
+    assert (two["ms"], two["mean_ms"]) == (pytest.approx(500.0), pytest.approx(11000.0 / 3))
+    assert default["vs_best"] == pytest.approx(3.0 / 3.1)  # one thread's mean over the default's; by medians 0.5
+    assert "mean" in bench.format_table(cells).splitlines()[0]
 
 
 @SETTINGS

@@ -15,12 +15,23 @@ Each implementation runs each row at every thread count of the sweep (``minift b
 cores), taking turns call by call so that they meet the same load: minift's
 implementations and counts all together, then PyTorch's counts. Each cell
 is the median time of ``repeat`` calls after ``warmup`` calls (the first call compiles the
-Numba kernels), the slowest call over the median, its GFLOP/s where the row counts its
-floating-point operations, its speed relative to the ``numpy`` and ``torch`` cells of the
-same row and threads (``2.0`` = twice as fast, ``0.5`` = half as fast), and, for the
-default, the best fixed count's time over the default's. Speed is measured here, never
-asserted by a test. Timings on a machine shared with other work are noisy: the header
-reports the load, the CPU and the BLAS kernels.
+Numba kernels), their mean, the slowest call over the median, its GFLOP/s where the row
+counts its floating-point operations, its speed relative to the ``numpy`` and ``torch``
+cells of the same row and threads (medians: ``2.0`` = twice as fast, ``0.5`` = half as
+fast), and, for the default, the best fixed count's mean over the default's.
+
+``vs best`` compares means because a training run pays for every call, and the median
+can pick a count that loses the run. Beside a busy process, two threads ran matmul 512 in
+1.0 ms on most calls and 16 on some: one run's two-thread cell had the median 1.05 ms and
+the mean 3.79 against one thread's 1.58 and 1.55 (the policy's default: 1.56 and 1.56);
+in the next run the same cell's median was 16.0 ms. Compared by medians, the default
+"lost" to two threads in one run of two (0.67); by means it came within 0.94 of the best
+fixed count on every row of six runs (idle, pinned to one core, beside a busy process;
+two each). The means are of the same few calls, so a cell with one slow call (max/med
+above 3) is a noisy one either way.
+
+Speed is measured here, never asserted by a test. Timings on a machine shared with other
+work are noisy: the header reports the load, the CPU and the BLAS kernels.
 
 To add a row, append to ``ROWS`` or to ``minift.bench.steps.STEP_ROWS`` (or pass ``rows=``):
 ``Row(name, flops, make_step, make_torch_step)``, where ``make_step()`` builds the data and returns a function of no
@@ -225,13 +236,14 @@ def _import_torch():
 THREAD_SWEEP = (1, 2, None)  # ``minift bench``'s default: one thread, two, and the policy (None)
 
 READING_GUIDE = (
-    "How to read this: each cell is the median of the timed calls (max/med: the slowest call over the median; "
-    "above 3, the machine got in the way). 'threads' is both pools' count: 1, 2, or 'default', minift's policy "
+    "How to read this: 'ms' is the median of the timed calls, 'mean' their mean (max/med: the slowest call over "
+    "the median; above 3, the machine got in the way). 'threads' is both pools' count: 1, 2, or 'default', minift's policy "
     "(as many as there are free cores; PyTorch: its own default, all cores). The minift cells of a row take "
     "turns, then PyTorch's (an untimed call after each switch, then a timed one), so they meet the same load. "
     "'vs numpy' and 'vs torch' compare with the same row and threads "
-    "(2.0 = twice as fast); 'vs best' is the fixed thread count that ran fastest over the default (1.00 = the "
-    "default matched it; 0.80 = the default took 1.25x as long)."
+    "(medians; 2.0 = twice as fast); 'vs best' is the lowest mean of a fixed thread count over the default's mean "
+    "(1.00 = the default matched it; 0.80 = the default took 1.25x as long): a run pays for every call, and a "
+    "count that is quick on most calls and stalls on some has the lower median and the higher mean."
 )
 
 
@@ -266,8 +278,8 @@ def run_benchmarks(rows: Sequence[Row] | None = None, repeat: int = 7, warmup: i
 
     ``thread_counts``: the thread counts to sweep, None for minift's policy (``minift.backend.threads``)
     and PyTorch's default. Returns a list of dicts with keys ``row``, ``implementation``, ``threads``
-    ("1", "2", "default"), ``ms`` (median), ``max_over_median``, ``gflops``, ``vs_numpy``, ``vs_torch``
-    and ``vs_best`` (None where not applicable).
+    ("1", "2", "default"), ``ms`` (median), ``mean_ms``, ``max_over_median``, ``gflops``, ``vs_numpy``,
+    ``vs_torch`` (medians) and ``vs_best`` (means; None where not applicable).
     """
     rows = default_rows() if rows is None else rows
     columns = implementations()
@@ -313,20 +325,22 @@ def _row_cells(row: Row, columns, torch, repeat: int, warmup: int, thread_counts
         settings = {("torch", count): (partial(_torch_setting, torch, count), step) for count in thread_counts}
         times.update(measure_settings(settings, repeat, warmup))
     median = {key: statistics.median(t) for key, t in times.items()}
+    mean = {key: statistics.fmean(t) for key, t in times.items()}
     cells = []
     for (name, count), t in median.items():
-        fixed = [median[name, c] for c in thread_counts if c is not None]
+        fixed = [mean[name, c] for c in thread_counts if c is not None]
         cells.append(
             {
                 "row": row.name,
                 "implementation": name,
                 "threads": _thread_label(count),
                 "ms": 1e3 * t,
+                "mean_ms": 1e3 * mean[name, count],
                 "max_over_median": max(times[name, count]) / t,
                 "gflops": None if row.flops is None else row.flops / t / 1e9,
                 "vs_numpy": median["numpy", count] / t if ("numpy", count) in median else None,
                 "vs_torch": median["torch", count] / t if ("torch", count) in median else None,
-                "vs_best": min(fixed) / t if count is None and fixed else None,
+                "vs_best": min(fixed) / mean[name, count] if count is None and fixed else None,
             }
         )
     return cells
@@ -387,13 +401,13 @@ def format_table(cells) -> str:
 
     width = max([len("workload")] + [len(c["row"]) for c in cells])
     lines = [
-        f"{'workload':<{width}}  {'implementation':<14} {'threads':>7} {'ms':>9} {'max/med':>7} {'GFLOP/s':>8} "
+        f"{'workload':<{width}}  {'implementation':<14} {'threads':>7} {'ms':>9} {'mean':>9} {'max/med':>7} {'GFLOP/s':>8} "
         f"{'vs numpy':>8} {'vs torch':>8} {'vs best':>8}"
     ]
     lines.append("-" * len(lines[0]))
     for cell in cells:
         lines.append(
-            f"{cell['row']:<{width}}  {cell['implementation']:<14} {cell['threads']:>7} {cell['ms']:>9.2f} "
+            f"{cell['row']:<{width}}  {cell['implementation']:<14} {cell['threads']:>7} {cell['ms']:>9.2f} {cell['mean_ms']:>9.2f} "
             f"{cell['max_over_median']:>7.1f} {number(cell['gflops'], 1)} {number(cell['vs_numpy'], 2)} "
             f"{number(cell['vs_torch'], 2)} {number(cell['vs_best'], 2)}"
         )
