@@ -329,7 +329,7 @@ def build_parser() -> Parser:
     bench = commands.add_parser("bench", help="time matmul, convolution and pooling on every backend",
                                 description="Time each kernel workload on every available backend (and PyTorch, "
                                             "if installed) and print one table. Timings on a busy machine are noisy.")
-    bench.add_argument("--repeat", type=positive_int, default=7, help="timed calls per cell; the median is shown "
+    bench.add_argument("--repeat", type=positive_int, default=7, help="timed calls per cell; their median and mean are shown "
                                                                       "(default %(default)s)")
     bench.add_argument("--warmup", type=non_negative_int, default=2,
                        help="untimed calls first, which compile the Numba kernels (default %(default)s)")
