@@ -146,6 +146,28 @@ def test_conv2d_backward_weight_matches_reference(case):
 
 
 @SETTINGS
+@given(st.integers(1, 7), st.integers(1, 7), st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       st.tuples(st.integers(0, 2), st.integers(0, 2)))
+def test_depthwise_stride_phases_hold_each_padded_element_once(height, width, stride, padding):
+    """The depthwise loops' layout (``grouped.py``): the padded plane split into stride phases,
+    each element where ``_phase_index`` says, the padding zero, and back again unchanged."""
+    from minift.kernels.numba import grouped
+
+    rows, pitch, _ = grouped._layout((height, width), (1, 1), stride, padding)
+    plane = np.arange(1.0, height * width + 1).reshape(height, width)
+    phases = np.zeros(stride[0] * stride[1] * rows * pitch)
+    grouped._plane_into_phases(plane, padding, stride, rows, pitch, phases)
+    padded = np.pad(plane, ((padding[0],) * 2, (padding[1],) * 2))
+    index = [grouped._phase_index(r, c, stride, rows, pitch) for r in range(padded.shape[0]) for c in range(padded.shape[1])]
+    assert len(set(index)) == padded.size and max(index) < phases.size  # one place each, inside the buffer
+    np.testing.assert_array_equal(phases[index], padded.ravel())
+    assert np.count_nonzero(phases) == plane.size  # the padding and the unused places zero
+    back = np.zeros_like(plane)
+    grouped._plane_from_phases(phases, padding, stride, rows, pitch, back)
+    np.testing.assert_array_equal(back, plane)
+
+
+@SETTINGS
 @given(conv_cases(dtypes=DTYPES, groups=st.just(1)))
 def test_conv2d_through_im2col_matches_reference(case):
     """The forward pass and the weight gradient on the im2col path alone (Winograd off, BLAS

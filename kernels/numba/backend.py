@@ -11,8 +11,9 @@ order and why it is fast:
 - ``conv.py``  conv2d forward and backward: im2col + GEMM (+ col2im) per chunk of images;
 - ``winograd.py`` conv2d forward and backward for 3x3 stride-1 kernels with enough channels:
   Winograd's F(2x2, 3x3), 16 GEMMs on transformed tiles (2.25x fewer multiplications);
-- ``grouped.py`` the conv2d kernels for every ``groups``: direct loops for depthwise
-  convolutions, ``winograd.py`` or ``conv.py`` otherwise (``conv.py`` per group);
+- ``grouped.py`` the conv2d kernels for every ``groups``: for depthwise convolutions one
+  vector loop per tap over the input plane split into stride phases, ``winograd.py`` or
+  ``conv.py`` otherwise (``conv.py`` per group);
 - ``pool.py``  max and average pooling, forward and backward;
 - ``transformer.py``  softmax with a mask, layer norm and GELU, fused, forward and backward;
 - ``batch_norm.py``  batch normalisation, fused, forward and backward: one task per channel;
