@@ -153,9 +153,9 @@ def test_depthwise_stride_phases_hold_each_padded_element_once(height, width, st
     each element where ``_phase_index`` says, the padding zero, and back again unchanged."""
     from minift.kernels.numba import grouped
 
-    rows, pitch, _ = grouped._layout((height, width), (1, 1), stride, padding)
+    rows, pitch, size, _ = grouped._layout((height, width), (1, 1), stride, padding)
     plane = np.arange(1.0, height * width + 1).reshape(height, width)
-    phases = np.zeros(stride[0] * stride[1] * rows * pitch)
+    phases = np.zeros(size)
     grouped._plane_into_phases(plane, padding, stride, rows, pitch, phases)
     padded = np.pad(plane, ((padding[0],) * 2, (padding[1],) * 2))
     index = [grouped._phase_index(r, c, stride, rows, pitch) for r in range(padded.shape[0]) for c in range(padded.shape[1])]

@@ -44,9 +44,10 @@ forward / backward input / backward weight: 10.1 / 10.6 / 11.9 ms row by row, 5.
   tap's dot product over a plane in the input's dtype (vectorised), the sums over images
   in float64.
 
-Copying in and out mirror each other (``_plane_into_phases`` / ``_plane_from_phases``,
-``_rows_into`` / ``_rows_from``): Numba types every branch, and the forward pass must
-accept read-only inputs, which one function writing either way would not compile for.
+The forward and backward-input kernels mirror each other (one the adjoint of the other), as
+do the copies in and out (``_plane_into_phases`` / ``_plane_from_phases``, ``_rows_into`` /
+``_rows_from``): they stay pairs because Numba types every branch, and the forward pass
+must accept read-only inputs, which one function writing either way would not compile for.
 Indices are ``uint64`` (see ``conv.py``: no negative-index check in the loop).
 """
 
@@ -63,11 +64,12 @@ from minift.kernels.numba.parallel import parallel_kernel
 
 @njit(cache=True)
 def _layout(in_hw, out_hw, stride, padding):
-    """``(rows, pitch, length)``: the rows and pitch of each stride phase of the padded input
-    plane, and the length of the flat output, laid out at the same pitch (module docstring)."""
+    """``(rows, pitch, size, length)``: the rows and pitch of each stride phase of the padded
+    input plane, the size of all ``sh * sw`` phases, and the length of the flat output, laid
+    out at the same pitch (module docstring)."""
     rows = -(-(in_hw[0] + 2 * padding[0]) // stride[0])
     pitch = -(-(in_hw[1] + 2 * padding[1]) // stride[1])
-    return rows, pitch, (out_hw[0] - 1) * pitch + out_hw[1]
+    return rows, pitch, stride[0] * stride[1] * rows * pitch, (out_hw[0] - 1) * pitch + out_hw[1]
 
 
 @njit(cache=True)
@@ -158,11 +160,11 @@ def depthwise_forward_kernel(x, weight, stride, padding, dilation, y):
     n_images, channels, height, width = x.shape
     outs, kh, kw = weight.shape
     multiplier = outs // channels
-    rows, pitch, length = _layout((height, width), y.shape[2:], stride, padding)
+    rows, pitch, size, length = _layout((height, width), y.shape[2:], stride, padding)
     starts = _tap_starts(kh, kw, dilation, stride, rows, pitch)
     for task in prange(n_images * channels):
         n, c = task // channels, task % channels
-        phases = np.zeros(stride[0] * stride[1] * rows * pitch, x.dtype)
+        phases = np.zeros(size, x.dtype)
         _plane_into_phases(x[n, c], padding, stride, rows, pitch, phases)
         flat = np.empty(length, y.dtype)
         for o in range(c * multiplier, (c + 1) * multiplier):
@@ -181,11 +183,11 @@ def depthwise_backward_input_kernel(grad_y, weight, stride, padding, dilation, g
     n_images, channels, height, width = grad_x.shape
     outs, kh, kw = weight.shape
     multiplier = outs // channels
-    rows, pitch, length = _layout((height, width), grad_y.shape[2:], stride, padding)
+    rows, pitch, size, length = _layout((height, width), grad_y.shape[2:], stride, padding)
     starts = _tap_starts(kh, kw, dilation, stride, rows, pitch)
     for task in prange(n_images * channels):
         n, c = task // channels, task % channels
-        phases = np.zeros(stride[0] * stride[1] * rows * pitch, grad_x.dtype)
+        phases = np.zeros(size, grad_x.dtype)
         flat = np.zeros(length, grad_y.dtype)  # the columns past Wo stay 0: they add nothing
         for o in range(c * multiplier, (c + 1) * multiplier):
             _rows_into(grad_y[n, o], flat, pitch)
@@ -203,11 +205,11 @@ def depthwise_backward_weight_kernel(grad_y, x, stride, padding, dilation, grad_
     n_images, channels, height, width = x.shape
     outs, kh, kw = grad_w.shape
     multiplier = outs // channels
-    rows, pitch, length = _layout((height, width), grad_y.shape[2:], stride, padding)
+    rows, pitch, size, length = _layout((height, width), grad_y.shape[2:], stride, padding)
     starts = _tap_starts(kh, kw, dilation, stride, rows, pitch)
     for o in prange(outs):
         sums = np.zeros(kh * kw)  # float64: the sum of N*Ho*Wo products
-        phases = np.zeros(stride[0] * stride[1] * rows * pitch, x.dtype)
+        phases = np.zeros(size, x.dtype)
         flat = np.zeros(length, grad_y.dtype)  # the columns past Wo stay 0: they add nothing
         for n in range(n_images):
             _plane_into_phases(x[n, o // multiplier], padding, stride, rows, pitch, phases)

@@ -25,9 +25,8 @@ can pick a count that loses the run. Beside a busy process, two threads ran matm
 1.0 ms on most calls and 16 on some: one run's two-thread cell had the median 1.05 ms and
 the mean 3.79 against one thread's 1.58 and 1.55 (the policy's default: 1.56 and 1.56);
 in the next run the same cell's median was 16.0 ms. Compared by medians, the default
-"lost" to two threads in one run of two (0.67); by means it came within 0.94 of the best
-fixed count on every row of six runs (idle, pinned to one core, beside a busy process;
-two each). The means are of the same few calls, so a cell with one slow call (max/med
+"lost" to two threads in one run of two (0.67); by means its ``vs best`` was 0.91 or more
+on every row of twelve runs (idle, pinned to one core, beside a busy process; four each). The means are of the same few calls, so a cell with one slow call (max/med
 above 3) is a noisy one either way.
 
 Speed is measured here, never asserted by a test. Timings on a machine shared with other
